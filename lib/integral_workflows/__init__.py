@@ -1,0 +1,6 @@
+"""Long-term INTEGRAL (IBIS/ISGRI, JEM-X) products through MMODA.
+
+The helper library of the notebooks in ``notebooks/``.
+"""
+
+__version__ = "0.1.0"
