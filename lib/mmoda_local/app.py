@@ -11,6 +11,7 @@ our own: ``local/stats`` (job and cache counters for tests) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -75,6 +76,10 @@ class Backend:
                                fault_draw=fault_drawer(config.seed, stall=config.faults.stall_job,
                                                        fail=config.faults.fail_job))
         self._fault_rng = np.random.default_rng([config.seed, 4242])
+        # what makes this server's products differ from another's: clients key their caches with it
+        identity = {"version": __version__, "seed": config.seed,
+                    "bodies": sorted(config.body_fluxes_mcrab.items())}
+        self.fingerprint = "mmoda_local-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
         self._fault_lock = threading.Lock()
         self.started_at = time.time()
 
@@ -139,7 +144,7 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
     @app.route("/local/health")
     def health():
         return json_response({"status": "ok", "version": __version__, "simulated": True,
-                              "uptime_s": time.time() - backend.started_at})
+                              "fingerprint": backend.fingerprint, "uptime_s": time.time() - backend.started_at})
 
     @app.route("/local/stats")
     def stats():
