@@ -1,0 +1,281 @@
+"""ScW images and mosaics: noise statistics, the Crab, inverse-variance mosaics, catalogue, FITS form."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from mmoda_local import CREATOR, ORIGIN, imaging, lightcurves
+from mmoda_local.instrument import instrument_for
+from mmoda_local.sky import Sky, date_to_ijd
+
+from .test_instrument import CRAB_DEC, CRAB_RA, scw_table
+
+#: A field with no catalogue source brighter than ~1 mCrab within 21°.
+EMPTY_RA, EMPTY_DEC = 10.0, 10.0
+
+
+@pytest.fixture(scope="module")
+def sky():
+    return Sky.default(seed=0)
+
+
+@pytest.fixture(scope="module")
+def isgri():
+    return instrument_for("isgri")
+
+
+def finite(values):
+    return values[np.isfinite(values)]
+
+
+def test_empty_field_significance_is_standard_normal(sky, isgri):
+    assert all(sky.spectral_parameters(i)["reference_mcrab"] < 3
+               for i in sky.sources_in_field(EMPTY_RA, EMPTY_DEC, 21.0, 1500.0).index)
+    image = imaging.scw_image(scw_table(ra=EMPTY_RA, dec=EMPTY_DEC, posangle=30.0)[0], sky, isgri, 30, 60)
+    values = finite(image.significance)
+    assert values.size > 100_000
+    assert abs(values.mean()) < 0.05 and abs(values.std() - 1) < 0.03
+    assert np.abs(values).max() < 6.5
+    combined = imaging.mosaic(scw_table(6, ra=EMPTY_RA, dec=EMPTY_DEC, dither_deg=2.0, posangle=None),
+                              sky, isgri, 20, 40)
+    values = finite(combined.significance)
+    assert abs(values.mean()) < 0.05 and abs(values.std() - 1) < 0.03
+    assert len(imaging.source_catalog(combined, sky, detection_threshold=7.0)) == 0
+
+
+def test_field_geometry(sky, isgri):
+    row = scw_table(ra=EMPTY_RA, dec=EMPTY_DEC, posangle=0.0)[0]
+    image = imaging.scw_image(row, sky, isgri, 30, 60)
+    centre = (image.grid.ny // 2, image.grid.nx // 2)
+    assert image.grid.nx == image.grid.ny == 2 * math.ceil(14.5 / isgri.pixel_deg) + 1
+    assert image.exposure[centre] == pytest.approx(2000.0)
+    assert image.exposure.max() == pytest.approx(2000.0)
+    # Outside the 29°×29° field: no variance, no intensity, no exposure.
+    rotated = imaging.scw_image(scw_table(ra=EMPTY_RA, dec=EMPTY_DEC, posangle=45.0)[0], sky, isgri, 30, 60)
+    assert rotated.grid.nx > image.grid.nx
+    assert np.isnan(rotated.variance[0, 0]) and np.isnan(rotated.intensity[0, 0])
+    assert rotated.exposure[0, 0] == 0.0
+    # Off axis the variance grows as 1/response².
+    x, y = image.grid.world_to_pixel(EMPTY_RA, EMPTY_DEC + 9.5)
+    off_axis = (int(round(float(y))), centre[1])
+    ratio = image.variance[off_axis] / image.variance[centre]
+    assert ratio == pytest.approx((image.exposure[centre] / image.exposure[off_axis]) ** 2, rel=1e-9)
+    assert ratio == pytest.approx(4.0, rel=0.1)
+
+
+def test_crab_is_detected_where_it_is(sky, isgri):
+    row = scw_table(ra=CRAB_RA, dec=CRAB_DEC, posangle=0.0, good_time=2000.0)[0]
+    image = imaging.scw_image(row, sky, isgri, 30, 60)
+    significance = np.nan_to_num(image.significance, nan=-np.inf)
+    peak_row, peak_col = np.unravel_index(np.argmax(significance), significance.shape)
+    x, y = image.grid.world_to_pixel(CRAB_RA, CRAB_DEC)
+    assert math.hypot(peak_col - float(x), peak_row - float(y)) <= 1.0
+    # On axis for 2 ks in 30-60 keV the Crab is at ~128 sigma (less the sub-pixel offset of the pixel centre).
+    sigma_pixels = isgri.psf_sigma_deg / isgri.pixel_deg
+    offset2 = (round(float(x)) - float(x)) ** 2 + (round(float(y)) - float(y)) ** 2
+    expected = 128.0 * math.exp(-0.5 * offset2 / sigma_pixels ** 2)
+    crab_rate = isgri.crab_band_rate(30, 60, row["TSTART"])
+    assert math.sqrt(image.variance[int(round(float(y))), int(round(float(x)))]) == \
+        pytest.approx(crab_rate / 128.0, rel=0.02)
+    assert image.value_at("significance", CRAB_RA, CRAB_DEC)[0] == pytest.approx(expected, abs=4.0)
+    catalog = imaging.source_catalog(image, sky, detection_threshold=7.0)
+    assert catalog["src_names"][0] == "Crab" and catalog["significance"][0] > 100
+    assert not any(name.startswith("NEW_") for name in catalog["src_names"])
+
+
+def test_one_scw_mosaic_is_the_scw_image(sky, isgri):
+    row = scw_table(posangle=12.0)[0]
+    single = imaging.scw_image(row, sky, isgri, 20, 40)
+    mosaic = imaging.mosaic(scw_table(posangle=12.0), sky, isgri, 20, 40)
+    assert mosaic.grid == single.grid
+    for plane in imaging.IMAGE_PLANES:
+        assert np.array_equal(getattr(mosaic, plane.lower()), getattr(single, plane.lower()), equal_nan=True)
+
+
+def test_mosaic_of_aligned_scws_is_the_inverse_variance_combination(sky, isgri):
+    rows = scw_table(3, posangle=20.0, step_days=0.5)
+    images = [imaging.scw_image(row, sky, isgri, 30, 60) for row in rows]
+    mosaic = imaging.mosaic(rows, sky, isgri, 30, 60)
+    assert mosaic.grid.shape == images[0].grid.shape
+    inverse = sum(1.0 / np.where(np.isfinite(im.variance), im.variance, np.inf) for im in images)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = sum(np.nan_to_num(im.intensity) / np.where(np.isfinite(im.variance), im.variance, np.inf)
+                        for im in images) / inverse
+        variance = 1.0 / inverse
+    inside = np.isfinite(mosaic.variance)
+    assert np.allclose(mosaic.intensity[inside], intensity[inside], rtol=1e-10)
+    assert np.allclose(mosaic.variance[inside], variance[inside], rtol=1e-10)
+    assert np.allclose(mosaic.significance[inside], intensity[inside] / np.sqrt(variance[inside]), rtol=1e-10)
+    assert np.allclose(mosaic.exposure, sum(im.exposure for im in images))
+    assert mosaic.ontime == pytest.approx(3 * 2000.0)
+
+
+def test_mosaic_of_dithered_scws_combines_nearest_pixels(sky, isgri):
+    rows = scw_table(4, dither_deg=3.0, posangle=None, seed=5)
+    images = [imaging.scw_image(row, sky, isgri, 30, 60) for row in rows]
+    mosaic = imaging.mosaic(rows, sky, isgri, 30, 60)
+    rng = np.random.default_rng(0)
+    rows_idx = rng.integers(0, mosaic.grid.ny, 400)
+    cols_idx = rng.integers(0, mosaic.grid.nx, 400)
+    ra, dec = mosaic.grid.pixel_to_world(cols_idx, rows_idx)
+    agree = 0
+    for k in range(len(ra)):
+        weights = np.array([1.0 / im.value_at("variance", ra[k], dec[k])[0] for im in images])
+        values = np.array([im.value_at("intensity", ra[k], dec[k])[0] for im in images])
+        usable = np.isfinite(weights)
+        if not usable.any():
+            assert np.isnan(mosaic.intensity[rows_idx[k], cols_idx[k]])
+            agree += 1
+            continue
+        expected = (values[usable] * weights[usable]).sum() / weights[usable].sum()
+        agree += math.isclose(mosaic.intensity[rows_idx[k], cols_idx[k]], expected, rel_tol=1e-9)
+    # Nearest-pixel choices can differ on exact half-pixel ties only.
+    assert agree >= 0.99 * len(ra)
+    # The mosaic centre is the mean pointing and it holds every field.
+    assert mosaic.grid.nx > images[0].grid.nx - 2
+    assert np.isfinite(mosaic.value_at("variance", CRAB_RA, CRAB_DEC)[0])
+
+
+def test_same_scw_same_noise_and_determinism(sky, isgri):
+    rows = scw_table(3, dither_deg=1.0, posangle=None)
+    first = imaging.scw_image(rows[1], sky, isgri, 30, 60)
+    again = imaging.scw_image(rows[1], sky, isgri, 30, 60)
+    assert np.array_equal(first.intensity, again.intensity, equal_nan=True)
+    other_seed = imaging.scw_image(rows[1], sky, isgri, 30, 60, seed=99)
+    assert not np.array_equal(first.intensity, other_seed.intensity, equal_nan=True)
+    other_band = imaging.scw_image(rows[1], sky, isgri, 20, 40)
+    assert not np.allclose(np.nan_to_num(first.significance), np.nan_to_num(other_band.significance))
+    mosaic_a = imaging.mosaic(rows, sky, isgri, 30, 60)
+    mosaic_b = imaging.mosaic(rows, sky, isgri, 30, 60)
+    assert np.array_equal(mosaic_a.intensity, mosaic_b.intensity, equal_nan=True)
+    bytes_a, bytes_b = io.BytesIO(), io.BytesIO()
+    imaging.mosaic_hdulist(mosaic_a).writeto(bytes_a)
+    imaging.mosaic_hdulist(mosaic_b).writeto(bytes_b)
+    assert bytes_a.getvalue() == bytes_b.getvalue()
+
+
+def test_psf_fit_in_images_agrees_with_light_curves(sky, isgri):
+    rows = scw_table(60, dither_deg=3.0, posangle=None, step_days=0.2, seed=11)
+    curve = lightcurves.lightcurve_arrays(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=1e5)
+    assert len(curve["RATE"]) == 60
+    sigma_pixels = isgri.psf_sigma_deg / isgri.pixel_deg
+    pulls = []
+    for k, row in enumerate(rows):
+        image = imaging.scw_image(row, sky, isgri, 30, 60)
+        x, y = (float(v) for v in image.grid.world_to_pixel(CRAB_RA, CRAB_DEC))
+        r0, c0 = int(round(y)), int(round(x))
+        rr, cc = np.mgrid[r0 - 3:r0 + 4, c0 - 3:c0 + 4]
+        template = np.exp(-0.5 * ((cc - x) ** 2 + (rr - y) ** 2) / sigma_pixels ** 2)
+        amplitude = (template * image.intensity[rr, cc]).sum() / (template ** 2).sum()
+        pulls.append((amplitude - curve["RATE"][k]) / curve["ERROR"][k])
+    pulls = np.array(pulls)
+    # Independent noise of equal size (the unweighted PSF fit is ~15 % noisier than the pixel sigma).
+    assert abs(pulls.mean()) < 0.45
+    assert 1.15 < pulls.std() < 1.85
+
+
+def test_injected_jupiter_is_found_at_its_position(isgri):
+    bright = Sky.default(body_fluxes_mcrab={"jupiter": 300.0})
+    ijd = date_to_ijd("2015-03-01")
+    ra, dec = bright.body_position("jupiter", ijd)
+    rows = scw_table(1, ra=float(ra) + 2.0, dec=float(dec) - 1.0, ijd=ijd, posangle=0.0)
+    image = imaging.scw_image(rows[0], bright, isgri, 20, 40)
+    catalog = imaging.source_catalog(image, bright, detection_threshold=7.0)
+    assert "Jupiter" in list(catalog["src_names"])
+    row = list(catalog["src_names"]).index("Jupiter")
+    assert catalog["significance"][row] > 20
+    assert catalog["ra"][row] == pytest.approx(float(bright.body_position("jupiter", rows[0]["TSTART"] + 0.0127)[0]),
+                                               abs=0.01)
+    plain = imaging.source_catalog(imaging.scw_image(rows[0], Sky.default(), isgri, 20, 40), Sky.default())
+    assert "Jupiter" not in list(plain["src_names"])
+
+
+def test_catalog_columns_and_selected_catalog(sky, isgri):
+    rows = scw_table(2, posangle=0.0)
+    image = imaging.mosaic(rows, sky, isgri, 30, 60)
+    catalog = imaging.source_catalog(image, sky, detection_threshold=7.0)
+    assert tuple(catalog.colnames) == imaging.CATALOG_COLUMNS
+    assert catalog["meta_ID"].dtype == np.int64 and catalog["NEW_SOURCE"].dtype == np.int64
+    assert catalog["significance"].dtype == np.float64
+    assert np.all(catalog["significance"] > 7.0)
+    # A user catalogue replaces the reference one: its entries are kept and measured; the Crab is new then.
+    selected = [("somewhere", CRAB_RA + 3.0, CRAB_DEC), ("far away", 250.0, -40.0)]
+    custom = imaging.source_catalog(image, sky, detection_threshold=7.0, selected_catalog=selected)
+    names = list(custom["src_names"])
+    assert names[:2] == ["somewhere", "far away"] or set(names[:2]) == {"somewhere", "far away"}
+    assert np.isnan(custom["significance"][names.index("far away")])
+    assert abs(custom["significance"][names.index("somewhere")]) < 6
+    new = [k for k, name in enumerate(names) if name.startswith("NEW_")]
+    assert len(new) >= 1 and custom["NEW_SOURCE"][new[0]] == 1
+    assert custom["ra"][new[0]] == pytest.approx(CRAB_RA, abs=0.05)
+    assert custom["dec"][new[0]] == pytest.approx(CRAB_DEC, abs=0.05)
+    assert 0 < custom["ERR_RAD"][new[0]] < 0.02
+    as_dicts = imaging.source_catalog(image, sky, selected_catalog=[{"src_names": "x", "ra": CRAB_RA,
+                                                                     "dec": CRAB_DEC}])
+    assert as_dicts["src_names"][0] == "x" and as_dicts["significance"][0] > 100
+
+
+@pytest.mark.parametrize("instrument_name, band, extname, intensity_type", [
+    ("isgri", (30.0, 60.0), "ISGR-MOSA-IMA", "INTENSITY"),
+    ("jemx2", (3.0, 10.0), "JMX2-MOSA-IMA", "RECONSTRUCTED"),
+])
+def test_mosaic_hdulist_is_like_the_real_one(sky, instrument_name, band, extname, intensity_type):
+    instrument = instrument_for(instrument_name)
+    rows = scw_table(2, posangle=None, dither_deg=0.5)
+    hdulist, catalog, image = imaging.image_products(rows, sky, instrument, *band)
+    buffer = io.BytesIO()
+    hdulist.writeto(buffer)
+    buffer.seek(0)
+    with fits.open(buffer) as read:
+        assert [hdu.name for hdu in read] == ["PRIMARY", "GROUPING"] + [extname] * 4
+        assert read[0].data is None
+        grouping = read[1]
+        assert grouping.header["GRPNAME"] == f"{extname}-IDX"
+        assert list(grouping.data["IMATYPE"]) == [intensity_type, "VARIANCE", "SIGNIFICANCE", "EXPOSURE"]
+        for column in ("MEMBER_XTENSION", "MEMBER_NAME", "MEMBER_VERSION", "MEMBER_POSITION", "MEMBER_LOCATION",
+                       "MEMBER_URI_TYPE", "CHANMIN", "CHANMAX", "E_MIN", "E_MEAN", "E_MAX", "TFIRST", "TLAST",
+                       "TELAPSE", "ONTIME"):
+            assert column in grouping.columns.names
+        for hdu, imatype in zip(read[2:], [intensity_type, "VARIANCE", "SIGNIFICANCE", "EXPOSURE"]):
+            header = hdu.header
+            assert header["IMATYPE"] == imatype
+            assert hdu.data.dtype == np.dtype(">f4")
+            assert header["RADESYS"] == "FK5" and header["EQUINOX"] == 2000.0
+            assert (header["E_MIN"], header["E_MAX"]) == band
+            assert header["TELESCOP"] == "INTEGRAL" and header["INSTRUME"] == instrument.instrume
+            assert header.get("DETNAM") == instrument.detnam
+            assert (header["MJDREF"], header["TIMESYS"], header["TIMEUNIT"]) == (51544.0, "TT", "d")
+            assert header["TSTART"] < header["TSTOP"] and header["ONTIME"] == pytest.approx(4000.0)
+            assert header["ORIGIN"] == ORIGIN and header["CREATOR"] == CREATOR
+            assert "SIMULATED" in str(header["COMMENT"])
+            wcs = WCS(header)
+            assert wcs.has_celestial
+            x, y = wcs.world_to_pixel_values(CRAB_RA, CRAB_DEC)
+            gx, gy = image.grid.world_to_pixel(CRAB_RA, CRAB_DEC)
+            assert float(x) == pytest.approx(float(gx), abs=1e-6) and float(y) == pytest.approx(float(gy), abs=1e-6)
+        assert np.allclose(read[4].data, image.significance.astype(np.float32), equal_nan=True)
+    assert len(catalog) >= 1 and catalog["src_names"][0] == "Crab"
+
+
+def test_products_survive_the_oda_api_encoding(sky, isgri):
+    from oda_api.data_products import NumpyDataProduct, NumpyDataUnit
+    hdulist, _, _ = imaging.image_products(scw_table(1), sky, isgri, 30, 60)
+    product = NumpyDataProduct([NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdulist], name="mosaic_image")
+    decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode())))
+    rebuilt = decoded.to_fits_hdu_list()
+    assert [hdu.name for hdu in rebuilt] == [hdu.name for hdu in hdulist]
+    assert np.array_equal(rebuilt[2].data, hdulist[2].data, equal_nan=True)
+
+
+def test_mosaic_grid_is_capped(sky, isgri):
+    spread = scw_table(2, posangle=0.0)
+    spread["RA_SCX"][1] = (CRAB_RA + 150.0) % 360
+    grid = imaging.mosaic_grid(spread, isgri)
+    assert grid.nx <= 2 * imaging.MAX_HALF_PIXELS + 1 and grid.ny <= 2 * imaging.MAX_HALF_PIXELS + 1
