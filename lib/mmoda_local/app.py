@@ -266,6 +266,13 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
             if job.status == DONE:
                 backend.counters.add("answers_served_from_cache")
                 return _answer_done(context, job)
+            if parameters.get("query_type") == "Dummy":
+                # the real dispatcher answers Dummy queries synchronously
+                job = backend.jobs.wait(job.job_id)
+                if job.status == DONE:
+                    return _answer_done(context, job)
+                if job.status == FAILED:
+                    return _answer_failed(context, job)
             return _answer_running(context, job, first=True)
         if query_status == "failed":
             return json_response(protocol.run_analysis_answer(

@@ -68,6 +68,11 @@ def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dic
         ``NumpyDataProduct.encode()`` output, free of the ``null`` substring.
     """
     mark_simulated(hdul)
+    for hdu in hdul:
+        if isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)) and hdu.data is not None \
+                and hdu.data.dtype.byteorder in ("<", "="):
+            # as read from a FITS file by the real backend: big-endian arrays
+            hdu.data = hdu.data.astype(hdu.data.dtype.newbyteorder(">"))
     units = [NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdul]
     product = NumpyDataProduct(units, name=name, meta_data=meta_data)
     encoded = product.encode()

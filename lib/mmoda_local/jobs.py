@@ -240,6 +240,14 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def wait(self, job_id: str, *, timeout_s: float = 600.0) -> Job | None:
+        """Wait until a job is done or failed (or stalled, or the timeout passes); return it."""
+        deadline = time.time() + timeout_s
+        job = self.get(job_id)
+        while job is not None and job.status in (QUEUED, RUNNING) and time.time() < deadline:
+            time.sleep(0.01)
+        return job
+
     def result(self, job_id: str) -> dict | None:
         """Return the stored result of a finished job."""
         return self._results.get(job_id)

@@ -83,7 +83,8 @@ def _image(parameters, rows, instrument, sky, seed, selected, family) -> dict:
 
     hdul, catalog, _ = image_products(rows, sky, instrument, parameters["E1_keV"], parameters["E2_keV"], seed=seed,
                                       detection_threshold=parameters["detection_threshold"],
-                                      selected_catalog=selected, centre=_centre(parameters, rows))
+                                      selected_catalog=selected, include_new_sources=selected is None,
+                                      centre=_centre(parameters, rows))
     meta = {"product": "mosaic", "instrument": family, "src_name": ""}
     return {"numpy_data_product_list": [encode_numpy_product(hdul, name="mosaic_image", meta_data=meta)],
             "catalog": catalog_dict(catalog)}

@@ -32,9 +32,14 @@ class ServerThread:
         Port; 0 picks a free one.
     analysis : object, optional
         Replacement for the product computation (tests of the protocol only).
+    quiet : bool, optional
+        Silence the per-request access log.
     """
 
-    def __init__(self, config: ServerConfig, *, port: int = 0, analysis=None):
+    def __init__(self, config: ServerConfig, *, port: int = 0, analysis=None, quiet: bool = True):
+        if quiet:
+            # one access-log line per poll drowns a notebook or a test log
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.config = config
         self.app = create_app(config, analysis=analysis)
         self._server = make_server("127.0.0.1", port, self.app, threaded=True)
