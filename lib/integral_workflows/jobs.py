@@ -1,0 +1,597 @@
+"""Many MMODA jobs that lose nothing: split, submit, poll, retry, cache, account.
+
+MMODA accepts at most ``s_max`` ScWs per job (50 for ordinary users), so a
+long period becomes many asynchronous jobs. This module
+
+- splits a ScW list into chunks (:func:`split_into_chunks`): ``s_max > 0``
+  ScWs per job, ``-1`` one job per revolution, ``< -1`` groups of ``|s_max|``
+  revolutions;
+- submits the chunks with bounded concurrency and polls them
+  (:class:`JobRunner`), retrying transient faults (connection errors, HTTP
+  500, failed or stalled jobs) with exponential backoff up to a limit;
+- isolates the ScWs the backend cannot analyse (radiation belts, no data: the
+  AnalysisException answer): they are removed from their chunk, retried once
+  alone, then recorded as *skipped* with the backend's reason, while the rest
+  of the chunk goes on;
+- caches every finished chunk on disk (:class:`ChunkCache`), keyed by its
+  normalised parameters, so an interrupted run resumes and a repeated run
+  sends no job;
+- records the outcome of every ScW (*done*, *skipped* with the reason, or
+  *failed* with the error) in :class:`RunRecord`, which the run's manifest
+  stores. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import requests
+from oda_api.api import (DataCollection, DispatcherAPI, DispatcherException, FailedToFindAnyUsefulResults,
+                         RemoteException, RequestNotUnderstood, Unauthorized, UserError)
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+#: Bump when the cached content or key changes meaning.
+CACHE_VERSION = 1
+
+SCW_ID = re.compile(r"\d{12}\.\d{3}")
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+class FatalRequestError(RuntimeError):
+    """The backend refuses the request itself (bad parameters, missing rights): retrying cannot help."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """ScWs analysed by one MMODA job.
+
+    Attributes
+    ----------
+    index : int
+        Position in the run.
+    scw_ids : tuple of str
+        ``RRRRPPPPSSSF.VVV`` ids, in time order.
+    label : str
+        Human-readable name (``chunk007`` or ``rev0665``).
+    """
+
+    index: int
+    scw_ids: tuple
+    label: str
+
+    @property
+    def revolutions(self) -> list[str]:
+        return sorted({scw[:4] for scw in self.scw_ids})
+
+
+def split_into_chunks(scw_ids: Sequence[str], *, s_max: int) -> list[Chunk]:
+    """Split ScWs into the chunks MMODA will analyse, one job each.
+
+    Parameters
+    ----------
+    scw_ids : sequence of str
+        ScW ids with version (``RRRRPPPPSSSF.VVV``); sorted and deduplicated here.
+    s_max : int
+        ``> 0``: at most ``s_max`` ScWs per job; ``-1``: one job per
+        revolution; ``< -1``: one job per group of ``|s_max|`` consecutive
+        revolutions (among those present).
+
+    Returns
+    -------
+    list of Chunk
+    """
+    if s_max == 0:
+        raise ValueError("s_max=0 is not allowed: use > 0 (ScWs per job), -1 (per revolution) "
+                         "or < -1 (groups of |s_max| revolutions)")
+    ordered = sorted(set(scw_ids))
+    bad = [scw for scw in ordered if not SCW_ID.fullmatch(scw)]
+    if bad:
+        raise ValueError(f"ScW ids must look like RRRRPPPPSSSF.VVV, got {bad[:5]}")
+    if s_max > 0:
+        groups = [ordered[i:i + s_max] for i in range(0, len(ordered), s_max)]
+        return [Chunk(i, tuple(g), f"chunk{i:03d}") for i, g in enumerate(groups)]
+    by_revolution: dict[str, list[str]] = {}
+    for scw in ordered:
+        by_revolution.setdefault(scw[:4], []).append(scw)
+    revolutions = sorted(by_revolution)
+    per_group = 1 if s_max == -1 else -s_max
+    chunks = []
+    for i in range(0, len(revolutions), per_group):
+        group = revolutions[i:i + per_group]
+        scws = [scw for rev in group for scw in by_revolution[rev]]
+        label = f"rev{group[0]}" if len(group) == 1 else f"rev{group[0]}-{group[-1]}"
+        chunks.append(Chunk(len(chunks), tuple(scws), label))
+    return chunks
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductRequest:
+    """An MMODA product query, without its ScW list.
+
+    Attributes
+    ----------
+    instrument : str
+        ``isgri`` or ``jemx``.
+    product : str
+        ``isgri_image``, ``isgri_lc``, ``isgri_spectrum``, ``jemx_image``...
+    parameters : Mapping
+        Query parameters (``E1_keV``, ``E2_keV``, ``osa_version``,
+        ``integral_data_rights``, ``detection_threshold``, ``time_bin``,
+        ``jemx_num``, ``selected_catalog``, ``RA``, ``DEC``, ``T1``, ``T2``...).
+    """
+
+    instrument: str
+    product: str
+    parameters: Mapping
+
+    def query(self, scw_ids: Sequence[str]) -> dict:
+        """Keyword arguments for ``DispatcherAPI.get_product``."""
+        return dict(self.parameters, instrument=self.instrument, product=self.product, product_type="Real",
+                    scw_list=list(scw_ids))
+
+    def cache_key(self, scw_ids: Sequence[str], *, backend: str) -> str:
+        """Key of a chunk's result: the normalised query, its ScWs and the backend's identity."""
+        normalised = {"version": CACHE_VERSION, "backend": backend, "instrument": self.instrument,
+                      "product": self.product, "scws": sorted(scw_ids),
+                      "parameters": {k: _normalise(v) for k, v in sorted(self.parameters.items())}}
+        return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _normalise(value):
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return str(value)
+
+
+@dataclasses.dataclass
+class Piece:
+    """A finished job's products, covering some of a chunk's ScWs."""
+
+    chunk: Chunk
+    scw_ids: tuple
+    job_id: str
+    response_json: dict
+    from_cache: bool
+
+    def data_collection(self) -> DataCollection:
+        """Decode the products with oda_api (as ``get_product`` returns them)."""
+        return DataCollection.from_response_json(self.response_json, self.response_json.get("_instrument", ""),
+                                                 self.response_json.get("_product", ""))
+
+
+class ChunkCache:
+    """Finished chunk answers on disk, gzip-compressed JSON, one file per key.
+
+    Parameters
+    ----------
+    folder : Path
+        Cache folder (created if needed).
+    """
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.json.gz"
+
+    def get(self, key: str) -> dict | None:
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with gzip.open(path, "rt") as handle:
+                return json.load(handle)
+        except (OSError, json.JSONDecodeError, EOFError):
+            log.warning("ignoring an unreadable cache entry %s", path)
+            return None
+
+    def put(self, key: str, record: dict) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with gzip.open(tmp, "wt", compresslevel=1) as handle:
+            json.dump(record, handle)
+        tmp.replace(path)
+
+
+@dataclasses.dataclass
+class ScwOutcome:
+    """What became of one ScW."""
+
+    scw_id: str
+    status: str
+    chunk: str
+    reason: str = ""
+    job_id: str = ""
+    attempts: int = 0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """Outcomes of a chunked run: every ScW, every job, the timings."""
+
+    outcomes: dict = dataclasses.field(default_factory=dict)
+    jobs: list = dataclasses.field(default_factory=list)
+    pieces: list = dataclasses.field(default_factory=list)
+    started: float = dataclasses.field(default_factory=time.time)
+    finished: float | None = None
+    submissions: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+
+    def counts(self) -> dict:
+        counts = {DONE: 0, SKIPPED: 0, FAILED: 0}
+        for outcome in self.outcomes.values():
+            counts[outcome.status] += 1
+        return counts
+
+    def scws(self, status: str) -> list[str]:
+        return sorted(scw for scw, outcome in self.outcomes.items() if outcome.status == status)
+
+    def as_dict(self) -> dict:
+        """JSON-safe summary for the manifest."""
+        return {
+            "counts": self.counts(),
+            "submissions": self.submissions,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+            "elapsed_s": (self.finished or time.time()) - self.started,
+            "jobs": self.jobs,
+            "scws": {scw: outcome.as_dict() for scw, outcome in sorted(self.outcomes.items())},
+        }
+
+
+class _TransientError(Exception):
+    """A fault worth retrying: the request itself is fine."""
+
+
+class _ScwsRejected(Exception):
+    """The backend could not analyse some ScWs (AnalysisException / no data)."""
+
+    def __init__(self, reasons: dict[str, str], message: str):
+        super().__init__(message)
+        self.reasons = reasons
+        self.message = message
+
+
+@dataclasses.dataclass
+class RetryPolicy:
+    """How hard to try.
+
+    Attributes
+    ----------
+    max_attempts : int
+        Submissions of one chunk before its ScWs are recorded as failed.
+    backoff_s : float
+        First wait after a transient fault; doubles each time, up to ``max_backoff_s``.
+    poll_interval_s : float
+        Time between polls of a running job (grows slowly to ``max_poll_interval_s``).
+    stall_timeout_s : float
+        A job whose progress does not change for this long while running is
+        resubmitted.
+    queue_timeout_s : float or None
+        A job left waiting in the backend's queue longer than this is resubmitted.
+    """
+
+    max_attempts: int = 6
+    backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    poll_interval_s: float = 1.0
+    max_poll_interval_s: float = 10.0
+    stall_timeout_s: float = 900.0
+    queue_timeout_s: float | None = None
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, attempt - 1))
+
+
+class JobRunner:
+    """Runs the chunks of a product request against an MMODA dispatcher.
+
+    Parameters
+    ----------
+    url : str
+        Dispatcher URL (always explicit; see :mod:`integral_workflows.hosts`).
+    backend_id : str
+        Identity of the backend for the cache key (the URL for a real MMODA,
+        a fingerprint of the simulation for the local one).
+    token : str or None, optional
+        MMODA token (from ``ODA_TOKEN`` / ``.oda-token``); never logged.
+    cache : ChunkCache or None, optional
+        Where finished chunks are kept.
+    max_concurrent : int, optional
+        Jobs in flight at once.
+    retry : RetryPolicy, optional
+        Retry and polling settings.
+    progress : bool, optional
+        Show a progress bar (terminal or notebook).
+    """
+
+    def __init__(self, url: str, *, backend_id: str, token: str | None = None, cache: ChunkCache | None = None,
+                 max_concurrent: int = 4, retry: RetryPolicy | None = None, progress: bool = True):
+        self.url = url
+        self.backend_id = backend_id
+        self._token = token
+        self.cache = cache
+        self.max_concurrent = max(1, int(max_concurrent))
+        self.retry = retry or RetryPolicy()
+        self.progress = progress
+        self._lock = threading.Lock()
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def run(self, request: ProductRequest, chunks: Iterable[Chunk], *, record: RunRecord | None = None,
+            description: str = "") -> RunRecord:
+        """Run every chunk; return the record of pieces and ScW outcomes.
+
+        Raises
+        ------
+        FatalRequestError
+            If the backend refuses the request itself (after recording every
+            ScW not yet done as failed).
+        """
+        chunks = list(chunks)
+        record = record or RunRecord()
+        total = sum(len(c.scw_ids) for c in chunks)
+        state = {"running": 0, "done": 0, "failed": 0, "skipped": 0}
+        bar = tqdm(total=total, unit="ScW", desc=description or request.product, disable=not self.progress,
+                   dynamic_ncols=True, leave=True)
+
+        def update(**changes):
+            with self._lock:
+                for key, delta in changes.items():
+                    state[key] += delta
+                bar.set_postfix(chunks_running=state["running"], done=state["done"], skipped=state["skipped"],
+                                failed=state["failed"], refresh=False)
+
+        fatal: list[BaseException] = []
+
+        def work(chunk: Chunk):
+            update(running=1)
+            try:
+                self._run_chunk(request, chunk, record, bar, update)
+            except FatalRequestError as exc:
+                fatal.append(exc)
+                self._record(record, chunk.scw_ids, FAILED, chunk, reason=str(exc))
+                update(failed=len(chunk.scw_ids))
+                bar.update(len(chunk.scw_ids))
+            finally:
+                update(running=-1)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="mmoda-chunk") as pool:
+                futures = [pool.submit(work, chunk) for chunk in chunks]
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+        finally:
+            bar.close()
+            record.finished = time.time()
+        for scw in (s for c in chunks for s in c.scw_ids):
+            if scw not in record.outcomes:
+                # every ScW must end somewhere: this would be a bug, make it visible
+                self._record(record, [scw], FAILED, None, reason="no outcome recorded (internal error)")
+        if fatal:
+            raise FatalRequestError(str(fatal[0])) from fatal[0]
+        return record
+
+    # -- one chunk ---------------------------------------------------------------------------------------------
+    def _run_chunk(self, request: ProductRequest, chunk: Chunk, record: RunRecord, bar, update) -> None:
+        pending = list(chunk.scw_ids)
+        alone_tried: set[str] = set()
+        attempts = 0
+        while pending:
+            try:
+                piece = self._obtain(request, chunk, pending, record)
+            except _ScwsRejected as rejected:
+                rejected_scws = [s for s in pending if s in rejected.reasons] or \
+                    ([pending[0]] if len(pending) == 1 else [])
+                if not rejected_scws:
+                    # the backend named no ScW: isolate by halves
+                    half = len(pending) // 2
+                    self._run_subchunk(request, chunk, pending[:half], record, bar, update)
+                    pending = pending[half:]
+                    continue
+                for scw in rejected_scws:
+                    pending.remove(scw)
+                    reason = rejected.reasons.get(scw, rejected.message)
+                    if len(chunk.scw_ids) > 1 and scw not in alone_tried and len(rejected_scws) < len(chunk.scw_ids):
+                        alone_tried.add(scw)
+                        self._retry_alone(request, chunk, scw, reason, record, bar, update)
+                    else:
+                        self._record(record, [scw], SKIPPED, chunk, reason=reason)
+                        update(skipped=1)
+                        bar.update(1)
+                continue
+            except _TransientError as exc:
+                attempts += 1
+                with self._lock:
+                    record.retries += 1
+                if attempts >= self.retry.max_attempts:
+                    log.error("%s: giving up after %d attempts: %s", chunk.label, attempts, exc)
+                    self._record(record, pending, FAILED, chunk, reason=f"{exc} (after {attempts} attempts)",
+                                 attempts=attempts)
+                    update(failed=len(pending))
+                    bar.update(len(pending))
+                    return
+                wait = self.retry.backoff(attempts)
+                log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", chunk.label, exc, wait, attempts + 1,
+                            self.retry.max_attempts)
+                time.sleep(wait)
+                continue
+            self._accept(record, piece, attempts + 1)
+            update(done=len(piece.scw_ids))
+            bar.update(len(piece.scw_ids))
+            return
+
+    def _run_subchunk(self, request, chunk, scws, record, bar, update) -> None:
+        sub = Chunk(chunk.index, tuple(scws), f"{chunk.label}/part")
+        self._run_chunk(request, sub, record, bar, update)
+
+    def _retry_alone(self, request, chunk, scw, first_reason, record, bar, update) -> None:
+        """Give a rejected ScW one more chance alone, so one bad ScW never hides a good one."""
+        alone = Chunk(chunk.index, (scw,), f"{chunk.label}/{scw}")
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                piece = self._obtain(request, alone, [scw], record)
+            except _ScwsRejected as rejected:
+                reason = rejected.reasons.get(scw, rejected.message) or first_reason
+                self._record(record, [scw], SKIPPED, chunk, reason=reason, attempts=attempt + 1)
+                update(skipped=1)
+                bar.update(1)
+                return
+            except _TransientError as exc:
+                with self._lock:
+                    record.retries += 1
+                if attempt == self.retry.max_attempts:
+                    self._record(record, [scw], FAILED, chunk, reason=str(exc), attempts=attempt + 1)
+                    update(failed=1)
+                    bar.update(1)
+                    return
+                time.sleep(self.retry.backoff(attempt))
+                continue
+            self._accept(record, piece, attempt + 1)
+            update(done=1)
+            bar.update(1)
+            return
+
+    def _accept(self, record: RunRecord, piece: Piece, attempts: int) -> None:
+        with self._lock:
+            record.pieces.append(piece)
+            record.jobs.append({"chunk": piece.chunk.label, "job_id": piece.job_id, "scws": len(piece.scw_ids),
+                                "from_cache": piece.from_cache})
+        self._record(record, piece.scw_ids, DONE, piece.chunk, job_id=piece.job_id, attempts=attempts)
+
+    def _record(self, record: RunRecord, scws, status, chunk, *, reason="", job_id="", attempts=0) -> None:
+        with self._lock:
+            for scw in scws:
+                record.outcomes[scw] = ScwOutcome(scw, status, chunk.label if chunk else "", reason, job_id, attempts)
+
+    # -- one job -----------------------------------------------------------------------------------------------
+    def _obtain(self, request: ProductRequest, chunk: Chunk, scws: Sequence[str], record: RunRecord) -> Piece:
+        """Return the products of ``scws``, from the cache or from one MMODA job."""
+        key = request.cache_key(scws, backend=self.backend_id)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                with self._lock:
+                    record.cache_hits += 1
+                log.info("%s: %d ScWs from the cache", chunk.label, len(scws))
+                return Piece(chunk, tuple(scws), cached.get("job_monitor", {}).get("job_id", ""), cached, True)
+        with self._lock:
+            record.submissions += 1
+        response_json = self._submit_and_wait(request, chunk, scws)
+        response_json["_instrument"], response_json["_product"] = request.instrument, request.product
+        if self.cache is not None:
+            self.cache.put(key, response_json)
+        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], response_json, False)
+
+    def _dispatcher(self) -> DispatcherAPI:
+        disp = DispatcherAPI(url=self.url, instrument="mock", wait=False)
+        # retries are ours (with backoff and accounting), not oda_api's 200 x 10 s
+        disp.n_max_tries = 1
+        disp.retry_sleep_s = 0.0
+        return disp
+
+    def _submit_and_wait(self, request: ProductRequest, chunk: Chunk, scws: Sequence[str]) -> dict:
+        disp = self._dispatcher()
+        query = request.query(scws)
+        if self._token:
+            query["token"] = self._token
+        started = time.time()
+        try:
+            disp.get_product(silent=True, **query)
+            last_change, last_seen = time.time(), None
+            interval = self.retry.poll_interval_s
+            failed_polls = 0
+            while not disp.is_complete:
+                time.sleep(interval)
+                interval = min(self.retry.max_poll_interval_s, interval * 1.25)
+                try:
+                    disp.poll()
+                    failed_polls = 0
+                except (RemoteException, DispatcherException, requests.RequestException, RuntimeError) as exc:
+                    if isinstance(exc, FailedToFindAnyUsefulResults) or disp.is_complete:
+                        raise
+                    failed_polls += 1
+                    if failed_polls >= self.retry.max_attempts:
+                        raise _TransientError(f"{failed_polls} polls of job {disp.job_id} failed in a row "
+                                              f"({type(exc).__name__})") from exc
+                    # a poll that failed in transit: the job itself may be fine, poll again
+                    log.debug("%s: poll failed (%s), polling again", chunk.label, type(exc).__name__)
+                    continue
+                seen = (disp.query_status, len(disp.response_json["job_monitor"].get("full_report_dict_list", [])))
+                if seen != last_seen:
+                    last_seen, last_change = seen, time.time()
+                limit = self.retry.stall_timeout_s if disp.query_status == "progress" else self.retry.queue_timeout_s
+                if limit is not None and time.time() - last_change > limit:
+                    raise _TransientError(f"job {disp.job_id} made no progress for {limit:.0f} s "
+                                          f"(status {disp.query_status}): resubmitting")
+            if disp.is_failed:
+                disp.process_failure()
+        except (Unauthorized, RequestNotUnderstood, UserError) as exc:
+            raise FatalRequestError(f"{chunk.label}: MMODA refused the request: {exc}") from exc
+        except FailedToFindAnyUsefulResults as exc:
+            raise _ScwsRejected(_rejected_scws(exc, scws), _failure_text(exc)) from exc
+        except RemoteException as exc:
+            text = _failure_text(exc)
+            reasons = _rejected_scws(exc, scws) if "AnalysisException" in text else {}
+            if reasons:
+                raise _ScwsRejected(reasons, text) from exc
+            raise _TransientError(f"job failed: {exc.message.strip()[:200] or 'no message'}") from exc
+        except DispatcherException as exc:
+            raise _TransientError(f"dispatcher error: {str(exc)[:200]}") from exc
+        except (requests.RequestException, ConnectionError) as exc:
+            raise _TransientError(f"connection problem: {type(exc).__name__}") from exc
+        except RuntimeError as exc:
+            raise _TransientError(f"unexpected answer: {str(exc)[:200]}") from exc
+        log.info("%s: job %s done (%d ScWs) in %.1f s", chunk.label, disp.job_id, len(scws), time.time() - started)
+        return disp.response_json
+
+
+def _failure_text(exc: RemoteException) -> str:
+    return " ".join(part for part in (getattr(exc, "message", ""), getattr(exc, "debug_message", "")) if part)
+
+
+def _rejected_scws(exc: RemoteException, scws: Sequence[str]) -> dict[str, str]:
+    """Which ScWs the backend rejected, and why, from its failure message.
+
+    The local backend writes ``AnalysisException:{"scws": [...], "reasons": {...}}``;
+    otherwise any ScW id quoted in the message is taken as rejected.
+    """
+    text = getattr(exc, "debug_message", "") or ""
+    reasons: dict[str, str] = {}
+    payload = text.split(":", 1)[1] if ":" in text else ""
+    try:
+        details = json.loads(payload)
+    except (json.JSONDecodeError, ValueError):
+        details = None
+    if isinstance(details, dict) and isinstance(details.get("reasons"), dict):
+        reasons = {scw: str(reason) for scw, reason in details["reasons"].items()}
+    if not reasons:
+        quoted = set(SCW_ID.findall(text))
+        reasons = {scw: text.strip() for scw in scws if scw in quoted}
+    if not reasons and len(scws) == 1:
+        reasons = {scws[0]: text.strip() or "no useful data (FailedToFindAnyUsefulResults)"}
+    if not reasons and "scwlist empty" in text:
+        reasons = {scw: "the backend found no data" for scw in scws}
+    return reasons

@@ -1,0 +1,372 @@
+"""Sky mosaics: read MMODA mosaic products, combine chunks, find sources, write FITS, regions and plots.
+
+MMODA returns one mosaic per job (``mosaic_image_0_mosaic``: PRIMARY,
+GROUPING and four image extensions typed by ``IMATYPE``: INTENSITY (or
+RECONSTRUCTED for JEM-X), VARIANCE, SIGNIFICANCE, EXPOSURE). A long-term
+mosaic is the inverse-variance weighted combination of the chunk mosaics on a
+common grid (:func:`combine`)::
+
+    I = Σ(I_k / V_k) / Σ(1 / V_k),  V = 1 / Σ(1 / V_k),  S = I / √V,  EXPOSURE = Σ EXPOSURE_k
+
+Chunks are resampled onto the common grid with ``reproject``; by default with
+nearest-neighbour sampling, which keeps each pixel's variance exact (an
+interpolation would average neighbouring noise and make the variance map lie),
+and which is exact when the chunks share their tangent point, as MMODA
+mosaics of one source do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from reproject import reproject_interp
+
+log = logging.getLogger(__name__)
+
+INTENSITY_TYPES = ("INTENSITY", "RECONSTRUCTED")
+
+
+@dataclasses.dataclass
+class SkyMosaic:
+    """A mosaic: intensity, variance and exposure maps on one celestial grid.
+
+    Attributes
+    ----------
+    intensity : numpy.ndarray
+        Count rate (ct/s), NaN outside the coverage.
+    variance : numpy.ndarray
+        Variance of ``intensity``, NaN outside the coverage.
+    exposure : numpy.ndarray
+        Effective exposure (s).
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the maps.
+    meta : dict
+        FITS keywords worth keeping (instrument, band, times, origin...).
+    """
+
+    intensity: np.ndarray
+    variance: np.ndarray
+    exposure: np.ndarray
+    wcs: WCS
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def significance(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.intensity / np.sqrt(self.variance)
+
+    @property
+    def shape(self) -> tuple:
+        return self.intensity.shape
+
+    @property
+    def simulated(self) -> bool:
+        """True when the products came from the local (simulated) MMODA."""
+        return bool(self.meta.get("SIMULATD")) or "SIMULATED" in str(self.meta.get("ORIGIN", ""))
+
+    @classmethod
+    def from_hdus(cls, hdus: Sequence) -> "SkyMosaic":
+        """Build from image HDUs carrying ``IMATYPE`` (as in MMODA mosaic products)."""
+        maps, header = {}, None
+        for hdu in hdus:
+            imatype = str(hdu.header.get("IMATYPE", "")).strip().upper()
+            if hdu.data is None or imatype == "":
+                continue
+            key = "INTENSITY" if imatype in INTENSITY_TYPES else imatype
+            maps[key] = np.asarray(hdu.data, dtype=float)
+            if key == "INTENSITY":
+                header = hdu.header
+        missing = {"INTENSITY", "VARIANCE"} - set(maps)
+        if missing:
+            raise ValueError(f"mosaic product lacks the {sorted(missing)} image(s); found {sorted(maps)}")
+        wcs = WCS(header).celestial
+        exposure = maps.get("EXPOSURE", np.where(np.isfinite(maps["VARIANCE"]), 1.0, 0.0))
+        keep = ("TELESCOP", "INSTRUME", "DETNAM", "E_MIN", "E_MAX", "TSTART", "TSTOP", "MJDREF", "TIMESYS",
+                "ORIGIN", "CREATOR", "SIMULATD", "BUNIT")
+        meta = {k: header[k] for k in keep if k in header}
+        variance = np.where(maps["VARIANCE"] > 0, maps["VARIANCE"], np.nan)
+        return cls(maps["INTENSITY"], variance, exposure, wcs, meta)
+
+    @classmethod
+    def from_product(cls, product) -> "SkyMosaic":
+        """Build from an oda_api ``NumpyDataProduct`` (``data.mosaic_image_0_mosaic``)."""
+        hdus = [unit.to_fits_hdu() for unit in product.data_unit]
+        return cls.from_hdus(hdus)
+
+    @classmethod
+    def from_data_collection(cls, collection) -> "SkyMosaic":
+        """Find the mosaic in an oda_api ``DataCollection``."""
+        for product in collection._p_list:
+            meta = getattr(product, "meta_data", {}) or {}
+            if meta.get("product") == "mosaic" or getattr(product, "name", "") == "mosaic_image":
+                return cls.from_product(product)
+        raise ValueError("no mosaic image in this data collection")
+
+    @classmethod
+    def read(cls, path: Path | str) -> "SkyMosaic":
+        """Read a mosaic FITS file written by :meth:`write` or by MMODA."""
+        with fits.open(path) as hdul:
+            hdul.verify("silentfix")
+            return cls.from_hdus([hdu.copy() for hdu in hdul])
+
+    def to_hdulist(self, *, extname: str = "MOSA-IMA", provenance: dict | None = None) -> fits.HDUList:
+        """Four image extensions (INTENSITY, VARIANCE, SIGNIFICANCE, EXPOSURE) with WCS and provenance."""
+        primary = fits.PrimaryHDU()
+        for key, value in {**self.meta, **(provenance or {})}.items():
+            primary.header[key[:8]] = value
+        hdus = [primary]
+        for imatype, data, unit in (("INTENSITY", self.intensity, "count/s"), ("VARIANCE", self.variance,
+                                                                                 "count2/s2"),
+                                    ("SIGNIFICANCE", self.significance, ""), ("EXPOSURE", self.exposure, "s")):
+            hdu = fits.ImageHDU(np.asarray(data, dtype=np.float32), header=self.wcs.to_header(), name=extname)
+            hdu.header["IMATYPE"] = imatype
+            if unit:
+                hdu.header["BUNIT"] = unit
+            for key, value in self.meta.items():
+                if key not in hdu.header:
+                    hdu.header[key[:8]] = value
+            hdus.append(hdu)
+        return fits.HDUList(hdus)
+
+    def write(self, path: Path | str, *, provenance: dict | None = None, overwrite: bool = False) -> Path:
+        """Write the mosaic as FITS; returns the path."""
+        path = Path(path)
+        self.to_hdulist(provenance=provenance).writeto(path, overwrite=overwrite)
+        return path
+
+    def value_at(self, coord: SkyCoord) -> tuple[float, float]:
+        """Intensity and its 1σ error at a sky position (bilinear, sub-pixel; no truncation)."""
+        x, y = self.wcs.world_to_pixel(coord)
+        return _bilinear(self.intensity, x, y), float(np.sqrt(_bilinear(self.variance, x, y)))
+
+
+def _bilinear(image: np.ndarray, x: float, y: float) -> float:
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    if not (0 <= x0 < image.shape[1] - 1 and 0 <= y0 < image.shape[0] - 1):
+        return float("nan")
+    fx, fy = x - x0, y - y0
+    block = image[y0:y0 + 2, x0:x0 + 2]
+    weights = np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
+    return float(np.sum(block * weights))
+
+
+def common_grid(mosaics: Sequence[SkyMosaic], *, margin: int = 1) -> tuple[WCS, tuple]:
+    """A grid covering every mosaic, with the first one's projection and pixel scale.
+
+    The grid is the first mosaic's WCS with its reference pixel shifted by
+    whole pixels, so chunks that share a tangent point land on it exactly.
+    """
+    reference = mosaics[0].wcs
+    xs, ys = [], []
+    for mosaic in mosaics:
+        ny, nx = mosaic.shape
+        covered = np.isfinite(mosaic.variance)
+        rows = np.flatnonzero(covered.any(axis=1))
+        cols = np.flatnonzero(covered.any(axis=0))
+        if rows.size == 0:
+            continue
+        corners_x = np.array([cols[0], cols[-1], cols[0], cols[-1]], dtype=float)
+        corners_y = np.array([rows[0], rows[0], rows[-1], rows[-1]], dtype=float)
+        world = mosaic.wcs.pixel_to_world(corners_x, corners_y)
+        px, py = reference.world_to_pixel(world)
+        xs.extend(px)
+        ys.extend(py)
+    if not xs:
+        raise ValueError("none of the mosaics covers any sky")
+    x_min, x_max = int(np.floor(np.min(xs))) - margin, int(np.ceil(np.max(xs))) + margin
+    y_min, y_max = int(np.floor(np.min(ys))) - margin, int(np.ceil(np.max(ys))) + margin
+    target = reference.deepcopy()
+    target.wcs.crpix = reference.wcs.crpix - np.array([x_min, y_min])
+    return target, (y_max - y_min + 1, x_max - x_min + 1)
+
+
+def combine(mosaics: Sequence[SkyMosaic], *, wcs: WCS | None = None, shape: tuple | None = None,
+            order: str = "nearest-neighbor") -> SkyMosaic:
+    """Inverse-variance weighted combination of mosaics on a common grid.
+
+    Parameters
+    ----------
+    mosaics : sequence of SkyMosaic
+        Chunk mosaics (same instrument and band).
+    wcs, shape : optional
+        Target grid; :func:`common_grid` by default.
+    order : str, optional
+        ``reproject_interp`` order; nearest-neighbour keeps variances exact.
+
+    Returns
+    -------
+    SkyMosaic
+    """
+    if not mosaics:
+        raise ValueError("nothing to combine")
+    if wcs is None:
+        wcs, shape = common_grid(mosaics)
+    weight_sum = np.zeros(shape)
+    weighted = np.zeros(shape)
+    exposure = np.zeros(shape)
+    for mosaic in mosaics:
+        weight = np.where(np.isfinite(mosaic.variance) & (mosaic.variance > 0), 1.0 / mosaic.variance, 0.0)
+        signal = np.where(weight > 0, np.nan_to_num(mosaic.intensity) * weight, 0.0)
+        for image, accumulator in ((weight, weight_sum), (signal, weighted),
+                                   (np.nan_to_num(mosaic.exposure), exposure)):
+            resampled, footprint = reproject_interp((image, mosaic.wcs), wcs, shape_out=shape, order=order)
+            accumulator += np.where(footprint > 0, np.nan_to_num(resampled), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = np.where(weight_sum > 0, weighted / weight_sum, np.nan)
+        variance = np.where(weight_sum > 0, 1.0 / weight_sum, np.nan)
+    meta = dict(mosaics[0].meta)
+    starts = [m.meta["TSTART"] for m in mosaics if "TSTART" in m.meta]
+    stops = [m.meta["TSTOP"] for m in mosaics if "TSTOP" in m.meta]
+    if starts:
+        meta["TSTART"], meta["TSTOP"] = min(starts), max(stops)
+    return SkyMosaic(intensity, variance, exposure, wcs, meta)
+
+
+def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None = None,
+                 match_radius_deg: float | None = None, include_new_sources: bool = True,
+                 box_size: int = 5) -> Table:
+    """Find excesses above ``threshold`` σ and name them from a catalogue.
+
+    Parameters
+    ----------
+    mosaic : SkyMosaic
+        The mosaic to search.
+    threshold : float
+        Detection threshold in σ (significance map).
+    catalog : astropy.table.Table, optional
+        Known sources with ``name``, ``ra``, ``dec`` (deg).
+    match_radius_deg : float, optional
+        Association radius; 1.5 pixels by default.
+    include_new_sources : bool, optional
+        Keep excesses without a catalogue counterpart (named ``NEW_1``, ``NEW_2``...).
+    box_size : int, optional
+        Peak-finding box in pixels (photutils ``find_peaks``).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``name, ra, dec, significance, rate, rate_error, x, y, new_source``,
+        sorted by decreasing significance.
+    """
+    from photutils.detection import find_peaks
+
+    significance = mosaic.significance
+    mask = ~np.isfinite(significance)
+    peaks = find_peaks(np.where(mask, 0.0, significance), threshold, box_size=box_size, mask=mask,
+                       centroid_func=None)
+    columns = {"name": [], "ra": [], "dec": [], "significance": [], "rate": [], "rate_error": [], "x": [], "y": [],
+               "new_source": []}
+    if peaks is not None and len(peaks):
+        pixel_deg = float(np.mean(np.abs(mosaic.wcs.proj_plane_pixel_scales()).astype(float)))
+        radius = match_radius_deg if match_radius_deg is not None else 1.5 * pixel_deg
+        x, y = np.asarray(peaks["x_peak"], float), np.asarray(peaks["y_peak"], float)
+        x, y = _refine(significance, x, y)
+        world = mosaic.wcs.pixel_to_world(x, y)
+        known_names = np.array([])
+        if catalog is not None and len(catalog):
+            known = SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
+            index, separation, _ = world.match_to_catalog_sky(known)
+            known_names = np.asarray(catalog["name"]).astype(str)
+        new_counter = 0
+        used = set()
+        order = np.argsort(-np.asarray(peaks["peak_value"], float))
+        for i in order:
+            name, is_new = None, False
+            if known_names.size and separation[i].deg <= radius and index[i] not in used:
+                name = str(known_names[index[i]])
+                used.add(index[i])
+            elif not include_new_sources:
+                continue
+            else:
+                new_counter += 1
+                name, is_new = f"NEW_{new_counter}", True
+            rate, error = mosaic.value_at(world[i])
+            columns["name"].append(name)
+            columns["ra"].append(world[i].ra.deg)
+            columns["dec"].append(world[i].dec.deg)
+            columns["significance"].append(float(peaks["peak_value"][i]))
+            columns["rate"].append(rate)
+            columns["rate_error"].append(error)
+            columns["x"].append(x[i])
+            columns["y"].append(y[i])
+            columns["new_source"].append(is_new)
+    table = Table(columns, dtype=[str, float, float, float, float, float, float, float, bool])
+    table["ra"].unit = table["dec"].unit = u.deg
+    table["rate"].unit = table["rate_error"].unit = u.ct / u.s
+    table.meta["threshold"] = threshold
+    return table
+
+
+def _refine(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel peak position from a 3×3 parabolic fit around each peak."""
+    fx, fy = x.copy(), y.copy()
+    for k, (xi, yi) in enumerate(zip(x.astype(int), y.astype(int))):
+        if 1 <= xi < image.shape[1] - 1 and 1 <= yi < image.shape[0] - 1:
+            left, centre, right = image[yi, xi - 1], image[yi, xi], image[yi, xi + 1]
+            down, up = image[yi - 1, xi], image[yi + 1, xi]
+            denominator_x = left - 2 * centre + right
+            denominator_y = down - 2 * centre + up
+            if np.isfinite(denominator_x) and denominator_x < 0:
+                fx[k] = xi + 0.5 * (left - right) / denominator_x
+            if np.isfinite(denominator_y) and denominator_y < 0:
+                fy[k] = yi + 0.5 * (down - up) / denominator_y
+    return fx, fy
+
+
+def write_region_file(sources: Table, path: Path | str, *, radius_deg: float = 0.2) -> Path:
+    """Write a DS9 region file with a labelled circle per source (``regions`` package)."""
+    from regions import CircleSkyRegion, Regions
+
+    shapes = []
+    for row in sources:
+        region = CircleSkyRegion(SkyCoord(row["ra"] * u.deg, row["dec"] * u.deg), radius_deg * u.deg)
+        region.meta["text"] = f"{row['name']} ({row['significance']:.1f}σ)"
+        region.visual["color"] = "red" if row["new_source"] else "green"
+        shapes.append(region)
+    path = Path(path)
+    Regions(shapes).write(str(path), format="ds9", overwrite=True)
+    return path
+
+
+def plot(mosaic: SkyMosaic, *, sources: Table | None = None, title: str = "", path: Path | str | None = None,
+         vmin: float = -3.0, vmax: float | None = None, ax=None):
+    """Significance map with WCS axes and labelled sources; saved as PNG when ``path`` is given."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig = plt.figure(figsize=(8, 7))
+        ax = fig.add_subplot(projection=mosaic.wcs)
+    else:
+        fig = ax.figure
+    significance = mosaic.significance
+    finite = significance[np.isfinite(significance)]
+    top = vmax if vmax is not None else (float(np.percentile(finite, 99.8)) if finite.size else 10.0)
+    image = ax.imshow(significance, origin="lower", cmap="magma", vmin=vmin, vmax=max(top, vmin + 1))
+    fig.colorbar(image, ax=ax, label="significance (σ)", shrink=0.8)
+    ax.coords[0].set_axislabel("RA")
+    ax.coords[1].set_axislabel("Dec")
+    ax.coords.grid(color="white", alpha=0.25, linestyle=":")
+    if sources is not None:
+        for row in sources:
+            ax.plot(row["x"], row["y"], marker="o", markersize=14, markerfacecolor="none",
+                    markeredgecolor="red" if row["new_source"] else "lime")
+            ax.text(row["x"] + 4, row["y"] + 4, row["name"], color="white", fontsize=8)
+    band = ""
+    if "E_MIN" in mosaic.meta:
+        band = f" {mosaic.meta['E_MIN']:g}–{mosaic.meta['E_MAX']:g} keV"
+    label = title or f"{mosaic.meta.get('INSTRUME', '')}{band}"
+    if mosaic.simulated:
+        label += "  [SIMULATED DATA]"
+    ax.set_title(label)
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
