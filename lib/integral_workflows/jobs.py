@@ -163,18 +163,34 @@ def _normalise(value):
 
 @dataclasses.dataclass
 class Piece:
-    """A finished job's products, covering some of a chunk's ScWs."""
+    """A finished job's products, covering some of a chunk's ScWs.
+
+    With a cache, the answer stays on disk and is read when needed, so a
+    full-mission run does not hold hundreds of answers in memory.
+    """
 
     chunk: Chunk
     scw_ids: tuple
     job_id: str
-    response_json: dict
     from_cache: bool
+    cache: "ChunkCache | None" = None
+    cache_key: str = ""
+    answer: dict | None = None
+
+    @property
+    def response_json(self) -> dict:
+        """The dispatcher's answer (read from the cache when it was left there)."""
+        if self.answer is not None:
+            return self.answer
+        answer = self.cache.get(self.cache_key) if self.cache is not None else None
+        if answer is None:
+            raise RuntimeError(f"the cached answer of {self.chunk.label} ({self.cache_key}) has disappeared")
+        return answer
 
     def data_collection(self) -> DataCollection:
         """Decode the products with oda_api (as ``get_product`` returns them)."""
-        return DataCollection.from_response_json(self.response_json, self.response_json.get("_instrument", ""),
-                                                 self.response_json.get("_product", ""))
+        answer = self.response_json
+        return DataCollection.from_response_json(answer, answer.get("_instrument", ""), answer.get("_product", ""))
 
 
 class ChunkCache:
@@ -248,6 +264,24 @@ class RunRecord:
 
     def scws(self, status: str) -> list[str]:
         return sorted(scw for scw, outcome in self.outcomes.items() if outcome.status == status)
+
+    def outcome_table(self, *, statuses: Sequence[str] = (DONE, SKIPPED, FAILED)):
+        """The ScW outcomes as an astropy Table (scw_id, status, reason, chunk, job_id, attempts)."""
+        from astropy.table import Table
+
+        rows = [o for _, o in sorted(self.outcomes.items()) if o.status in statuses]
+        return Table({"scw_id": [o.scw_id for o in rows], "status": [o.status for o in rows],
+                      "reason": [o.reason for o in rows], "chunk": [o.chunk for o in rows],
+                      "job_id": [o.job_id for o in rows], "attempts": [o.attempts for o in rows]},
+                     dtype=[str, str, str, str, str, int])
+
+    def summary(self) -> str:
+        """One line: ScWs done/skipped/failed, jobs sent, cache hits, retries, elapsed time."""
+        counts = self.counts()
+        elapsed = (self.finished or time.time()) - self.started
+        return (f"{counts[DONE]} ScWs done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed; "
+                f"{self.submissions} jobs sent, {self.cache_hits} chunks from the cache, {self.retries} retries, "
+                f"{elapsed:.1f} s")
 
     def as_dict(self) -> dict:
         """JSON-safe summary for the manifest."""
@@ -496,14 +530,18 @@ class JobRunner:
                 with self._lock:
                     record.cache_hits += 1
                 log.info("%s: %d ScWs from the cache", chunk.label, len(scws))
-                return Piece(chunk, tuple(scws), cached.get("job_monitor", {}).get("job_id", ""), cached, True)
+                return Piece(chunk, tuple(scws), cached.get("job_monitor", {}).get("job_id", ""), True,
+                             cache=self.cache, cache_key=key)
         with self._lock:
             record.submissions += 1
         response_json = self._submit_and_wait(request, chunk, scws)
         response_json["_instrument"], response_json["_product"] = request.instrument, request.product
         if self.cache is not None:
             self.cache.put(key, response_json)
-        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], response_json, False)
+        if self.cache is not None:
+            return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, cache=self.cache,
+                         cache_key=key)
+        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, answer=response_json)
 
     def _dispatcher(self) -> DispatcherAPI:
         disp = DispatcherAPI(url=self.url, instrument="mock", wait=False)

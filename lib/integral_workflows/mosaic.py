@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from astropy import units as u
@@ -159,76 +159,122 @@ def _bilinear(image: np.ndarray, x: float, y: float) -> float:
     return float(np.sum(block * weights))
 
 
-def common_grid(mosaics: Sequence[SkyMosaic], *, margin: int = 1) -> tuple[WCS, tuple]:
-    """A grid covering every mosaic, with the first one's projection and pixel scale.
+class MosaicAccumulator:
+    """Inverse-variance combination of mosaics, one at a time, on a canvas that grows as needed.
 
-    The grid is the first mosaic's WCS with its reference pixel shifted by
-    whole pixels, so chunks that share a tangent point land on it exactly.
-    """
-    reference = mosaics[0].wcs
-    xs, ys = [], []
-    for mosaic in mosaics:
-        ny, nx = mosaic.shape
-        covered = np.isfinite(mosaic.variance)
-        rows = np.flatnonzero(covered.any(axis=1))
-        cols = np.flatnonzero(covered.any(axis=0))
-        if rows.size == 0:
-            continue
-        corners_x = np.array([cols[0], cols[-1], cols[0], cols[-1]], dtype=float)
-        corners_y = np.array([rows[0], rows[0], rows[-1], rows[-1]], dtype=float)
-        world = mosaic.wcs.pixel_to_world(corners_x, corners_y)
-        px, py = reference.world_to_pixel(world)
-        xs.extend(px)
-        ys.extend(py)
-    if not xs:
-        raise ValueError("none of the mosaics covers any sky")
-    x_min, x_max = int(np.floor(np.min(xs))) - margin, int(np.ceil(np.max(xs))) + margin
-    y_min, y_max = int(np.floor(np.min(ys))) - margin, int(np.ceil(np.max(ys))) + margin
-    target = reference.deepcopy()
-    target.wcs.crpix = reference.wcs.crpix - np.array([x_min, y_min])
-    return target, (y_max - y_min + 1, x_max - x_min + 1)
-
-
-def combine(mosaics: Sequence[SkyMosaic], *, wcs: WCS | None = None, shape: tuple | None = None,
-            order: str = "nearest-neighbor") -> SkyMosaic:
-    """Inverse-variance weighted combination of mosaics on a common grid.
+    Memory is that of the combined sky, whatever the number of chunks. The
+    canvas keeps the first mosaic's projection and pixel scale; later
+    mosaics sharing its tangent point land on it by whole-pixel shifts
+    (exactly), others are resampled with ``reproject``.
 
     Parameters
     ----------
-    mosaics : sequence of SkyMosaic
-        Chunk mosaics (same instrument and band).
-    wcs, shape : optional
-        Target grid; :func:`common_grid` by default.
     order : str, optional
-        ``reproject_interp`` order; nearest-neighbour keeps variances exact.
-
-    Returns
-    -------
-    SkyMosaic
+        ``reproject_interp`` order for mosaics that need resampling;
+        nearest-neighbour keeps each pixel's variance exact.
     """
-    if not mosaics:
-        raise ValueError("nothing to combine")
-    if wcs is None:
-        wcs, shape = common_grid(mosaics)
-    weight_sum = np.zeros(shape)
-    weighted = np.zeros(shape)
-    exposure = np.zeros(shape)
-    for mosaic in mosaics:
+
+    def __init__(self, *, order: str = "nearest-neighbor"):
+        self.order = order
+        self.wcs: WCS | None = None
+        self.shape = (0, 0)
+        self._weight = self._signal = self._exposure = None
+        self.meta: dict = {}
+        self.count = 0
+
+    def add(self, mosaic: SkyMosaic) -> None:
+        """Add one mosaic."""
+        if self.wcs is None:
+            self.wcs = mosaic.wcs.deepcopy()
+            self.shape = mosaic.shape
+            self._weight, self._signal, self._exposure = (np.zeros(self.shape) for _ in range(3))
+            self.meta = dict(mosaic.meta)
+        self._grow_to_cover(mosaic)
         weight = np.where(np.isfinite(mosaic.variance) & (mosaic.variance > 0), 1.0 / mosaic.variance, 0.0)
         signal = np.where(weight > 0, np.nan_to_num(mosaic.intensity) * weight, 0.0)
-        for image, accumulator in ((weight, weight_sum), (signal, weighted),
-                                   (np.nan_to_num(mosaic.exposure), exposure)):
-            resampled, footprint = reproject_interp((image, mosaic.wcs), wcs, shape_out=shape, order=order)
-            accumulator += np.where(footprint > 0, np.nan_to_num(resampled), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        intensity = np.where(weight_sum > 0, weighted / weight_sum, np.nan)
-        variance = np.where(weight_sum > 0, 1.0 / weight_sum, np.nan)
-    meta = dict(mosaics[0].meta)
-    starts = [m.meta["TSTART"] for m in mosaics if "TSTART" in m.meta]
-    stops = [m.meta["TSTOP"] for m in mosaics if "TSTOP" in m.meta]
-    if starts:
-        meta["TSTART"], meta["TSTOP"] = min(starts), max(stops)
-    return SkyMosaic(intensity, variance, exposure, wcs, meta)
+        exposure = np.nan_to_num(mosaic.exposure)
+        offset = self._integer_offset(mosaic)
+        if offset is not None:
+            dy, dx = offset
+            ny, nx = mosaic.shape
+            window = (slice(dy, dy + ny), slice(dx, dx + nx))
+            self._weight[window] += weight
+            self._signal[window] += signal
+            self._exposure[window] += exposure
+        else:
+            for image, accumulator in ((weight, self._weight), (signal, self._signal), (exposure, self._exposure)):
+                resampled, footprint = reproject_interp((image, mosaic.wcs), self.wcs, shape_out=self.shape,
+                                                        order=self.order)
+                accumulator += np.where(footprint > 0, np.nan_to_num(resampled), 0.0)
+        for key, pick in (("TSTART", min), ("TSTOP", max)):
+            if key in mosaic.meta:
+                self.meta[key] = pick(self.meta.get(key, mosaic.meta[key]), mosaic.meta[key])
+        self.count += 1
+
+    def result(self) -> SkyMosaic:
+        """The combined mosaic so far."""
+        if self.wcs is None:
+            raise ValueError("nothing to combine")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            intensity = np.where(self._weight > 0, self._signal / self._weight, np.nan)
+            variance = np.where(self._weight > 0, 1.0 / self._weight, np.nan)
+        return SkyMosaic(intensity, variance, self._exposure.copy(), self.wcs.deepcopy(), dict(self.meta))
+
+    def _integer_offset(self, mosaic: SkyMosaic) -> tuple[int, int] | None:
+        """Pixel offset of ``mosaic`` in the canvas when both share projection and tangent point."""
+        a, b = self.wcs.wcs, mosaic.wcs.wcs
+        same = (list(a.ctype) == list(b.ctype) and np.allclose(a.crval, b.crval, atol=1e-9)
+                and np.allclose(self.wcs.pixel_scale_matrix, mosaic.wcs.pixel_scale_matrix, rtol=1e-9, atol=1e-12))
+        if not same:
+            return None
+        shift = a.crpix - b.crpix
+        if not np.allclose(shift, np.round(shift), atol=1e-6):
+            return None
+        dx, dy = int(round(shift[0])), int(round(shift[1]))
+        ny, nx = mosaic.shape
+        if dx < 0 or dy < 0 or dy + ny > self.shape[0] or dx + nx > self.shape[1]:
+            return None
+        return dy, dx
+
+    def _grow_to_cover(self, mosaic: SkyMosaic) -> None:
+        ny, nx = mosaic.shape
+        corners_x = np.array([-0.5, nx - 0.5, -0.5, nx - 0.5])
+        corners_y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+        x, y = self.wcs.world_to_pixel(mosaic.wcs.pixel_to_world(corners_x, corners_y))
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            log.warning("a mosaic reaches beyond the canvas projection; its far side is dropped")
+            return
+        left = max(0, int(np.ceil(-np.min(x) - 0.5)))
+        bottom = max(0, int(np.ceil(-np.min(y) - 0.5)))
+        right = max(0, int(np.ceil(np.max(x) + 0.5)) - self.shape[1])
+        top = max(0, int(np.ceil(np.max(y) + 0.5)) - self.shape[0])
+        if not (left or bottom or right or top):
+            return
+        pad = ((bottom, top), (left, right))
+        self._weight, self._signal, self._exposure = (np.pad(a, pad) for a in
+                                                      (self._weight, self._signal, self._exposure))
+        self.wcs.wcs.crpix = self.wcs.wcs.crpix + np.array([left, bottom])
+        self.shape = self._weight.shape
+
+
+def combine(mosaics: Iterable[SkyMosaic], *, order: str = "nearest-neighbor") -> SkyMosaic:
+    """Inverse-variance weighted combination of mosaics (streamed: see :class:`MosaicAccumulator`).
+
+    ::
+
+        I = Σ(I_k / V_k) / Σ(1 / V_k),  V = 1 / Σ(1 / V_k),  EXPOSURE = Σ EXPOSURE_k
+
+    Parameters
+    ----------
+    mosaics : iterable of SkyMosaic
+        Chunk mosaics (same instrument and band); may be a generator.
+    order : str, optional
+        Resampling order for mosaics that do not share the first one's grid.
+    """
+    accumulator = MosaicAccumulator(order=order)
+    for mosaic in mosaics:
+        accumulator.add(mosaic)
+    return accumulator.result()
 
 
 def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None = None,
@@ -266,7 +312,8 @@ def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None =
     columns = {"name": [], "ra": [], "dec": [], "significance": [], "rate": [], "rate_error": [], "x": [], "y": [],
                "new_source": []}
     if peaks is not None and len(peaks):
-        pixel_deg = float(np.mean(np.abs(mosaic.wcs.proj_plane_pixel_scales()).astype(float)))
+        from astropy.wcs.utils import proj_plane_pixel_scales
+        pixel_deg = float(np.mean(np.abs(proj_plane_pixel_scales(mosaic.wcs))))
         radius = match_radius_deg if match_radius_deg is not None else 1.5 * pixel_deg
         x, y = np.asarray(peaks["x_peak"], float), np.asarray(peaks["y_peak"], float)
         x, y = _refine(significance, x, y)
