@@ -134,3 +134,56 @@ def extraction_catalog(*, target_name: str, ra: float, dec: float, radius_deg: f
     else:
         catalog, origin = sources_table([], [], []), "the target only"
     return with_target(catalog, target_name, ra, dec), origin
+
+
+def catalog_for_extraction(parameters, *, target, session, scw_table, source_catalog_file: str = ""):
+    """The extraction catalogue of a light-curve or spectrum run, making the image it needs.
+
+    Applies :func:`extraction_catalog`; with ``make_image`` (and neither
+    ``api_catalog_file`` nor ``use_default_catalog``) the sources come from
+    ``source_catalog_file`` (the mosaic step's ``sources.ecsv``) when given,
+    else from a mosaic of ``n_scw_image`` ScWs made here.
+
+    Parameters
+    ----------
+    parameters : integral_workflows.params.WorkflowParameters
+        The run's parameters.
+    target : integral_workflows.targets.Target
+        The target (resolved position).
+    session : integral_workflows.session.Session
+        Where to send the image jobs.
+    scw_table : astropy.table.Table
+        The run's ScWs (``integral_workflows.scw``).
+    source_catalog_file : str, optional
+        Sources found by the mosaic step.
+
+    Returns
+    -------
+    catalog : astropy.table.Table
+    origin : str
+    image_record : integral_workflows.jobs.RunRecord or None
+        The image jobs made here, if any.
+    """
+    from . import mosaic, queries, scw
+
+    image_sources, image_record = None, None
+    if parameters["make_image"] and not parameters["api_catalog_file"] and not parameters["use_default_catalog"]:
+        if source_catalog_file:
+            image_sources = Table.read(source_catalog_file)
+        else:
+            chosen = scw.sample(scw_table, parameters["n_scw_image"], seed=parameters["random_seed"])
+            image_record = session.fetch(queries.image_request(parameters, ra=target.ra, dec=target.dec),
+                                         scw.scw_ids(chosen), s_max=parameters["s_max"],
+                                         description="catalogue image")
+            image = mosaic.combine(mosaic.SkyMosaic.from_data_collection(piece.data_collection())
+                                   for piece in image_record.pieces)
+            image_sources = mosaic.find_sources(image, threshold=parameters["detection_threshold"],
+                                                catalog=default_catalog(target.ra, target.dec,
+                                                                        parameters["radius"] + 15.0),
+                                                include_new_sources=parameters["include_new_sources"])
+    chosen_catalog, origin = extraction_catalog(target_name=target.name, ra=target.ra, dec=target.dec,
+                                                radius_deg=parameters["radius"],
+                                                api_catalog_file=parameters["api_catalog_file"],
+                                                use_default_catalog=parameters["use_default_catalog"],
+                                                image_sources=image_sources)
+    return chosen_catalog, origin, image_record

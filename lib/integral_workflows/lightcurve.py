@@ -726,3 +726,40 @@ def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_cal
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def light_curves_from_pieces(pieces, sources: Sequence[str]) -> dict[str, LightCurve]:
+    """Stitch, per source, the light curves of many finished jobs.
+
+    Each job's answer is decoded once. A source absent from a job (outside
+    its ScWs' fields) simply contributes nothing from it.
+
+    Parameters
+    ----------
+    pieces : iterable
+        Finished jobs (:class:`integral_workflows.jobs.Piece`), each with ``data_collection()``.
+    sources : sequence of str
+        Source names as in the ``selected_catalog``.
+
+    Returns
+    -------
+    dict
+        Source name → stitched :class:`LightCurve` (sources with no bin at all are left out, and logged).
+    """
+    found: dict[str, list[LightCurve]] = {name: [] for name in sources}
+    for piece in pieces:
+        collection = piece.data_collection()
+        for name in sources:
+            try:
+                curve = LightCurve.from_data_collection(collection, name)
+            except ValueError:
+                continue
+            if len(curve.time):
+                found[name].append(curve)
+    stitched = {}
+    for name, curves in found.items():
+        if curves:
+            stitched[name] = stitch(curves)
+        else:
+            log.warning("no light-curve bin of %s in any job", name)
+    return stitched

@@ -394,10 +394,15 @@ def plot(mosaic: SkyMosaic, *, sources: Table | None = None, title: str = "", pa
         ax = fig.add_subplot(projection=mosaic.wcs)
     else:
         fig = ax.figure
+    from astropy.visualization import AsinhStretch, ImageNormalize
+
     significance = mosaic.significance
     finite = significance[np.isfinite(significance)]
-    top = vmax if vmax is not None else (float(np.percentile(finite, 99.8)) if finite.size else 10.0)
-    image = ax.imshow(significance, origin="lower", cmap="magma", vmin=vmin, vmax=max(top, vmin + 1))
+    top = vmax if vmax is not None else (float(np.max(finite)) if finite.size else 10.0)
+    # asinh: the noise (a few σ) and a source of hundreds of σ both stay readable
+    top = max(top, vmin + 5.0)
+    norm = ImageNormalize(vmin=vmin, vmax=top, stretch=AsinhStretch(a=min(0.1, 3.0 / (top - vmin))))
+    image = ax.imshow(significance, origin="lower", cmap="magma", norm=norm)
     fig.colorbar(image, ax=ax, label="significance (σ)", shrink=0.8)
     ax.coords[0].set_axislabel("RA")
     ax.coords[1].set_axislabel("Dec")

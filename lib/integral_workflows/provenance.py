@@ -604,6 +604,15 @@ def _digest_prefix(parameters: Mapping[str, Any]) -> str | None:
         return None
 
 
+def fits_provenance(**keywords: Any) -> dict[str, tuple[Any, str]]:
+    """The cards of :func:`fits_keywords` as ``{keyword: (value, comment)}``.
+
+    This is the ``provenance`` argument the product writers of
+    ``integral_workflows`` (mosaic, light curve, spectrum) take.
+    """
+    return {key: (value, comment) for key, value, comment in fits_keywords(**keywords)}
+
+
 def stamp_header(header: Any, **keywords: Any) -> Any:
     """Stamp a FITS header with the provenance keywords of :func:`fits_keywords`.
 
@@ -622,3 +631,11 @@ def stamp_header(header: Any, **keywords: Any) -> Any:
     for key, value, comment in fits_keywords(**keywords):
         header[key] = (value, comment)
     return header
+
+
+def file_stem(name: str) -> str:
+    """A source name made safe for file names (``1A 0535+262`` → ``1A_0535+262``)."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9.+\-]+", "_", str(name)).strip("_")
+    return stem or "source"

@@ -50,7 +50,8 @@ A workflow is an ordered list of :class:`Step`\\ s registered with
 Registered here: ``long_term`` = ``scw_selection`` → ``mosaic`` →
 ``lightcurve`` → ``spectrum`` (``notebooks/<step>.ipynb``); ``mosaic``,
 ``lightcurve`` and ``spectrum`` take ``scw_table_file = <run folder>/scws.ecsv``
-from ``scw_selection``. Later workflows (moving_target, revolution,
+from ``scw_selection``; ``lightcurve`` and ``spectrum`` also take
+``source_catalog_file = <run folder>/sources.ecsv`` from ``mosaic``. Later workflows (moving_target, revolution,
 crab_calibration) are one :func:`register_workflow` call each, here or in a
 module given to ``run_all.py --workflow-module``.
 
@@ -438,12 +439,14 @@ def get_workflow(name: str) -> Workflow:
 
 
 _SCW_TABLE = Upstream(parameter="scw_table_file", step="scw_selection", product="scws.ecsv")
+#: The mosaic's sources are the light curves' and spectra's extraction catalogue (make_image).
+_MOSAIC_SOURCES = Upstream(parameter="source_catalog_file", step="mosaic", product="sources.ecsv")
 
 register_workflow("long_term", [
     Step("scw_selection", "scw_selection.ipynb"),
     Step("mosaic", "mosaic.ipynb", (_SCW_TABLE,)),
-    Step("lightcurve", "lightcurve.ipynb", (_SCW_TABLE,)),
-    Step("spectrum", "spectrum.ipynb", (_SCW_TABLE,)),
+    Step("lightcurve", "lightcurve.ipynb", (_SCW_TABLE, _MOSAIC_SOURCES)),
+    Step("spectrum", "spectrum.ipynb", (_SCW_TABLE, _MOSAIC_SOURCES)),
 ], description="Long-term products of one source: ScW selection, mosaic, light curve, spectrum")
 
 

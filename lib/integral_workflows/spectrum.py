@@ -1262,3 +1262,41 @@ def plot(spectrum: Spectrum, response: Response, fit: PowerLawFit | None = None,
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def spectra_from_pieces(pieces, sources: Sequence[str], *, instrument: str | None = None
+                        ) -> dict[str, tuple[Spectrum, Response]]:
+    """Combine, per source, the spectra of many finished jobs (:func:`combine`).
+
+    Each job's answer is decoded once; a source absent from a job
+    contributes nothing from it.
+
+    Parameters
+    ----------
+    pieces : iterable
+        Finished jobs (:class:`integral_workflows.jobs.Piece`).
+    sources : sequence of str
+        Source names as in the ``selected_catalog``.
+    instrument : {"isgri", "jemx"}, optional
+        Needed only when a job holds spectra of both.
+
+    Returns
+    -------
+    dict
+        Source name → (Spectrum, Response) summed over the jobs.
+    """
+    found: dict[str, list] = {name: [] for name in sources}
+    for piece in pieces:
+        collection = piece.data_collection()
+        for name in sources:
+            try:
+                found[name].append(from_data_collection(collection, name, instrument=instrument))
+            except (ValueError, KeyError):
+                continue
+    combined = {}
+    for name, pairs in found.items():
+        if pairs:
+            combined[name] = combine(pairs)
+        else:
+            log.warning("no spectrum of %s in any job", name)
+    return combined
