@@ -86,8 +86,9 @@ def test_long_term_workflow_is_registered_with_explicit_upstream_products():
     assert [(s.name, s.notebook) for s in workflow.steps] == [
         ("scw_selection", "scw_selection.ipynb"), ("mosaic", "mosaic.ipynb"), ("lightcurve", "lightcurve.ipynb"),
         ("spectrum", "spectrum.ipynb")]
-    for step in workflow.steps[1:]:
-        assert step.upstream == (Upstream("scw_table_file", "scw_selection", "scws.ecsv"),)
+    scws = Upstream("scw_table_file", "scw_selection", "scws.ecsv")
+    sources = Upstream("source_catalog_file", "mosaic", "sources.ecsv")
+    assert [step.upstream for step in workflow.steps[1:]] == [(scws,), (scws, sources), (scws, sources)]
     assert workflow.notebook_path(workflow.steps[1]) == REPO / "notebooks" / "mosaic.ipynb"
 
 
