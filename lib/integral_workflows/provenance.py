@@ -207,10 +207,11 @@ def _json_safe(value: Any) -> Any:
         return value.as_posix()
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
+    if hasattr(value, "as_dict") and callable(value.as_dict) and not isinstance(value, type):
+        # an object's own summary wins: a RunRecord's as_dict leaves out the products it holds
+        return _json_safe(value.as_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _json_safe(dataclasses.asdict(value))
-    if hasattr(value, "as_dict") and callable(value.as_dict):
-        return _json_safe(value.as_dict())
     if hasattr(value, "item") and callable(value.item):
         # numpy scalars (np.float64, np.int32, np.bool_) know their Python value.
         try:
