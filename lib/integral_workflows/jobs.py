@@ -176,6 +176,7 @@ class Piece:
     cache: "ChunkCache | None" = None
     cache_key: str = ""
     answer: dict | None = None
+    elapsed_s: float = 0.0
 
     @property
     def response_json(self) -> dict:
@@ -512,7 +513,7 @@ class JobRunner:
         with self._lock:
             record.pieces.append(piece)
             record.jobs.append({"chunk": piece.chunk.label, "job_id": piece.job_id, "scws": len(piece.scw_ids),
-                                "from_cache": piece.from_cache})
+                                "from_cache": piece.from_cache, "elapsed_s": piece.elapsed_s})
         self._record(record, piece.scw_ids, DONE, piece.chunk, job_id=piece.job_id, attempts=attempts)
 
     def _record(self, record: RunRecord, scws, status, chunk, *, reason="", job_id="", attempts=0) -> None:
@@ -534,14 +535,18 @@ class JobRunner:
                              cache=self.cache, cache_key=key)
         with self._lock:
             record.submissions += 1
+        started = time.time()
         response_json = self._submit_and_wait(request, chunk, scws)
+        response_json["_elapsed_s"] = time.time() - started
         response_json["_instrument"], response_json["_product"] = request.instrument, request.product
         if self.cache is not None:
             self.cache.put(key, response_json)
+        elapsed = response_json["_elapsed_s"]
         if self.cache is not None:
             return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, cache=self.cache,
-                         cache_key=key)
-        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, answer=response_json)
+                         cache_key=key, elapsed_s=elapsed)
+        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, answer=response_json,
+                     elapsed_s=elapsed)
 
     def _dispatcher(self) -> DispatcherAPI:
         disp = DispatcherAPI(url=self.url, instrument="mock", wait=False)
