@@ -52,6 +52,39 @@ def default_catalog(ra: float, dec: float, radius_deg: float) -> Table:
     return sources_table(reference["NAME"][near], reference["RA"][near], reference["DEC"][near])
 
 
+def reference_catalog(ra: float, dec: float, radius_deg: float, *, isdc_cat_url: str | None = None) -> Table:
+    """Known sources around (ra, dec) to name a mosaic's excesses.
+
+    Parameters
+    ----------
+    ra, dec, radius_deg : float
+        The field.
+    isdc_cat_url : str, optional
+        A reference catalogue to use instead of the shipped ISDC one: a local
+        file or a URL (downloaded and cached by astropy; online only) that
+        astropy reads (FITS, ECSV, VOTable), with a name column (``NAME``,
+        ``name`` or ``src_names``) and positions (``RA_OBJ``/``DEC_OBJ``,
+        ``RA``/``DEC`` or ``ra``/``dec``, degrees).
+    """
+    if not isdc_cat_url:
+        return default_catalog(ra, dec, radius_deg)
+    path = isdc_cat_url
+    if "://" in isdc_cat_url:
+        from astropy.utils.data import download_file
+        path = download_file(isdc_cat_url, cache=True)
+    table = Table.read(path)
+    def pick(*names):
+        for name in names:
+            if name in table.colnames:
+                return table[name]
+        raise ValueError(f"isdc_cat_url {isdc_cat_url}: none of the columns {names} found ({table.colnames})")
+    names = [str(n).strip() for n in pick("NAME", "name", "src_names", "SOURCE")]
+    ra_all = np.asarray(pick("RA_OBJ", "RA", "ra"), float)
+    dec_all = np.asarray(pick("DEC_OBJ", "DEC", "dec"), float)
+    near = SkyCoord(ra * u.deg, dec * u.deg).separation(SkyCoord(ra_all * u.deg, dec_all * u.deg)).deg <= radius_deg
+    return sources_table(np.asarray(names)[near], ra_all[near], dec_all[near])
+
+
 def with_target(catalog: Table, name: str, ra: float, dec: float, *, match_radius_deg: float = 0.1) -> Table:
     """The catalogue with the target added when no entry lies within ``match_radius_deg`` of it."""
     if len(catalog):

@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import requests
 from oda_api.api import (DataCollection, DispatcherAPI, DispatcherException, FailedToFindAnyUsefulResults,
                          RemoteException, RequestNotUnderstood, Unauthorized, UserError)
-from tqdm.auto import tqdm
+# the text bar works in terminals and notebooks alike, without ipywidgets
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
