@@ -5,7 +5,7 @@ The unmodified ``oda_api`` client talks to it as to the real MMODA dispatcher
 simulated and says so in its FITS headers (``ORIGIN``/``CREATOR``).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Written in every product header so nobody mistakes simulated data for archive data.
 ORIGIN = "mmoda_local (SIMULATED DATA)"

@@ -25,7 +25,7 @@ from flask import Flask, Response, redirect, request
 
 from . import __version__, auth, protocol, queries
 from .config import ServerConfig
-from .jobs import DONE, FAILED, QUEUED, RUNNING, STALLED, Counters, Job, JobFailure, JobManager, JobSpec, \
+from .jobs import DONE, FAILED, QUEUED, RUNNING, Counters, Job, JobFailure, JobManager, JobSpec, \
     ResultStore, fault_drawer, job_id_of
 
 log = logging.getLogger(__name__)
@@ -474,6 +474,10 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         backend.counters.add("requests_spacecraft")
         status, body = gateway.spacecraft(backend.analysis.archive, when, ra, dec)
         return json_response(body, status)
+
+    # the product gallery: the dispatcher's gallery endpoints and the website under /gallery/
+    from .gallery import register_gallery
+    register_gallery(app, backend)
 
     return app
 

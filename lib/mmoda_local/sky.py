@@ -131,13 +131,20 @@ The catalogue's odd persistent values are kept as they are (e.g. NGC 4388 at
 
 Solar-system bodies
 -------------------
-Venus, Mars, Jupiter, Saturn, Uranus and Neptune are sources at their
-geocentric apparent position (astropy ``get_body`` with the builtin ERFA
-ephemeris, GCRS right ascension and declination; good to ~40″ for Jupiter,
-science notes §6), evaluated at the middle of each ScW (products use a 4-day
-grid cached per process and interpolated with cubic polynomials, within 2″ of
-astropy; :meth:`Sky.body_position` with ``exact=True`` calls astropy). INTEGRAL's parallax
-(≤ 1′ for Jupiter) is not applied. Their flux is 0 unless configured
+Venus, Mars, Jupiter, Saturn, Uranus and Neptune are sources **where INTEGRAL
+sees them**: the body's astrometric geocentric position (light-time
+corrected barycentric position minus the Earth's, astropy's builtin ERFA
+ephemeris; good to ~40″ for Jupiter, science notes §6) minus INTEGRAL's
+geocentric position from :mod:`.orbit` (the orbit the spacecraft service
+``gw/scsystem`` answers), evaluated at the middle of each ScW. The parallax
+is at most ~1′ for Jupiter and points away from INTEGRAL's direction; a
+client that subtracts the service's ``ephs`` vector recovers the simulated
+position. "Astrometric" (no annual aberration) because a sky image, whose
+attitude is solved on catalogue stars, shows bodies at their astrometric
+place. Products use a 4-day grid of geocentric vectors cached per process
+and interpolated with cubic polynomials (within 2″ of astropy);
+:meth:`Sky.body_position` with ``exact=True`` calls astropy, and
+``observer="geocentre"`` leaves the parallax out. Their flux is 0 unless configured
 (``body_fluxes_mcrab``, e.g. ``{"jupiter": 5}`` or
 ``{"jupiter": {"mcrab": 5, "index": 0.6}}``): a Crab-like spectrum, or a power
 law of the given index normalised to that many mCrab. The real Jupiter is a
@@ -185,7 +192,8 @@ What is real and what is invented
 ---------------------------------
 Real: source names, positions and catalogue rates; the Crab spectrum; the
 instruments' pixel sizes, PSF widths, field sizes and the Crab's rates over
-the years; the planets' positions; the dates of the named outbursts (approx.).
+the years; the planets' geocentric positions (their parallax uses the approximate
+model orbit of :mod:`.orbit`); the dates of the named outbursts (approx.).
 Invented: all noise; every light-curve shape; the flaring; the outbursts of
 the unnamed catalogue transients; faint fluxes of catalogue entries without
 rates; the exact response curves (plausible shapes calibrated on the Crab);
@@ -200,7 +208,7 @@ index (bodies at their position at ``ijd``); ``sky.photon_spectrum(index,
 energy_keV, ijd)`` and ``sky.variability(index, ijd)`` evaluate the model;
 ``sky.bin_flux(edges)`` integrates every reference spectrum over energy bins
 (what the instruments fold); ``sky.body_position(name, ijd)`` gives planet
-positions; ``sky.variable_sources()`` lists the light-curve models.
+positions seen from INTEGRAL; ``sky.variable_sources()`` lists the light-curve models.
 """
 
 from __future__ import annotations
@@ -242,6 +250,8 @@ BODY_MAX_ECLIPTIC_LATITUDE = 10.0
 BODY_GRID_STEP_DAYS = 4.0
 BODY_BLOCK_POINTS = 32
 OBLIQUITY_DEG = 23.4392911
+#: Speed of light, km/s (light time of the body ephemerides).
+LIGHT_SPEED_KM_S = 299792.458
 
 
 def date_to_ijd(date: str) -> float:
@@ -684,22 +694,47 @@ class FieldSources:
 
 
 class _BodyEphemeris:
-    """Geocentric apparent body directions, cached on a 4-day grid and interpolated (cubic)."""
+    """Body directions seen from INTEGRAL: geocentric vectors cached on a 4-day grid (cubic), minus INTEGRAL's.
+
+    The geocentric vector is astrometric (light-time corrected barycentric
+    position of the body minus the Earth's, astropy's builtin ephemeris): a
+    sky image, whose attitude is solved on catalogue stars, shows bodies at
+    their astrometric place. INTEGRAL's geocentric position comes from
+    :func:`mmoda_local.orbit.integral_position_gcrs` (the same orbit the
+    spacecraft service answers), so a client that corrects the parallax with
+    that service's ``ephs`` recovers the simulated position.
+    """
 
     def __init__(self):
         self._blocks: dict = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def exact(body: str, ijd) -> np.ndarray:
-        """Unit vectors (…, 3) from astropy's builtin ephemeris (GCRS = geocentric apparent)."""
-        from astropy.coordinates import get_body, solar_system_ephemeris
+    def exact_geocentric_km(body: str, ijd) -> np.ndarray:
+        """Astrometric geocentric vectors (…, 3), km, from astropy's builtin ephemeris."""
+        import astropy.units as u
+        from astropy.coordinates import get_body_barycentric
         from astropy.time import Time
         from astropy.utils import iers
-        times = Time(np.asarray(ijd, dtype=float) + MJDREF, format="mjd", scale="tt")
-        with iers.conf.set_temp("auto_download", False), solar_system_ephemeris.set("builtin"):
-            coord = get_body(body, times)
-        return unit_vectors(coord.ra.deg, coord.dec.deg)
+        t = np.asarray(ijd, dtype=float)
+        times = Time(t.reshape(-1) + MJDREF, format="mjd", scale="tt")
+        # ephemeris="builtin" explicitly: astropy's global solar_system_ephemeris is left alone (setting it closes
+        # a kernel another thread of the process may be reading).
+        with iers.conf.set_temp("auto_download", False):
+            earth = get_body_barycentric("earth", times, ephemeris="builtin").xyz.to_value(u.km).T
+            vector = get_body_barycentric(body, times, ephemeris="builtin").xyz.to_value(u.km).T - earth
+            for _ in range(3):  # light time: converged to far below a microsecond for the planets
+                delay = np.linalg.norm(vector, axis=-1) / LIGHT_SPEED_KM_S
+                vector = get_body_barycentric(body, times - delay * u.s,
+                                              ephemeris="builtin").xyz.to_value(u.km).T - earth
+        return vector.reshape(t.shape + (3,))
+
+    @staticmethod
+    def integral_km(ijd) -> np.ndarray:
+        """INTEGRAL's geocentric position (…, 3), km (the spacecraft service's orbit)."""
+        from .orbit import integral_position_gcrs
+        t = np.asarray(ijd, dtype=float)
+        return integral_position_gcrs(t.reshape(-1)).reshape(t.shape + (3,))
 
     def _block(self, body: str, block: int) -> np.ndarray:
         key = (body, block)
@@ -709,7 +744,7 @@ class _BodyEphemeris:
                 values = self._blocks.get(key)
                 if values is None:
                     grid = (block * BODY_BLOCK_POINTS + np.arange(BODY_BLOCK_POINTS)) * BODY_GRID_STEP_DAYS
-                    values = self.exact(body, grid)
+                    values = self.exact_geocentric_km(body, grid)
                     self._blocks[key] = values
         return values
 
@@ -721,8 +756,8 @@ class _BodyEphemeris:
             out[chosen] = self._block(body, int(block))[indices[chosen] - block * BODY_BLOCK_POINTS]
         return out
 
-    def position(self, body: str, ijd) -> tuple[np.ndarray, np.ndarray]:
-        """RA, Dec (deg) at ``ijd`` (any shape)."""
+    def geocentric_km(self, body: str, ijd) -> np.ndarray:
+        """Interpolated astrometric geocentric vectors (…, 3), km, at ``ijd`` (any shape)."""
         t = np.asarray(ijd, dtype=float)
         x = t / BODY_GRID_STEP_DAYS
         base = np.floor(x).astype(int)
@@ -733,6 +768,16 @@ class _BodyEphemeris:
         vector = np.zeros(t.shape + (3,))
         for offset, weight in zip((-1, 0, 1, 2), weights):
             vector += weight[..., None] * self._grid_points(body, base + offset)
+        return vector
+
+    def position(self, body: str, ijd, *, observer: str = "integral", integral_km=None) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+        """RA, Dec (deg) at ``ijd`` (any shape), seen from INTEGRAL (default) or from the geocentre."""
+        vector = self.geocentric_km(body, ijd)
+        if observer == "integral":
+            vector = vector - (self.integral_km(ijd) if integral_km is None else integral_km)
+        elif observer != "geocentre":
+            raise ValueError(f"observer = {observer!r}: 'integral' or 'geocentre'")
         return vectors_to_radec(vector)
 
 
@@ -960,14 +1005,16 @@ class Sky:
         fixed = index < self.catalogue_size
         ra[fixed] = self.catalogue_ra[index[fixed]]
         dec[fixed] = self.catalogue_dec[index[fixed]]
+        integral = self._ephemeris.integral_km(float(ijd)) if np.any(~fixed) else None
         for k in np.nonzero(~fixed)[0]:
             body = BODIES[index[k] - self.catalogue_size]
-            body_ra, body_dec = self._ephemeris.position(body, float(ijd))
+            body_ra, body_dec = self._ephemeris.position(body, float(ijd), integral_km=integral)
             ra[k], dec[k] = float(body_ra), float(body_dec)
         return ra, dec
 
-    def body_position(self, name: str, ijd, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Geocentric apparent RA, Dec (deg) of a body at IJD(s).
+    def body_position(self, name: str, ijd, *, exact: bool = False,
+                      observer: str = "integral") -> tuple[np.ndarray, np.ndarray]:
+        """RA, Dec (deg) of a body at IJD(s), where INTEGRAL sees it (or the geocentre).
 
         Parameters
         ----------
@@ -978,13 +1025,22 @@ class Sky:
         exact : bool, optional
             Call astropy for every time instead of interpolating the cached grid
             (the two agree to better than 2″).
+        observer : {'integral', 'geocentre'}, optional
+            Where the body is seen from: INTEGRAL (what the products use: the
+            geocentric astrometric position corrected for INTEGRAL's parallax,
+            ≤ 1′ for Jupiter) or the Earth's centre.
         """
         body = str(name).lower()
         if body not in BODIES:
             raise KeyError(f"{name!r} is not one of the simulated bodies {BODIES}")
         if exact:
-            return vectors_to_radec(self._ephemeris.exact(body, ijd))
-        return self._ephemeris.position(body, ijd)
+            vector = self._ephemeris.exact_geocentric_km(body, ijd)
+            if observer == "integral":
+                vector = vector - self._ephemeris.integral_km(ijd)
+            elif observer != "geocentre":
+                raise ValueError(f"observer = {observer!r}: 'integral' or 'geocentre'")
+            return vectors_to_radec(vector)
+        return self._ephemeris.position(body, ijd, observer=observer)
 
     def sources_in_field(self, ra: float, dec: float, radius_deg: float, ijd: float) -> FieldSources:
         """Sources (bodies at their position at ``ijd``) within ``radius_deg`` of (ra, dec).
@@ -1001,8 +1057,9 @@ class Sky:
         dec_out = list(self.catalogue_dec[inside])
         index_out = list(inside)
         if self._ecliptic_latitude(ra, dec) <= BODY_MAX_ECLIPTIC_LATITUDE + radius_deg:
+            integral = self._ephemeris.integral_km(float(ijd))  # once for all bodies
             for k, body in enumerate(BODIES):
-                body_ra, body_dec = self._ephemeris.position(body, float(ijd))
+                body_ra, body_dec = self._ephemeris.position(body, float(ijd), integral_km=integral)
                 if float(unit_vectors(body_ra, body_dec) @ centre) >= cos_radius:
                     ra_out.append(float(body_ra))
                     dec_out.append(float(body_dec))

@@ -10,8 +10,6 @@ the JSON answers, and the same client-side exceptions.
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest

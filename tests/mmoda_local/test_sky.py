@@ -157,26 +157,63 @@ def test_variability_is_vectorised_and_matches_the_spectrum(sky):
     assert mean[1] == 1.0 and np.isfinite(mean).all()
 
 
-def test_bodies_are_geocentric_and_move(sky):
+def test_bodies_are_seen_from_integral_and_move(sky):
     ijd = np.array([date_to_ijd("2010-01-01"), date_to_ijd("2015-07-01"), date_to_ijd("2021-03-15")])
     ra, dec = sky.body_position("jupiter", ijd)
     exact_ra, exact_dec = sky.body_position("jupiter", ijd, exact=True)
-    separation = np.degrees(np.arccos(np.clip(
-        np.sin(np.radians(dec)) * np.sin(np.radians(exact_dec))
-        + np.cos(np.radians(dec)) * np.cos(np.radians(exact_dec)) * np.cos(np.radians(ra - exact_ra)), -1, 1)))
-    assert separation.max() * 3600 < 2.0
-    from astropy.coordinates import get_body, solar_system_ephemeris
+    assert _separation_deg(ra, dec, exact_ra, exact_dec).max() * 3600 < 2.0
+    # The geocentric position is astropy's astrometric one: the light-time corrected barycentric body minus the Earth.
+    import astropy.units as u
+    from astropy.coordinates import get_body_barycentric, solar_system_ephemeris
     from astropy.time import Time
+    times = Time(ijd + 51544.0, format="mjd", scale="tt")
     with solar_system_ephemeris.set("builtin"):
-        truth = get_body("jupiter", Time(ijd + 51544.0, format="mjd", scale="tt"))
-    assert np.allclose(exact_ra, truth.ra.deg, atol=1e-9) and np.allclose(exact_dec, truth.dec.deg, atol=1e-9)
-    # Jupiter moves: a day later it is somewhere else.
+        earth = get_body_barycentric("earth", times).xyz.to_value(u.km).T
+        distance = np.linalg.norm(get_body_barycentric("jupiter", times).xyz.to_value(u.km).T - earth, axis=1)
+        emitted = times - distance / 299792.458 * u.s
+        truth = get_body_barycentric("jupiter", emitted).xyz.to_value(u.km).T - earth
+    truth_ra = np.degrees(np.arctan2(truth[:, 1], truth[:, 0])) % 360
+    truth_dec = np.degrees(np.arcsin(truth[:, 2] / np.linalg.norm(truth, axis=1)))
+    geo_ra, geo_dec = sky.body_position("jupiter", ijd, exact=True, observer="geocentre")
+    assert _separation_deg(geo_ra, geo_dec, truth_ra, truth_dec).max() * 3600 < 0.01
+    # Jupiter moves: ten days later it is somewhere else.
     later = sky.body_position("jupiter", ijd + 10.0)
     assert np.all(np.hypot(later[0] - ra, later[1] - dec) > 0.1)
     field = sky.sources_in_field(float(ra[1]), float(dec[1]), 1.0, float(ijd[1]))
     assert "Jupiter" in list(field.names)
     k = list(field.names).index("Jupiter")
     assert field.ra[k] == pytest.approx(ra[1], abs=1e-6) and field.index[k] == sky.find("Jupiter")
+
+
+def _separation_deg(ra1, dec1, ra2, dec2):
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, dtype=float)) for v in (ra1, dec1, ra2, dec2))
+    cosine = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(ra1 - ra2)
+    return np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+
+
+def test_the_parallax_of_integral_is_at_most_an_arcminute_and_points_away_from_integral(sky):
+    from mmoda_local.orbit import integral_position_gcrs
+
+    ijd = np.linspace(date_to_ijd("2003-01-01"), date_to_ijd("2025-01-01"), 997)
+    ra, dec = sky.body_position("jupiter", ijd, exact=True)
+    geo_ra, geo_dec = sky.body_position("jupiter", ijd, exact=True, observer="geocentre")
+    shift = _separation_deg(ra, dec, geo_ra, geo_dec) * 3600
+    assert shift.max() < 62.0, "INTEGRAL is < 170 000 km from the Earth, Jupiter > 3.9 AU away"
+    assert shift.max() > 20.0 and np.median(shift) > 5.0, "the parallax is applied"
+    # Direction: the body moves away from INTEGRAL's side of the sky, by |r_perp| / distance.
+    geo = np.stack([np.cos(np.radians(geo_dec)) * np.cos(np.radians(geo_ra)),
+                    np.cos(np.radians(geo_dec)) * np.sin(np.radians(geo_ra)), np.sin(np.radians(geo_dec))], axis=1)
+    seen = np.stack([np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
+                     np.cos(np.radians(dec)) * np.sin(np.radians(ra)), np.sin(np.radians(dec))], axis=1)
+    integral = integral_position_gcrs(ijd)
+    perpendicular = integral - np.sum(integral * geo, axis=1)[:, None] * geo
+    displacement = seen - geo
+    cosine = np.sum(displacement * perpendicular, axis=1) / (
+        np.linalg.norm(displacement, axis=1) * np.linalg.norm(perpendicular, axis=1))
+    assert np.all(cosine < -0.999)
+    distance_km = np.linalg.norm(sky._ephemeris.exact_geocentric_km("jupiter", ijd), axis=1)
+    expected = np.degrees(np.linalg.norm(perpendicular, axis=1) / distance_km) * 3600
+    np.testing.assert_allclose(shift, expected, rtol=1e-3)
 
 
 def test_body_fluxes_are_configurable():
