@@ -7,7 +7,6 @@ servers are started on 127.0.0.1 and ``DispatcherAPI`` always gets ``url=``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

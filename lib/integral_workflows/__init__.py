@@ -3,4 +3,4 @@
 The helper library of the notebooks in ``notebooks/``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -33,6 +33,20 @@ log = logging.getLogger(__name__)
 COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG", "ERR_RAD")
 
 
+def source_name_key(name) -> str:
+    """A source name without case, blanks and underscores (``GX 339-4`` ≡ ``GX339-4`` ≡ ``gx_339-4``).
+
+    MMODA writes source names in product names and meta data with blanks
+    replaced; compare names through this key.
+    """
+    return "".join(ch for ch in str(name).casefold() if ch not in " _")
+
+
+def same_source_name(a, b) -> bool:
+    """Whether two spellings name the same source (:func:`source_name_key`)."""
+    return source_name_key(a) == source_name_key(b)
+
+
 def sources_table(names, ra, dec, *, significance=None) -> Table:
     """A catalogue table with ``name``, ``ra``, ``dec`` (deg) and ``significance``."""
     names = [str(n) for n in names]

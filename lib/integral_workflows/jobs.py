@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import requests
 from oda_api.api import (DataCollection, DispatcherAPI, DispatcherException, FailedToFindAnyUsefulResults,
@@ -193,6 +193,27 @@ class Piece:
         """Decode the products with oda_api (as ``get_product`` returns them)."""
         answer = self.response_json
         return DataCollection.from_response_json(answer, answer.get("_instrument", ""), answer.get("_product", ""))
+
+
+def product_meta_data(product) -> dict:
+    """``meta_data`` of a decoded oda_api product as a dict (older servers sent a JSON string).
+
+    Parameters
+    ----------
+    product : oda_api.data_products.NumpyDataProduct or similar
+
+    Returns
+    -------
+    dict
+        Empty when the product has none or it cannot be read.
+    """
+    meta = getattr(product, "meta_data", None) or {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            meta = {}
+    return meta if isinstance(meta, dict) else {}
 
 
 class ChunkCache:

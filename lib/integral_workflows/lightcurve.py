@@ -20,14 +20,17 @@ writes an OGIP light curve with ``TIMEPIXR = 0.5``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 from scipy import stats
+
+from .catalog import same_source_name, source_name_key
+from .jobs import product_meta_data
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ class LightCurve:
             raise ValueError("no light-curve table (TIME, RATE, ERROR columns) in the product")
         hdu = tables[0]
         if source is not None and len(tables) > 1:
-            named = [t for t in tables if _same_name(str(t.header.get("NAME", "")), source)]
+            named = [t for t in tables if same_source_name(str(t.header.get("NAME", "")), source)]
             hdu = named[0] if named else hdu
         header, data = hdu.header, hdu.data
         columns = {c.upper(): c for c in hdu.columns.names}
@@ -196,7 +199,7 @@ class LightCurve:
         -------
         LightCurve
         """
-        meta = _meta_data(product)
+        meta = product_meta_data(product)
         hdus = [unit.to_fits_hdu() for unit in product.data_unit]
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None)
 
@@ -209,12 +212,12 @@ class LightCurve:
         else ignoring case, blanks and underscores.
         """
         candidates = [p for p in collection._p_list if str(getattr(p, "name", "") or "") in LIGHT_CURVE_PRODUCTS]
-        names = [str(_meta_data(p).get("src_name", "")) for p in candidates]
+        names = [str(product_meta_data(p).get("src_name", "")) for p in candidates]
         for product, name in zip(candidates, names):
             if name == source:
                 return cls.from_product(product)
         for product, name in zip(candidates, names):
-            if _same_name(name, source):
+            if same_source_name(name, source):
                 return cls.from_product(product)
         raise ValueError(f"no light curve of {source!r} in this data collection; sources: {names}")
 
@@ -294,26 +297,6 @@ class LightCurve:
 
 
 # -- helpers for the readers ---------------------------------------------------------------------------
-def _meta_data(product) -> dict:
-    """``meta_data`` of an oda_api product as a dict (older servers sent a JSON string)."""
-    meta = getattr(product, "meta_data", None) or {}
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            meta = {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _normalised_name(name: str) -> str:
-    """Source name without case, blanks and underscores (``GX 339-4`` ≡ ``GX339-4`` ≡ ``gx_339-4``)."""
-    return "".join(ch for ch in str(name).casefold() if ch not in " _")
-
-
-def _same_name(a: str, b: str) -> bool:
-    return _normalised_name(a) == _normalised_name(b)
-
-
 def _default_extname(instrument: str) -> str:
     if instrument.startswith("JMX"):
         return f"{instrument}-SRC.-LCR"
@@ -387,7 +370,7 @@ def stitch(curves: Sequence[LightCurve]) -> LightCurve:
     if not curves:
         raise ValueError("no light curves to stitch")
     sources = {c.source for c in curves if c.source}
-    if len({_normalised_name(s) for s in sources}) > 1:
+    if len({source_name_key(s) for s in sources}) > 1:
         raise ValueError(f"light curves of different sources cannot be stitched: {sorted(sources)}")
     bands = {c.band for c in curves if c.band is not None}
     if len(bands) > 1:
@@ -661,7 +644,7 @@ def ijd_to_year(ijd) -> np.ndarray:
 
 
 def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_calibration: float | None = None,
-         time_axis: str = "year", title: str = ""):
+         time_axis: str = "year", title: str = "", energy_flux_per_mcrab: float | None = None):
     """Rate against time with error bars and the weighted mean.
 
     Parameters
@@ -678,6 +661,9 @@ def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_cal
         Calendar years (decimal) or MJD on the time axis.
     title : str, optional
         Replaces the default title (source, instrument, band).
+    energy_flux_per_mcrab : float, optional
+        erg/cm²/s of 1 mCrab in the band (a Crab calibration's band flux / 1000):
+        the mCrab axis then also says it (needs ``flux_calibration``).
 
     Returns
     -------
@@ -716,7 +702,10 @@ def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_cal
         crab_rate = float(flux_calibration)
         secondary = ax.secondary_yaxis("right", functions=(lambda r: 1000.0 * r / crab_rate,
                                                             lambda m: m * crab_rate / 1000.0))
-        secondary.set_ylabel("flux (mCrab)")
+        label = "flux (mCrab)"
+        if energy_flux_per_mcrab:
+            label = f"flux (mCrab; 1 mCrab = {energy_flux_per_mcrab:.3g} erg/cm²/s)"
+        secondary.set_ylabel(label)
     band = f" {curve.band[0]:g}–{curve.band[1]:g} keV" if curve.band else ""
     label = title or f"{curve.source} {curve.instrument}{band}".strip()
     if curve.simulated:
@@ -763,3 +752,36 @@ def light_curves_from_pieces(pieces, sources: Sequence[str]) -> dict[str, LightC
         else:
             log.warning("no light-curve bin of %s in any job", name)
     return stitched
+
+
+def physical_flux(curve: LightCurve, calibration) -> Table:
+    """A light curve in mCrab and erg/cm²/s with a Crab calibration of its band, bin by bin.
+
+    Each bin takes the Crab rate of its calibration period (the detector's
+    ageing cancels); the energy flux assumes a Crab-like spectrum.
+
+    Parameters
+    ----------
+    curve : LightCurve
+        Rates in ct/s.
+    calibration : integral_workflows.calibration.CrabCalibration
+        A calibration of the curve's instrument and band.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``time`` (IJD), ``rate``, ``error`` (ct/s), ``crab_rate``, ``crab_period``,
+        ``mcrab``, ``mcrab_error``, ``energy_flux``, ``energy_flux_error`` (erg/cm²/s;
+        errors include the calibration's), ``calibrated`` (False where the
+        nearest period stood in).
+    """
+    crab_rate, _, period, inside = calibration.crab_rate_at(curve.time)
+    mcrab, mcrab_error = calibration.to_mcrab(curve.rate, curve.error, curve.time)
+    table = Table({"time": curve.time, "rate": curve.rate, "error": curve.error, "crab_rate": crab_rate,
+                   "crab_period": period, "mcrab": mcrab, "mcrab_error": mcrab_error,
+                   "energy_flux": calibration.mcrab_to_energy_flux(mcrab),
+                   "energy_flux_error": calibration.mcrab_to_energy_flux(mcrab_error), "calibrated": inside})
+    table.meta.update({"source": curve.source, "instrument": calibration.instrument, "e1_keV": calibration.e1_keV,
+                       "e2_keV": calibration.e2_keV, "calibration_method": calibration.method,
+                       "conversion": "mCrab = 1000 rate / rate_Crab(period); erg/cm2/s for a Crab-like spectrum"})
+    return table

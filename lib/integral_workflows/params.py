@@ -138,10 +138,12 @@ KIND_DESCRIPTIONS = {
     "flag": "a boolean (true or false)",
     "revolution": "a 4-digit revolution number as a string with its zeros, e.g. '0044'",
     "revolutions": "a list of 4-digit revolution strings, e.g. ['0044', '1234']",
+    "revolution_number": "a 4-digit revolution number as a string with its zeros, e.g. '0300', or an integer "
+                         "≤ 0 counting back from the current revolution (0 the current one, -1 the one before)",
 }
 KIND_TYPES = {"time": "str (UTC ISOT)", "text": "str", "choice": "str", "real": "float", "integer": "int",
               "number": "int or float", "flag": "bool", "revolution": "str (4 digits)",
-              "revolutions": "list of str (4 digits)"}
+              "revolutions": "list of str (4 digits)", "revolution_number": "str (4 digits) or int ≤ 0"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +307,12 @@ def _rule_api_catalog(value: str) -> str | None:
     return None
 
 
+def _rule_revolution_number(value: str | int) -> str | None:
+    if isinstance(value, str) and int(value) == 0:
+        return "there is no revolution 0000; the integer 0 means the current revolution"
+    return None
+
+
 def _rule_time_within_mission(value: str) -> str | None:
     # Outside the mission there is simply no data: worth a warning, not an error.
     moment = _parse_isot(value)
@@ -388,6 +396,43 @@ PARAMETER_TABLE: tuple[Parameter, ...] = (
     Parameter("isgri_grouping_factor", "integer", 0, "Number of bins of the ISGRI spectral grouping (spectra "
               "have 256 channels otherwise).", allowed="< 0: |N| logarithmic bins; > 0: N linear bins; "
               "0: no grouping"),
+    # Revolution products (notebook revolution_mosaics, workflow revolution).
+    Parameter("rev_num", "revolution_number", 0, "INTEGRAL revolution to process: '0300' names one; 0 means the "
+              "current revolution and -N the N-th before it. The mission has ended (science operations stopped "
+              "on 2025-02-28), so the current revolution is the last one with data in the archive; while the "
+              "mission ran, only near-real-time data (data_version NRT) existed for the latest revolutions.",
+              rule=_rule_revolution_number),
+    Parameter("J_E1_keV", "real", 3.0, "Lower energy of JEM-X images in revolution products (E1_keV is ISGRI's "
+              "there).", unit="keV", minimum=3.0, maximum=35.0, allowed="below J_E2_keV"),
+    Parameter("J_E2_keV", "real", 20.0, "Upper energy of JEM-X images in revolution products.", unit="keV",
+              minimum=3.0, maximum=35.0, allowed="above J_E1_keV"),
+    Parameter("use_isgri", "flag", True, "Make IBIS/ISGRI products in revolution products."),
+    Parameter("use_jemx1", "flag", True, "Make JEM-X1 products in revolution products."),
+    Parameter("use_jemx2", "flag", True, "Make JEM-X2 products in revolution products."),
+    Parameter("to_exclude_from_title", "text", "", "Leave out the observations whose title contains this text "
+              "(e.g. 'Cen A'); '' keeps every observation."),
+    Parameter("extract_source_products", "flag", False, "Revolution products: also extract light curves and "
+              "spectra of the catalogue sources detected in each observation's mosaic."),
+    # Moving targets and Crab calibration (notebooks moving_target, crab_calibration; workflow moving_target).
+    Parameter("ephemeris", "choice", "auto", "Ephemeris of solar-system bodies: JPL DE421 (the skyfield-data "
+              "package, offline), astropy's builtin one (offline, ~40 arcsec), auto (DE421 when installed) or JPL "
+              "Horizons (online only).", choices=("auto", "de421", "builtin", "horizons")),
+    Parameter("parallax_correction", "flag", True, "Correct a body's position for INTEGRAL's parallax (up to ~1 "
+              "arcmin for Jupiter) with the MMODA spacecraft service."),
+    Parameter("stack_half_size_deg", "real", 2.5, "Half-size of the body-frame stacks (images reprojected around "
+              "the body).", unit="deg", minimum=0.2, maximum=15.0),
+    Parameter("control_offset_deg", "real", 1.5, "Offset east of the body, in the body frame, of the control "
+              "position measured like the body.", unit="deg", minimum=0.0, exclusive_minimum=True, maximum=15.0,
+              allowed="below stack_half_size_deg"),
+    Parameter("body_detection_sigma", "real", 3.0, "Significance above which the body counts as detected; below "
+              "it 2 and 3 sigma upper limits are given.", unit="sigma", minimum=0.0, exclusive_minimum=True),
+    Parameter("crab_scws_per_period", "integer", 8, "Crab ScWs drawn per half-year for the Crab calibration.",
+              minimum=1),
+    Parameter("calibration_period", "choice", "year", "Period over which Crab rates are averaged into one "
+              "calibration factor.", choices=("year", "half-year")),
+    Parameter("calibration_method", "choice", "psf_fit", "Crab rates making the calibration: PSF fits of the "
+              "images, their sub-pixel value, or the isgri_lc/jemx_lc light curves.",
+              choices=("psf_fit", "pixel", "light_curve")),
     # ScW selection (this project's).
     Parameter("scw_source", "choice", "mmoda", "Where the ScW list comes from: MMODA's time-system gateway "
               "(works with the local MMODA, offline) or HEASARC's INTEGRAL tables (online only).",
@@ -460,6 +505,15 @@ def _to_revolution(spec: Parameter, value: Any) -> str:
     raise _type_error(spec, value)
 
 
+def _to_revolution_number(spec: Parameter, value: Any) -> str | int:
+    # Zero or a negative number counts back from the current revolution; anything else names one revolution.
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) <= 0:
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"0|-[1-9][0-9]*", value.strip()):
+        return int(value.strip())
+    return _to_revolution(spec, value)
+
+
 def _convert(spec: Parameter, value: Any) -> Any:
     """Check the type of ``value`` for ``spec`` and return its canonical form."""
     kind = spec.kind
@@ -511,6 +565,8 @@ def _convert(spec: Parameter, value: Any) -> Any:
         raise _type_error(spec, value)
     if kind == "revolution":
         return _to_revolution(spec, value)
+    if kind == "revolution_number":
+        return _to_revolution_number(spec, value)
     if kind == "revolutions":
         if isinstance(value, str):
             # "0044, 0045" is the natural way to write a few revolutions on a command line.
@@ -586,6 +642,19 @@ def _rule_grouping_band_in_order(values: dict) -> None:
                              names=("isgri_grouping_min_energy", "isgri_grouping_max_energy"))
 
 
+def _rule_jemx_band_in_order(values: dict) -> None:
+    if values["J_E1_keV"] >= values["J_E2_keV"]:
+        raise ParameterError(f"J_E1_keV = {values['J_E1_keV']!r} must be below J_E2_keV = {values['J_E2_keV']!r}",
+                             name="J_E1_keV", names=("J_E1_keV", "J_E2_keV"))
+
+
+def _rule_some_instrument_used(values: dict) -> None:
+    # Only revolution products read these flags, but a run asked to make nothing is a mistake in any workflow.
+    if not (values["use_isgri"] or values["use_jemx1"] or values["use_jemx2"]):
+        raise ParameterError("use_isgri, use_jemx1 and use_jemx2 are all false: at least one instrument must be used",
+                             name="use_isgri", names=("use_isgri", "use_jemx1", "use_jemx2"))
+
+
 def _note_catalog_choice(values: dict) -> None:
     # Not an error: mosaics need no catalog, and only spectrum/light-curve notebooks would miss one.
     if not values["use_default_catalog"] and not values["make_image"] and values["api_catalog_file"] is None:
@@ -595,12 +664,24 @@ def _note_catalog_choice(values: dict) -> None:
         log.info("s_max = %d: jobs of more than 50 ScWs need the unige-hpc-full MMODA role", values["s_max"])
 
 
+def _rule_control_inside_stack(values: dict) -> None:
+    # The control position is measured in the body-frame stack, with a PSF's margin to its edge.
+    if values["control_offset_deg"] >= values["stack_half_size_deg"]:
+        raise ParameterError(f"control_offset_deg = {values['control_offset_deg']!r} must be below "
+                             f"stack_half_size_deg = {values['stack_half_size_deg']!r} (the control position is "
+                             "measured in the body-frame stack)", name="control_offset_deg",
+                             names=("control_offset_deg", "stack_half_size_deg"))
+
+
 #: Checks that involve several parameters, run in order on the complete, resolved values.
 CROSS_FIELD_RULES: list[Callable[[dict], None]] = [
     _rule_times_in_order,
     _rule_instrument_ranges,
     _rule_energy_band_in_order,
     _rule_grouping_band_in_order,
+    _rule_jemx_band_in_order,
+    _rule_some_instrument_used,
+    _rule_control_inside_stack,
     _note_catalog_choice,
 ]
 

@@ -51,8 +51,13 @@ Registered here: ``long_term`` = ``scw_selection`` → ``mosaic`` →
 ``lightcurve`` → ``spectrum`` (``notebooks/<step>.ipynb``); ``mosaic``,
 ``lightcurve`` and ``spectrum`` take ``scw_table_file = <run folder>/scws.ecsv``
 from ``scw_selection``; ``lightcurve`` and ``spectrum`` also take
-``source_catalog_file = <run folder>/sources.ecsv`` from ``mosaic``. Later workflows (moving_target, revolution,
-crab_calibration) are one :func:`register_workflow` call each, here or in a
+``source_catalog_file = <run folder>/sources.ecsv`` from ``mosaic``. ``revolution`` =
+``revolution_mosaics`` (one revolution's mosaics per observation and instrument; a
+matrix over ``rev_num`` runs a range of revolutions). ``moving_target`` =
+``scw_selection`` (with a solar-system body as ``src_name``) → ``crab_calibration``
+→ ``moving_target``; the last takes ``scw_table_file`` and ``crab_calibration_file
+= <run folder>/crab_calibration.ecsv``. ``crab_calibration`` alone is a workflow too.
+Later workflows are one :func:`register_workflow` call each, here or in a
 module given to ``run_all.py --workflow-module``.
 
 3. What a notebook must do
@@ -84,6 +89,11 @@ module given to ``run_all.py --workflow-module``.
 
 4. Run folders
 --------------
+A workflow registered with ``folder_name`` names its own folders below
+``<output root>/<workflow>/``: ``revolution`` runs go to
+``<output root>/revolution/<rev_num>/<instruments and bands>_<data_version>/``
+(:func:`revolution_folder_name`, e.g. ``revolution/0300/isgri_28-40keV_jemx1_3-20keV_CONS/``).
+The others go to
 ``<output root>/<workflow>/<source>/<instrument>_<E1>-<E2>keV_<T1>_<T2>/``
 (default root ``outputs/``), e.g. ``outputs/long_term/Crab/isgri_28-40keV_2004-01-01_2006-01-01/``.
 ``<source>`` is ``src_name`` with anything but letters, digits, ``.+-``
@@ -171,7 +181,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +197,10 @@ __all__ = [
     "PROJECT_ROOT", "KERNEL_NAME", "MANIFEST_NAME", "OK", "FAILED", "SKIPPED", "REUSED", "NOT_RUN",
     "PlanError", "Upstream", "Step", "Workflow", "register_workflow", "unregister_workflow", "get_workflow",
     "registered_workflows", "ParameterFile", "read_run_file", "expand_matrix", "find_parameter_file",
-    "parse_override", "run_folder_name", "run_folder", "notebook_parameters", "notebook_digest", "PlannedStep",
-    "PlannedRun", "plan_runs", "plan_rerun", "preview_run", "RunResult", "execute_run", "execute_runs",
-    "load_manifest", "format_plan", "format_summary", "describe_workflows", "describe_parameter_files",
+    "parse_override", "run_folder_name", "revolution_folder_name", "run_folder", "notebook_parameters",
+    "notebook_digest", "PlannedStep", "PlannedRun", "plan_runs", "plan_rerun", "preview_run", "RunResult",
+    "execute_run", "execute_runs", "load_manifest", "format_plan", "format_summary", "describe_workflows",
+    "describe_parameter_files",
 ]
 
 #: The project (the folder holding notebooks/, parameters/, outputs/) when the package is installed editable.
@@ -305,12 +316,17 @@ class Workflow:
         One line for ``--list``.
     notebooks_dir : Path, optional
         Where the steps' notebooks are; ``<project>/notebooks`` if None.
+    folder_name : callable, optional
+        ``parameters -> str``: the run folder below ``<output root>/<workflow>/``
+        (may hold ``/``); :func:`run_folder` uses ``<source>/<run_folder_name>``
+        if None.
     """
 
     name: str
     steps: tuple[Step, ...]
     description: str = ""
     notebooks_dir: Path | None = None
+    folder_name: Callable[[Mapping[str, Any]], str] | None = None
 
     def step(self, name: str) -> Step:
         """Return the step called ``name``."""
@@ -334,7 +350,8 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def register_workflow(name: str, steps: Iterable[Step], *, description: str = "",
-                      notebooks_dir: str | Path | None = None, replace: bool = False) -> Workflow:
+                      notebooks_dir: str | Path | None = None, replace: bool = False,
+                      folder_name: Callable[[Mapping[str, Any]], str] | None = None) -> Workflow:
     """Register a workflow (a chain of notebooks) under ``name``.
 
     Parameters
@@ -349,6 +366,8 @@ def register_workflow(name: str, steps: Iterable[Step], *, description: str = ""
         Where the notebooks are; ``<project>/notebooks`` by default.
     replace : bool
         Replace a workflow of the same name instead of refusing.
+    folder_name : callable, optional
+        Names the run folders of this workflow (see :class:`Workflow`).
 
     Returns
     -------
@@ -386,7 +405,8 @@ def register_workflow(name: str, steps: Iterable[Step], *, description: str = ""
                                  f"be a path inside the run folder")
         seen.append(step.name)
     workflow = Workflow(name=name, steps=steps, description=description,
-                        notebooks_dir=Path(notebooks_dir).resolve() if notebooks_dir is not None else None)
+                        notebooks_dir=Path(notebooks_dir).resolve() if notebooks_dir is not None else None,
+                        folder_name=folder_name)
     with _REGISTRY_LOCK:
         if name in _REGISTRY and not replace:
             raise ValueError(f"workflow {name} is already registered (replace=True replaces it)")
@@ -448,6 +468,55 @@ register_workflow("long_term", [
     Step("lightcurve", "lightcurve.ipynb", (_SCW_TABLE, _MOSAIC_SOURCES)),
     Step("spectrum", "spectrum.ipynb", (_SCW_TABLE, _MOSAIC_SOURCES)),
 ], description="Long-term products of one source: ScW selection, mosaic, light curve, spectrum")
+
+#: The Crab calibration the moving-target stacks convert their rates with.
+_CRAB_CALIBRATION = Upstream(parameter="crab_calibration_file", step="crab_calibration",
+                             product="crab_calibration.ecsv")
+
+register_workflow("moving_target", [
+    Step("scw_selection", "scw_selection.ipynb"),
+    Step("crab_calibration", "crab_calibration.ipynb"),
+    Step("moving_target", "moving_target.ipynb", (_SCW_TABLE, _CRAB_CALIBRATION)),
+], description="A solar-system body (src_name: Jupiter...): ScWs along its track, Crab calibration, one image per "
+               "ScW stacked in the body's frame, fluxes or upper limits")
+
+register_workflow("crab_calibration", [Step("crab_calibration", "crab_calibration.ipynb")],
+                  description="Crab count rates per half-year and year from images and light curves, and the "
+                              "conversion to mCrab and erg/cm2/s")
+
+
+def revolution_folder_name(parameters: Mapping[str, Any]) -> str:
+    """Name a ``revolution`` run's folder: ``<revolution>/<instruments and bands>_<data_version>``.
+
+    Parameters
+    ----------
+    parameters : WorkflowParameters
+        The run's validated parameters (``rev_num``, ``use_*``, the bands, ``data_version``).
+
+    Returns
+    -------
+    str
+        E.g. ``0300/isgri_28-40keV_jemx1+jemx2_3-20keV_CONS``; ``current`` or
+        ``current-1`` when ``rev_num`` counts back from the current revolution
+        (resolved only when the notebook runs).
+    """
+    revolution = parameters["rev_num"]
+    if not isinstance(revolution, str):
+        revolution = "current" if revolution == 0 else f"current{revolution}"
+    parts = []
+    if parameters["use_isgri"]:
+        parts.append(f"isgri_{_number_text(parameters['E1_keV'])}-{_number_text(parameters['E2_keV'])}keV")
+    units = [f"jemx{unit}" for unit in (1, 2) if parameters[f"use_jemx{unit}"]]
+    if units:
+        parts.append(f"{'+'.join(units)}_{_number_text(parameters['J_E1_keV'])}-"
+                     f"{_number_text(parameters['J_E2_keV'])}keV")
+    return f"{revolution}/{_sanitise('_'.join([*parts, parameters['data_version']]))}"
+
+
+register_workflow("revolution", [Step("revolution_mosaics", "revolution_mosaics.ipynb")],
+                  description="Products of INTEGRAL revolutions (Generic Revolution Mosaics): one mosaic per "
+                              "observation and instrument; a matrix over rev_num runs a range of revolutions",
+                  folder_name=revolution_folder_name)
 
 
 # -- parameter files -------------------------------------------------------------------------------------------
@@ -730,9 +799,14 @@ def run_folder(workflow: str, parameters: Mapping[str, Any], *, output_root: str
     Returns
     -------
     Path
-        The absolute folder (not created).
+        The absolute folder (not created). A workflow registered with a
+        ``folder_name`` (e.g. ``revolution``) names its folders itself:
+        ``<output_root>/<workflow>/<folder_name(parameters)>``.
     """
     root = Path(output_root) if output_root is not None else PROJECT_ROOT / "outputs"
+    registered = registered_workflows().get(workflow)
+    if registered is not None and registered.folder_name is not None:
+        return (root / workflow / registered.folder_name(parameters)).resolve()
     return (root / workflow / _sanitise(parameters["src_name"]) / run_folder_name(parameters)).resolve()
 
 

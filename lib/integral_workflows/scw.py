@@ -365,8 +365,11 @@ def _table_from_mmoda(body: dict, *, data_version: str, ra: float, dec: float) -
     version = column("SW_VER")
     if version is None:
         version = np.asarray(VERSION_OF_DATA[data_version])
-    else:
+    elif version.size:
         version = np.char.zfill(version.astype(str), 3)
+    else:
+        # numpy's zfill fails on an empty array: an empty answer is simply no ScW
+        version = version.astype("U3")
     return _build_scw_table(
         swid=column("SWID"), version=version, tstart=column("TSTART"), tstop=column("TSTOP"),
         telapse=column("TELAPSE"), ra_x=column("RA_SCX"), dec_x=column("DEC_SCX"), ra=ra, dec=dec,

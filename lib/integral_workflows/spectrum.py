@@ -28,7 +28,6 @@ does with the ``GROUPING`` column.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +35,9 @@ from typing import Sequence
 import numpy as np
 from astropy.io import fits
 from scipy import optimize, stats
+
+from .catalog import source_name_key
+from .jobs import product_meta_data
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +58,6 @@ _STRUCTURAL_KEYWORDS = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOU
 
 def _is_simulated(meta: dict) -> bool:
     return bool(meta.get("SIMULATD")) or "SIMULATED" in str(meta.get("ORIGIN", "")).upper()
-
-
-def _meta_data(product) -> dict:
-    """``meta_data`` of an oda_api product as a dict (older servers sent a JSON string)."""
-    meta = getattr(product, "meta_data", None) or {}
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            meta = {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _normalised_name(name: str) -> str:
-    return "".join(ch for ch in str(name).casefold() if ch not in " _")
 
 
 def _instrument(header) -> str:
@@ -350,7 +337,7 @@ class Spectrum:
         -------
         Spectrum
         """
-        meta = _meta_data(product)
+        meta = product_meta_data(product)
         hdus = [unit.to_fits_hdu() for unit in product.data_unit]
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None, response=response)
 
@@ -712,7 +699,7 @@ def from_data_collection(collection, source: str, *, instrument: str | None = No
     """
     found: dict[str, dict] = {}
     for product in collection._p_list:
-        meta = _meta_data(product)
+        meta = product_meta_data(product)
         kind = str(meta.get("product", ""))
         if "_" not in kind:
             continue
@@ -721,7 +708,7 @@ def from_data_collection(collection, source: str, *, instrument: str | None = No
             continue
         name = str(meta.get("src_name", ""))
         exact = name == source
-        if not (exact or _normalised_name(name) == _normalised_name(source)):
+        if not (exact or source_name_key(name) == source_name_key(source)):
             continue
         slot = found.setdefault(prefix, {})
         if role in slot and not exact:
@@ -733,7 +720,7 @@ def from_data_collection(collection, source: str, *, instrument: str | None = No
     if instrument is not None:
         found = {k: v for k, v in found.items() if k == instrument.lower()}
     if not found:
-        available = sorted({(str(_meta_data(p).get("src_name", "")), str(_meta_data(p).get("product", "")))
+        available = sorted({(str(product_meta_data(p).get("src_name", "")), str(product_meta_data(p).get("product", "")))
                             for p in collection._p_list})
         raise ValueError(f"no spectrum of {source!r} in this data collection; products: {available}")
     if len(found) > 1:

@@ -1,0 +1,1244 @@
+"""Upload products to the MMODA product gallery, through oda_api's ``GalleryDispatcherAPI``.
+
+The MMODA product gallery (seed 003) shows images, light curves and spectra,
+searchable by source, instrument, product type, time and revolution, each
+with its FITS files and the notebook and parameters that made it. Uploading is
+restricted: the MMODA token must hold the role ``gallery contributor``. The
+token comes from ``ODA_TOKEN`` or ``.oda-token`` (:func:`integral_workflows.hosts.discover_token`),
+never from a parameter, and nothing uploaded or saved carries it.
+
+Three ways to upload, all through :func:`upload_products`:
+
+- a product notebook with ``upload_to_gallery = True`` (:func:`upload_step`,
+  or :func:`upload_notebook_products` for the revolution notebook);
+- ``notebooks/gallery_upload.ipynb`` on an existing run folder
+  (:func:`products_from_run`, then :func:`upload_products`);
+- from Python: describe a :class:`GalleryProduct` and call :func:`upload_product`.
+
+What an upload sends
+--------------------
+``GalleryDispatcherAPI.post_data_product_to_gallery`` (protocol §7) first asks
+``get_parents_term`` about the product type, resolves each source name
+(``resolve_name``) and then posts a multipart form to
+``post_product_to_gallery``. The fields are those the real gallery notebooks
+send (the real gallery, a Drupal site, refuses fields it does not know):
+
+=========================  ===============================================================================
+``product_title``          e.g. ``Crab Rev. 0300``, ``GX 1+4 isgri light curve Rev. 0300 (NRT)``
+``product_id``             oda_api's ``DispatcherAPI.calculate_param_dict_id`` of the product's defining
+                           parameters (:func:`product_id`): uploading again *updates* the product
+``instrument``             ``isgri``, ``jemx1`` or ``jemx2``
+``product_type``           ``<instrument>_image``, ``<instrument>_lc`` or ``<instrument>_spectrum``
+``src_name``               the sources, comma-joined (each resolved; unknown ones still inserted)
+``T1``, ``T2``             UTC ISOT with whole seconds (the client refuses fractions); the gallery derives
+                           the revolution span from them
+``RA``, ``DEC``            deg: the image centre, or the source
+``e1_kev``, ``e2_kev``     the energy band (images, light curves)
+``obsid``                  observation ids, comma-joined; the proposal ids are their first seven digits
+``detected_sources``       an HTML table of the sources an image detected, with their count rates
+``time_bin``               s (light curves)
+``additional_information`` the run's parameters as JSON (scrubbed of secrets)
+``produced_by``            the notebook that made the product
+``img``                    the PNG
+``fits_file_0..N``         the FITS files, the DS9 region file and the executed notebook (scrubbed)
+``yaml_file``              the parameters as YAML (scrubbed)
+=========================  ===============================================================================
+
+The revolution is not a field of its own: the real gallery derives it from
+``T1``/``T2``; it is also in the title and the parameters.
+
+Failures
+--------
+Connection errors, timeouts and server errors (5xx) are retried with
+exponential backoff (:class:`RetryPolicy`); the product id makes a retry
+after a lost answer update the product rather than duplicate it. A refusal
+for lack of rights (403, or the dispatcher's "privileges are not sufficient"
+text) raises :class:`GalleryPermissionError` at once, naming the role
+``gallery contributor`` and what to do. Other refusals raise
+:class:`GalleryUploadError`. oda_api does not expose HTTP status codes of the
+final POST (it returns the error text), so that answer is classified by its
+text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+import math
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import hosts, params, provenance
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "GALLERY_ROLE", "GALLERY_INSTRUMENTS", "PRODUCT_KINDS", "GalleryError", "GalleryPermissionError",
+    "GalleryUploadError", "GalleryUnavailableError", "RetryPolicy", "GalleryProduct", "UploadResult",
+    "isot_seconds", "product_type", "product_id", "detected_sources_html", "build_upload_request",
+    "upload_product", "upload_products", "step_products", "products_from_run", "find_executed_notebook",
+    "upload_notebook_products", "upload_step", "write_upload_record", "products_table", "results_table",
+    "list_products",
+]
+
+#: The MMODA role that allows uploading to the gallery.
+GALLERY_ROLE = "gallery contributor"
+#: Instruments as the gallery names them (a JEM-X unit is an instrument of its own there).
+GALLERY_INSTRUMENTS = ("isgri", "jemx1", "jemx2")
+#: Product kinds, as they end the gallery's product types (``isgri_image``, ``jemx1_lc``, ``isgri_spectrum``).
+PRODUCT_KINDS = ("image", "lc", "spectrum")
+#: Where a notebook records what it uploaded: ``<output_dir>/<step>_gallery.json``.
+UPLOAD_RECORD_SUFFIX = "_gallery.json"
+
+_ISOT_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+_STATUS_IN_REMOTE_EXCEPTION = re.compile(r"status code:->\s*(\d{3})")
+# Texts of refusals for lack of rights: the real dispatcher's 403 bodies (note its spelling "priviledge"),
+# the expired/invalid token messages and plain HTTP reason phrases.
+_PERMISSION_TEXT = re.compile(r"privile?dge|not sufficient|roles?\b|forbidden|unauthori[sz]ed|"
+                              r"token provided is (?:expired|not valid)|" + re.escape(GALLERY_ROLE), re.IGNORECASE)
+_SERVER_ERROR_TEXT = re.compile(r"\b5\d\d\b|internal server error|bad gateway|service unavailable|"
+                                r"gateway time-?out|temporarily|overloaded|try again later", re.IGNORECASE)
+_TEXT_SUFFIXES = (".ipynb", ".yaml", ".yml", ".json", ".ecsv", ".reg", ".txt", ".html", ".csv")
+
+
+class GalleryError(RuntimeError):
+    """An upload to the gallery did not happen."""
+
+
+class GalleryPermissionError(GalleryError):
+    """The gallery refused the token: missing, invalid, expired, or without the role ``gallery contributor``."""
+
+
+class GalleryUploadError(GalleryError):
+    """The gallery refused the product, or the product cannot be uploaded as described; retrying will not help."""
+
+
+class GalleryUnavailableError(GalleryError):
+    """The gallery kept failing (connection errors, 5xx) until the retries ran out."""
+
+
+def _permission_message(detail: str) -> str:
+    return (f"the MMODA gallery refused the upload for lack of rights ({detail}). Uploading to the product "
+            f"gallery needs a token with the role '{GALLERY_ROLE}'. Ask the MMODA team (the 'Contact us' form of "
+            f"the MMODA web site) to grant that role to your account, then sign in again, copy the new token "
+            f"(the roles are written into it) into $ODA_TOKEN or a .oda-token file, and upload again, e.g. with "
+            f"notebooks/gallery_upload.ipynb on the run folder. With the local MMODA: "
+            f"python -m mmoda_local token --roles 'general,{GALLERY_ROLE}' --data-dir <its data folder>.")
+
+
+# -- retries -------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently transient failures are retried.
+
+    Parameters
+    ----------
+    attempts : int
+        Attempts in all (1: no retry).
+    first_delay_s : float
+        Wait after the first failure, s.
+    factor : float
+        Each further wait is this many times longer.
+    max_delay_s : float
+        Longest wait, s.
+    """
+
+    attempts: int = 5
+    first_delay_s: float = 2.0
+    factor: float = 2.0
+    max_delay_s: float = 60.0
+
+    def __post_init__(self):
+        if self.attempts < 1:
+            raise ValueError(f"attempts = {self.attempts}: at least 1")
+        if self.first_delay_s < 0 or self.factor < 1 or self.max_delay_s < 0:
+            raise ValueError("delays must be >= 0 and the factor >= 1")
+
+    def delay(self, failed_attempt: int) -> float:
+        """Seconds to wait after the ``failed_attempt``-th attempt failed (1-based)."""
+        return min(self.first_delay_s * self.factor ** (failed_attempt - 1), self.max_delay_s)
+
+
+# -- products ------------------------------------------------------------------------------------------------------
+
+def isot_seconds(value: Any, *, round_up: bool = False) -> str:
+    """A time as UTC ISOT with whole seconds, the only ISOT form the gallery client accepts.
+
+    Parameters
+    ----------
+    value : str or datetime.datetime or astropy.time.Time
+        ``'2005-03-01T00:00:00.123'``, a datetime or a Time.
+    round_up : bool
+        Round a fraction of a second up (for the end of a span) instead of down.
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DDThh:mm:ss``.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a time.
+    """
+    import datetime as dt
+
+    if hasattr(value, "utc") and hasattr(value, "datetime"):  # astropy Time
+        value = value.utc.datetime
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "T")
+        match = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?$", text)
+        if match is None:
+            raise ValueError(f"{value!r} is not a UTC ISOT time (YYYY-MM-DDThh:mm:ss[.fff])")
+        moment = dt.datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S")
+        fraction = bool(match[2]) and int(match[2]) > 0
+    elif isinstance(value, dt.datetime):
+        moment, fraction = value.replace(microsecond=0, tzinfo=None), value.microsecond > 0
+    else:
+        raise ValueError(f"{value!r} is not a time")
+    if fraction and round_up:
+        moment += dt.timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def product_type(instrument: str, kind: str) -> str:
+    """The gallery's product type: ``<instrument>_<kind>``, e.g. ``isgri_image``, ``jemx1_lc``.
+
+    Parameters
+    ----------
+    instrument : str
+        One of :data:`GALLERY_INSTRUMENTS`.
+    kind : str
+        One of :data:`PRODUCT_KINDS`.
+
+    Returns
+    -------
+    str
+    """
+    if instrument not in GALLERY_INSTRUMENTS:
+        raise ValueError(f"instrument {instrument!r}: the gallery knows {', '.join(GALLERY_INSTRUMENTS)}")
+    if kind not in PRODUCT_KINDS:
+        raise ValueError(f"product kind {kind!r}: use one of {', '.join(PRODUCT_KINDS)}")
+    return f"{instrument}_{kind}"
+
+
+def _canonical(value: Any) -> Any:
+    """A value in the one form that hashes the same however it was written (28 and 28.0 alike)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _canonical(item) for key, item in sorted(value.items())}
+    if hasattr(value, "item"):  # numpy scalars
+        return _canonical(value.item())
+    return str(value)
+
+
+def product_id(defining: Mapping[str, Any]) -> str:
+    """The gallery product id of a product: a stable hash of the parameters that define it.
+
+    It is what the real gallery notebooks use, oda_api's
+    ``DispatcherAPI.calculate_param_dict_id`` (an md5 prefix of the sorted
+    items; None values left out), over canonical values, so that equal
+    products always get the same id and a re-upload updates the product
+    instead of adding a second one.
+
+    Parameters
+    ----------
+    defining : mapping
+        The parameters that make the product what it is (instrument, product
+        type, source or observation, band, period or revolution...). Leave
+        out what should *not* give a new product (e.g. ``data_version``, so
+        that consolidated data replace near-real-time ones).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    from oda_api.api import DispatcherAPI
+
+    if not defining:
+        raise ValueError("a product id needs at least one defining parameter")
+    return DispatcherAPI.calculate_param_dict_id({str(key): _canonical(value) for key, value in defining.items()})
+
+
+def _paths(values: Iterable[Any]) -> tuple[Path, ...]:
+    return tuple(Path(value) for value in values)
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryProduct:
+    """A product as the gallery shows it: what it is, when, where, and its files.
+
+    Attributes
+    ----------
+    title : str
+        The product's title in the gallery.
+    instrument : str
+        ``isgri``, ``jemx1`` or ``jemx2``.
+    kind : str
+        ``image``, ``lc`` or ``spectrum``.
+    product_id : str
+        :func:`product_id` of its defining parameters.
+    t1, t2 : str
+        Time span of the data, UTC ISOT, whole seconds.
+    src_names : tuple of str
+        The sources it shows (an image: the catalogue sources it detected).
+    ra, dec : float or None
+        Image centre or source position, deg.
+    e1_kev, e2_kev : float or None
+        Energy band (images, light curves).
+    obsids : tuple of str
+        Observation ids (revolution products).
+    revolutions : tuple of str
+        Revolutions (kept for the title and the records; the gallery derives
+        the span from ``t1``/``t2``).
+    image : Path or None
+        The PNG.
+    fits_files : tuple of Path
+        FITS files (a spectrum: PHA, ARF, RMF).
+    region_file : Path or None
+        DS9 regions of the detected sources (images).
+    sources_table : Path or None
+        ECSV of the detected sources with count rates (images).
+    notebook : Path or None
+        The executed notebook that made it (attached scrubbed).
+    produced_by : str
+        The notebook's name.
+    parameters : mapping
+        The run's parameters (JSON-safe).
+    fields : mapping
+        Further gallery fields (``time_bin`` for light curves).
+    simulated : bool
+        Made from the local MMODA's simulated sky: uploaded to the local gallery only.
+    """
+
+    title: str
+    instrument: str
+    kind: str
+    product_id: str
+    t1: str
+    t2: str
+    src_names: tuple = ()
+    ra: float | None = None
+    dec: float | None = None
+    e1_kev: float | None = None
+    e2_kev: float | None = None
+    obsids: tuple = ()
+    revolutions: tuple = ()
+    image: Path | None = None
+    fits_files: tuple = ()
+    region_file: Path | None = None
+    sources_table: Path | None = None
+    notebook: Path | None = None
+    produced_by: str = ""
+    parameters: Mapping = dataclasses.field(default_factory=dict)
+    fields: Mapping = dataclasses.field(default_factory=dict)
+    simulated: bool = False
+
+    def __post_init__(self):
+        product_type(self.instrument, self.kind)  # validates both
+        for name in ("t1", "t2"):
+            if not _ISOT_SECONDS.match(str(getattr(self, name))):
+                raise ValueError(f"{name} = {getattr(self, name)!r}: the gallery takes UTC ISOT with whole seconds "
+                                 f"(use isot_seconds())")
+        if not self.title.strip():
+            raise ValueError("a gallery product needs a title")
+        object.__setattr__(self, "src_names", tuple(str(name) for name in self.src_names))
+        object.__setattr__(self, "obsids", tuple(str(obsid) for obsid in self.obsids))
+        object.__setattr__(self, "revolutions", tuple(str(rev) for rev in self.revolutions))
+        object.__setattr__(self, "fits_files", _paths(self.fits_files))
+        for name in ("image", "region_file", "sources_table", "notebook"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+
+    @property
+    def product_type(self) -> str:
+        """``<instrument>_<kind>``."""
+        return product_type(self.instrument, self.kind)
+
+    @property
+    def proposal_ids(self) -> tuple[str, ...]:
+        """Proposals of its observations: the first seven digits of the observation ids."""
+        return tuple(sorted({obsid[:7] for obsid in self.obsids if len(obsid) == 11 and obsid.isdigit()}))
+
+    def attachments(self) -> list[Path]:
+        """The files uploaded as attachments: FITS files, region file, notebook (not the PNG)."""
+        files = list(self.fits_files)
+        if self.region_file is not None:
+            files.append(self.region_file)
+        if self.notebook is not None:
+            files.append(self.notebook)
+        return files
+
+    def replace(self, **changes: Any) -> "GalleryProduct":
+        """A copy with ``changes`` (e.g. ``notebook=...``)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self, *, relative_to: str | Path | None = None, include_parameters: bool = True) -> dict:
+        """JSON-safe form, paths relative to ``relative_to`` when given (for step records).
+
+        Parameters
+        ----------
+        relative_to : path-like, optional
+            Folder the paths are written relative to.
+        include_parameters : bool
+            Include ``parameters`` (products of one run share them: a record
+            may leave them out and take them from the manifest).
+
+        Returns
+        -------
+        dict
+        """
+        def path_text(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            if relative_to is not None:
+                try:
+                    return Path(path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
+                except ValueError:
+                    pass
+            return Path(path).as_posix()
+
+        data = {
+            "title": self.title, "instrument": self.instrument, "kind": self.kind, "product_id": self.product_id,
+            "product_type": self.product_type, "t1": self.t1, "t2": self.t2, "src_names": list(self.src_names),
+            "ra": self.ra, "dec": self.dec, "e1_kev": self.e1_kev, "e2_kev": self.e2_kev,
+            "obsids": list(self.obsids), "revolutions": list(self.revolutions), "image": path_text(self.image),
+            "fits_files": [path_text(path) for path in self.fits_files], "region_file": path_text(self.region_file),
+            "sources_table": path_text(self.sources_table), "notebook": path_text(self.notebook),
+            "produced_by": self.produced_by, "fields": dict(self.fields), "simulated": self.simulated,
+        }
+        if include_parameters:
+            data["parameters"] = dict(self.parameters)
+        return provenance.scrub(data)[0]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base: str | Path | None = None,
+                  parameters: Mapping[str, Any] | None = None) -> "GalleryProduct":
+        """Rebuild a product from :meth:`as_dict`, relative paths taken relative to ``base``.
+
+        Parameters
+        ----------
+        data : mapping
+            From :meth:`as_dict`.
+        base : path-like, optional
+            The folder relative paths refer to.
+        parameters : mapping, optional
+            Used when ``data`` holds none.
+
+        Returns
+        -------
+        GalleryProduct
+        """
+        def path_of(text: str | None) -> Path | None:
+            if text is None:
+                return None
+            path = Path(text)
+            return path if path.is_absolute() or base is None else Path(base) / path
+
+        return cls(title=data["title"], instrument=data["instrument"], kind=data["kind"],
+                   product_id=data["product_id"], t1=data["t1"], t2=data["t2"], src_names=data.get("src_names", ()),
+                   ra=data.get("ra"), dec=data.get("dec"), e1_kev=data.get("e1_kev"), e2_kev=data.get("e2_kev"),
+                   obsids=data.get("obsids", ()), revolutions=data.get("revolutions", ()),
+                   image=path_of(data.get("image")), fits_files=[path_of(p) for p in data.get("fits_files", ())],
+                   region_file=path_of(data.get("region_file")), sources_table=path_of(data.get("sources_table")),
+                   notebook=path_of(data.get("notebook")), produced_by=data.get("produced_by", ""),
+                   parameters=dict(data.get("parameters") or parameters or {}), fields=dict(data.get("fields") or {}),
+                   simulated=bool(data.get("simulated", False)))
+
+
+# -- the request ---------------------------------------------------------------------------------------------------
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def detected_sources_html(table: Any) -> str:
+    """An HTML table of detected sources with their count rates (the gallery's "detected sources" field).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Sources with ``name``, ``ra``, ``dec``, ``significance``, ``rate``,
+        ``rate_error`` (:func:`integral_workflows.mosaic.find_sources`).
+
+    Returns
+    -------
+    str
+        ``<table>`` with one row per source.
+    """
+    rows = ["<table>", "<tr><th>Name</th><th>RA</th><th>Dec</th><th>Significance</th><th>Flux (cts/s)</th>"
+                       "<th>Unc</th></tr>"]
+    for row in table:
+        rows.append(f"<tr><td>{html.escape(str(row['name']))}</td><td>{float(row['ra']):.4f}</td>"
+                    f"<td>{float(row['dec']):.4f}</td><td>{float(row['significance']):.1f}</td>"
+                    f"<td>{float(row['rate']):.4g}</td><td>{float(row['rate_error']):.2g}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _secrets(token: str | None) -> list[str]:
+    return [secret for secret in [token, *provenance.secret_values()] if secret]
+
+
+def _scrubbed_copy(source: Path, destination: Path, *, token: str | None) -> Path:
+    text, count = provenance.scrub_text(source.read_text(encoding="utf-8"), secrets=_secrets(token))
+    if count:
+        log.warning("%d token-like string(s) removed from the copy of %s that goes to the gallery", count,
+                    source.name)
+    destination.write_text(text, encoding="utf-8")
+    return destination
+
+
+def _parameters_text(parameters: Mapping[str, Any], *, token: str | None) -> tuple[str, str]:
+    """The parameters as YAML (for the attachment) and as JSON (``additional_information``), scrubbed."""
+    clean = provenance.scrub(dict(parameters), secrets=_secrets(token))[0]
+    return (yaml.safe_dump(clean, sort_keys=False, allow_unicode=True),
+            "parameters = " + json.dumps(clean, indent=4, ensure_ascii=False))
+
+
+def build_upload_request(product: GalleryProduct, *, token: str | None, workdir: str | Path,
+                         validate_sources: bool = True) -> dict:
+    """The keyword arguments of ``post_data_product_to_gallery`` for a product.
+
+    Scrubbed copies of the notebook and of the parameters (YAML) are written
+    into ``workdir`` and attached from there; the product's own files are
+    attached as they are.
+
+    Parameters
+    ----------
+    product : GalleryProduct
+        The product; its files must exist.
+    token : str or None
+        The MMODA token (only in the ``token`` argument).
+    workdir : path-like
+        A private temporary folder for the scrubbed copies.
+    validate_sources : bool
+        Let the gallery resolve the source names (unknown names are still
+        inserted, as the real gallery notebooks do).
+
+    Returns
+    -------
+    dict
+        Arguments of ``GalleryDispatcherAPI.post_data_product_to_gallery``.
+
+    Raises
+    ------
+    GalleryUploadError
+        If a file is missing, or something other than the ``token``
+        argument holds the token.
+    """
+    workdir = Path(workdir)
+    missing = [str(path) for path in [product.image, *product.attachments()] if path is not None and
+               not Path(path).is_file()]
+    if missing:
+        raise GalleryUploadError(f"product {product.title!r}: missing file(s) {missing}")
+    attachments = list(product.fits_files)
+    if product.region_file is not None:
+        attachments.append(product.region_file)
+    stem = re.sub(r"[^A-Za-z0-9.+-]+", "_", product.title).strip("_") or product.product_id
+    if product.notebook is not None:
+        attachments.append(_scrubbed_copy(product.notebook, workdir / product.notebook.name, token=token))
+    yaml_text, information = _parameters_text(product.parameters, token=token)
+    yaml_path = workdir / f"{stem}_parameters.yaml"
+    yaml_path.write_text(yaml_text, encoding="utf-8")
+
+    fields: dict[str, Any] = {"instrument": product.instrument, "product_type": product.product_type,
+                              "T1": product.t1, "T2": product.t2}
+    if product.src_names:
+        fields["src_name"] = list(product.src_names)
+    for name, value in (("RA", product.ra), ("DEC", product.dec), ("e1_kev", product.e1_kev),
+                        ("e2_kev", product.e2_kev)):
+        if _finite(value) is not None:
+            fields[name] = _finite(value)
+    if product.obsids:
+        fields["obsid"] = ",".join(product.obsids)
+    if product.kind == "image" and product.sources_table is not None and product.sources_table.is_file():
+        from astropy.table import Table
+
+        fields["detected_sources"] = detected_sources_html(Table.read(product.sources_table))
+    fields["additional_information"] = information
+    if product.produced_by:
+        fields["produced_by"] = product.produced_by
+    fields.update({key: value for key, value in product.fields.items() if value is not None})
+
+    request = dict(product_title=product.title, product_id=product.product_id,
+                   gallery_image_path=str(product.image) if product.image is not None else None,
+                   fits_file_path=[str(path) for path in attachments] or None, yaml_file_path=str(yaml_path),
+                   token=token, insert_new_source=True, validate_source=validate_sources,
+                   force_insert_not_valid_new_source=True, apply_fields_source_resolution=False,
+                   in_evidence=False, observation_time_format="ISOT", **fields)
+    _refuse_secrets(request, token=token)
+    return request
+
+
+def _refuse_secrets(request: Mapping[str, Any], *, token: str | None) -> None:
+    """Raise unless the token appears in the ``token`` argument only (fields and attached files checked)."""
+    secrets = _secrets(token)
+    for key, value in request.items():
+        if key == "token" or value is None:
+            continue
+        texts = value if isinstance(value, list) else [value]
+        for text in texts:
+            if isinstance(text, str) and provenance.contains_secret(text, secrets=secrets):
+                raise GalleryUploadError(f"refusing to upload: the field {key} would carry a token")
+    files = [request.get("gallery_image_path"), request.get("yaml_file_path"), *(request.get("fits_file_path") or [])]
+    for name in filter(None, files):
+        path = Path(name)
+        if _file_holds(path, [secret.encode("utf-8") for secret in secrets]):
+            raise GalleryUploadError(f"refusing to upload {path.name}: it holds the MMODA token")
+        if path.suffix.lower() in _TEXT_SUFFIXES and provenance.contains_secret(
+                path.read_text(encoding="utf-8", errors="replace"), secrets=()):
+            raise GalleryUploadError(f"refusing to upload {path.name}: it holds something shaped like a token")
+
+
+def _file_holds(path: Path, needles: Sequence[bytes], *, block_bytes: int = 1 << 23) -> bool:
+    """Whether a file contains any of ``needles``, read block by block (mosaics of the whole mission are large)."""
+    if not needles:
+        return False
+    overlap = max(len(needle) for needle in needles) - 1
+    tail = b""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(block_bytes), b""):
+            window = tail + block
+            if any(needle in window for needle in needles):
+                return True
+            tail = window[-overlap:] if overlap else b""
+    return False
+
+
+# -- the upload ----------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class UploadResult:
+    """What the gallery answered for one product.
+
+    Attributes
+    ----------
+    product_id, title, instrument, product_type : str
+        The product.
+    link : str
+        The product's page in the gallery (``_links.self.href`` without its query).
+    node_id : object
+        The gallery's node id, if given.
+    created, changed : str
+        Timestamps of the gallery's node; ``changed`` moves on every update.
+    updated : bool
+        True when the product existed and was updated (created ≠ changed).
+    attempts : int
+        Attempts it took.
+    """
+
+    product_id: str
+    title: str
+    instrument: str
+    product_type: str
+    link: str
+    node_id: Any
+    created: str
+    changed: str
+    updated: bool
+    attempts: int
+
+    def as_dict(self) -> dict:
+        """JSON-safe form."""
+        return dataclasses.asdict(self)
+
+
+def _first_value(node: Mapping[str, Any], key: str) -> Any:
+    value = node.get(key)
+    if isinstance(value, list) and value and isinstance(value[0], Mapping):
+        return value[0].get("value")
+    return value
+
+
+def _result_from_answer(product: GalleryProduct, answer: Mapping[str, Any], attempts: int) -> UploadResult:
+    created, changed = _first_value(answer, "created"), _first_value(answer, "changed")
+    return UploadResult(product_id=product.product_id, title=str(_first_value(answer, "title") or product.title),
+                        instrument=product.instrument, product_type=product.product_type,
+                        link=str(answer["_links"]["self"]["href"]).split("?")[0], node_id=_first_value(answer, "nid"),
+                        created=str(created), changed=str(changed), updated=created is not None and created != changed,
+                        attempts=attempts)
+
+
+class _Transient(Exception):
+    """A failure worth retrying."""
+
+
+def _classify(text: str, *, status: int | None) -> Exception:
+    """The exception a failed attempt stands for: transient, permission or refusal."""
+    if status in (401, 403) or (status is None and _PERMISSION_TEXT.search(text)):
+        return GalleryPermissionError(_permission_message(text.strip()[:300] or f"HTTP {status}"))
+    if (status is not None and status >= 500) or (status is None and _SERVER_ERROR_TEXT.search(text)):
+        return _Transient(text.strip()[:300] or f"HTTP {status}")
+    return GalleryUploadError(f"the gallery refused the product: {text.strip()[:500]}"
+                              + (f" (HTTP {status})" if status else ""))
+
+
+def _attempt(api, request: Mapping[str, Any], *, token: str | None) -> Mapping[str, Any] | Exception:
+    """One call of the client; returns the answer, or the exception that classifies the failure."""
+    import requests
+    from oda_api.api import RemoteException, UserError
+
+    secrets = _secrets(token)
+    try:
+        answer = api.post_data_product_to_gallery(**request)
+    except (requests.ConnectionError, requests.Timeout) as error:
+        # The client puts the token in GET query strings: the error's URL would show it.
+        return _Transient(provenance.scrub_text(f"{type(error).__name__}: {error}", secrets=secrets)[0])
+    except RemoteException as error:
+        text = provenance.scrub_text(str(getattr(error, "message", error)), secrets=secrets)[0]
+        match = _STATUS_IN_REMOTE_EXCEPTION.search(text)
+        status = int(match[1]) if match else None
+        body = text.split("--- response text ---", 1)[-1].split("--- res content ---", 1)[0]
+        if status == 200:
+            return GalleryUploadError(f"the gallery answered something that is not JSON: {body.strip()[:300]}")
+        return _classify(body if match else text, status=status)
+    except UserError as error:
+        return GalleryUploadError(f"the gallery client refused the product: "
+                                  f"{provenance.scrub_text(str(error), secrets=secrets)[0]}")
+    except (KeyError, TypeError, IndexError) as error:
+        # The client reads _links/created/changed of a 200 answer without checking they are there.
+        return GalleryUploadError(f"the gallery's answer lacks an expected field ({type(error).__name__}: {error})")
+    if isinstance(answer, Mapping) and isinstance(answer.get("_links"), Mapping) and "self" in answer["_links"]:
+        return answer
+    if isinstance(answer, Mapping):
+        text = " - ".join(str(answer[key]) for key in ("error_message", "drupal_helper_error_message", "error",
+                                                         "message") if answer.get(key))
+    else:
+        text = str(answer)
+    return _classify(provenance.scrub_text(text or "no product in the answer", secrets=secrets)[0], status=None)
+
+
+def upload_product(product: GalleryProduct, *, url: str, token: str | None = None,
+                   policy: RetryPolicy | None = None, validate_sources: bool = True,
+                   sleep: Callable[[float], None] = time.sleep) -> UploadResult:
+    """Upload (or update) one product with ``GalleryDispatcherAPI.post_data_product_to_gallery``.
+
+    Parameters
+    ----------
+    product : GalleryProduct
+        The product and its files.
+    url : str
+        The dispatcher whose gallery receives it.
+    token : str, optional
+        The MMODA token; :func:`integral_workflows.hosts.discover_token` by default.
+    policy : RetryPolicy, optional
+        Retries of transient failures (connection errors, timeouts, 5xx).
+    validate_sources : bool
+        Let the gallery resolve the source names.
+    sleep : callable
+        Waits between attempts (tests pass a fake).
+
+    Returns
+    -------
+    UploadResult
+        The gallery's answer: link, created/changed, whether it was an update.
+
+    Raises
+    ------
+    GalleryPermissionError
+        No token, or the gallery refused it (the message names the role
+        ``gallery contributor`` and what to do).
+    GalleryUploadError
+        The gallery refused the product, or a file is missing.
+    GalleryUnavailableError
+        Transient failures until the retries ran out.
+    """
+    from oda_api.gallery_api import GalleryDispatcherAPI
+
+    policy = policy or RetryPolicy()
+    token = token if token is not None else hosts.discover_token()
+    if not token:
+        raise GalleryPermissionError(_permission_message("no MMODA token: neither $ODA_TOKEN nor a .oda-token file"))
+    # An explicit token stops oda_api from discovering (and logging) one itself.
+    api = GalleryDispatcherAPI(url=url, instrument="mock", token=token)
+    last = ""
+    with tempfile.TemporaryDirectory(prefix="gallery-upload-") as workdir:
+        request = build_upload_request(product, token=token, workdir=workdir, validate_sources=validate_sources)
+        for attempt in range(1, policy.attempts + 1):
+            outcome = _attempt(api, request, token=token)
+            if not isinstance(outcome, Exception):
+                result = _result_from_answer(product, outcome, attempt)
+                log.info("gallery: %s %r (%s) at %s", "updated" if result.updated else "posted", result.title,
+                         product.product_id, result.link)
+                return result
+            if not isinstance(outcome, _Transient):
+                raise outcome
+            last = str(outcome)
+            if attempt < policy.attempts:
+                delay = policy.delay(attempt)
+                log.warning("gallery upload of %r failed (%s), attempt %d of %d; retrying in %.1f s", product.title,
+                            last, attempt, policy.attempts, delay)
+                sleep(delay)
+    raise GalleryUnavailableError(f"the gallery at {url} kept failing for {product.title!r} after {policy.attempts} "
+                                  f"attempts; last error: {last}")
+
+
+def upload_products(products: Sequence[GalleryProduct], *, host_type: str | None = None, url: str | None = None,
+                    token: str | None = None, policy: RetryPolicy | None = None, validate_sources: bool = True,
+                    sleep: Callable[[float], None] = time.sleep) -> list[UploadResult]:
+    """Upload several products to the gallery of ``host_type`` (or of ``url``).
+
+    Parameters
+    ----------
+    products : sequence of GalleryProduct
+    host_type : str, optional
+        ``production``, ``staging``, ``esa`` or ``local``: the gallery is on
+        that dispatcher. Simulated products go to the local gallery only.
+    url : str, optional
+        A dispatcher URL instead of ``host_type``.
+    token, policy, validate_sources, sleep
+        As for :func:`upload_product`.
+
+    Returns
+    -------
+    list of UploadResult
+        In the order of ``products``.
+
+    Raises
+    ------
+    GalleryPermissionError, GalleryUploadError, GalleryUnavailableError
+        As :func:`upload_product`, for the first product that fails (the
+        earlier ones are uploaded).
+    ValueError
+        If neither or both of ``host_type`` and ``url`` are given.
+    """
+    if (host_type is None) == (url is None):
+        raise ValueError("give host_type or url")
+    if host_type is not None:
+        simulated = [product.title for product in products if product.simulated]
+        if simulated and host_type != "local":
+            raise GalleryUploadError(f"{len(simulated)} product(s) come from the local MMODA's simulated sky "
+                                     f"(e.g. {simulated[0]!r}): they may go to the local gallery only, not to "
+                                     f"host_type {host_type!r}")
+        url = hosts.dispatcher_url(host_type)
+    token = token if token is not None else hosts.discover_token()
+    results = []
+    for product in products:
+        results.append(upload_product(product, url=url, token=token, policy=policy,
+                                      validate_sources=validate_sources, sleep=sleep))
+    return results
+
+
+# -- products of the suite's notebooks -----------------------------------------------------------------------------
+
+_INSTRUMENT_LABELS = {"isgri": "ISGRI", "jemx1": "JEM-X1", "jemx2": "JEM-X2"}
+
+
+def _gallery_instrument(parameters: Mapping[str, Any]) -> str:
+    if parameters.get("instrument", "isgri") == "jemx":
+        return f"jemx{int(parameters.get('jemx_unit', 1))}"
+    return "isgri"
+
+
+def _fits_position(path: Path) -> tuple[float | None, float | None]:
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdus:
+            for hdu in hdus:
+                if "RA_OBJ" in hdu.header and "DEC_OBJ" in hdu.header:
+                    return float(hdu.header["RA_OBJ"]), float(hdu.header["DEC_OBJ"])
+    except (OSError, ValueError):
+        pass
+    return None, None
+
+
+def _source_positions(folder: Path) -> dict[str, tuple[float, float]]:
+    """Positions of the sources a mosaic step found in ``folder`` (its ``sources.ecsv``), by name."""
+    from astropy.table import Table
+
+    path = folder / "sources.ecsv"
+    if not path.is_file():
+        return {}
+    table = Table.read(path)
+    return {str(row["name"]): (float(row["ra"]), float(row["dec"])) for row in table}
+
+
+def _period(parameters: Mapping[str, Any]) -> tuple[str, str]:
+    return isot_seconds(parameters["T1"]), isot_seconds(parameters["T2"], round_up=True)
+
+
+def _long_term_base(parameters: Mapping[str, Any], instrument: str) -> dict:
+    t1, t2 = _period(parameters)
+    return {"instrument": instrument, "T1": t1, "T2": t2, "radius": parameters.get("radius"),
+            "osa_version": parameters.get("osa_version")}
+
+
+def _named_sources(path: Path) -> list[str]:
+    from astropy.table import Table
+
+    table = Table.read(path)
+    if "new_source" in table.colnames:
+        table = table[~table["new_source"].astype(bool)]
+    return [str(name) for name in table["name"]]
+
+
+def _mosaic_products(folder: Path, parameters: Mapping[str, Any], *, simulated: bool) -> list[GalleryProduct]:
+    fits_file, png, region, sources = (folder / name for name in ("mosaic.fits", "mosaic.png", "sources.reg",
+                                                                    "sources.ecsv"))
+    if not fits_file.is_file():
+        return []
+    instrument = _gallery_instrument(parameters)
+    t1, t2 = _period(parameters)
+    defining = dict(_long_term_base(parameters, instrument), src_name=parameters["src_name"],
+                    product_type=product_type(instrument, "image"), E1_keV=f"{float(parameters['E1_keV']):.1f}",
+                    E2_keV=f"{float(parameters['E2_keV']):.1f}",
+                    detection_threshold=parameters.get("detection_threshold"))
+    ra, dec = _fits_position(fits_file)
+    if ra is None:
+        ra, dec = parameters.get("RA"), parameters.get("DEC")
+    title = (f"{parameters['src_name']} {_INSTRUMENT_LABELS[instrument]} mosaic {float(parameters['E1_keV']):g}-"
+             f"{float(parameters['E2_keV']):g} keV, {t1[:10]} to {t2[:10]}")
+    return [GalleryProduct(title=title, instrument=instrument, kind="image", product_id=product_id(defining), t1=t1,
+                           t2=t2, src_names=_named_sources(sources) if sources.is_file() else (), ra=ra, dec=dec,
+                           e1_kev=parameters["E1_keV"], e2_kev=parameters["E2_keV"],
+                           image=png if png.is_file() else None, fits_files=(fits_file,),
+                           region_file=region if region.is_file() else None,
+                           sources_table=sources if sources.is_file() else None, produced_by="mosaic.ipynb",
+                           parameters=dict(parameters), simulated=simulated)]
+
+
+def _source_products(kind: str, folder: Path, parameters: Mapping[str, Any], sources: Sequence[str], *,
+                     simulated: bool) -> list[GalleryProduct]:
+    instrument = _gallery_instrument(parameters)
+    t1, t2 = _period(parameters)
+    positions = _source_positions(folder)
+    products = []
+    for name in sources:
+        stem = provenance.file_stem(name)
+        if kind == "lc":
+            fits_files = [folder / f"lightcurve_{stem}.fits"]
+            png = folder / f"lightcurve_{stem}.png"
+            label, notebook = "light curve", "lightcurve.ipynb"
+        else:
+            fits_files = [folder / f"spectrum_{stem}{suffix}.fits" for suffix in ("", "_arf", "_rmf")]
+            png = folder / f"spectrum_{stem}.png"
+            label, notebook = "spectrum", "spectrum.ipynb"
+        if not fits_files[0].is_file():
+            log.info("no %s file for %s in %s: not uploaded", label, name, folder)
+            continue
+        defining = dict(_long_term_base(parameters, instrument), source_name=name,
+                        product_type=product_type(instrument, kind))
+        fields = {}
+        band = ""
+        if kind == "lc":
+            defining.update(E1_keV=f"{float(parameters['E1_keV']):.1f}", E2_keV=f"{float(parameters['E2_keV']):.1f}",
+                            time_bin=parameters.get("lc_time_bin"))
+            fields["time_bin"] = parameters.get("lc_time_bin")
+            band = f" {float(parameters['E1_keV']):g}-{float(parameters['E2_keV']):g} keV"
+        ra, dec = positions.get(name, (None, None))
+        products.append(GalleryProduct(
+            title=f"{name} {_INSTRUMENT_LABELS[instrument]} {label}{band}, {t1[:10]} to {t2[:10]}",
+            instrument=instrument, kind=kind, product_id=product_id(defining), t1=t1, t2=t2, src_names=(name,),
+            ra=ra, dec=dec, e1_kev=parameters["E1_keV"] if kind == "lc" else None,
+            e2_kev=parameters["E2_keV"] if kind == "lc" else None, image=png if png.is_file() else None,
+            fits_files=[path for path in fits_files if path.is_file()], produced_by=notebook,
+            parameters=dict(parameters), fields=fields, simulated=simulated))
+    return products
+
+
+def _sources_from_files(folder: Path, prefix: str, products: Iterable[str]) -> list[str]:
+    names = []
+    for name in products:
+        if name.startswith(prefix) and name.endswith(".fits") and not name.endswith(("_arf.fits", "_rmf.fits")):
+            names.append(name[len(prefix):-len(".fits")])
+    return names
+
+
+def step_products(step: str, folder: str | Path, *, parameters: Mapping[str, Any],
+                  sources: Sequence[str] | None = None, record: Mapping[str, Any] | None = None,
+                  notebook: str | Path | None = None) -> list[GalleryProduct]:
+    """The gallery products a step of the suite made in ``folder``.
+
+    Parameters
+    ----------
+    step : str
+        ``mosaic`` (one image), ``lightcurve`` or ``spectrum`` (one product
+        per source), ``revolution_mosaics`` (as its step record describes
+        them); other steps make no gallery product.
+    folder : path-like
+        Where the step's files are.
+    parameters : mapping
+        The run's parameters (JSON-safe values).
+    sources : sequence of str, optional
+        Sources of a light-curve or spectrum step; by default the record's
+        ``extra['sources']``, else the file names.
+    record : mapping, optional
+        The step's record (``<step>.step.json``) or manifest entry.
+    notebook : path-like, optional
+        The executed notebook to attach.
+
+    Returns
+    -------
+    list of GalleryProduct
+    """
+    folder = Path(folder)
+    parameters = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
+        else dict(parameters)
+    simulated = parameters.get("host_type") == "local"
+    record = record or {}
+    extra = record.get("extra") or {}
+    if step == "mosaic":
+        products = _mosaic_products(folder, parameters, simulated=simulated)
+    elif step in ("lightcurve", "spectrum"):
+        prefix = "lightcurve_" if step == "lightcurve" else "spectrum_"
+        names = list(sources) if sources is not None else list(extra.get("sources") or [])
+        if not names:
+            names = _sources_from_files(folder, prefix, [p["path"] for p in record.get("products", [])])
+        products = _source_products("lc" if step == "lightcurve" else "spectrum", folder, parameters, names,
+                                    simulated=simulated)
+    elif step == "revolution_mosaics":
+        products = [GalleryProduct.from_dict(data, base=folder, parameters=parameters)
+                    for data in extra.get("gallery_products") or []]
+    else:
+        products = []
+    if notebook is not None:
+        products = [product.replace(notebook=Path(notebook)) for product in products]
+    return products
+
+
+def products_from_run(run_dir: str | Path, *, steps: Sequence[str] | None = None) -> list[GalleryProduct]:
+    """The gallery products of a run folder of ``run_all.py``, read from its ``manifest.json``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run folder (``outputs/<workflow>/...``).
+    steps : sequence of str, optional
+        Only these steps (e.g. ``["mosaic"]``); all by default.
+
+    Returns
+    -------
+    list of GalleryProduct
+        With the executed notebook of their step attached.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder holds no ``manifest.json``.
+    """
+    from .runner import COMPLETE_STATUSES, MANIFEST_NAME, REUSED, load_manifest
+
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{run_dir / MANIFEST_NAME} does not exist (or is unreadable): give a run folder "
+                                f"of run_all.py")
+    parameters = manifest.get("parameters") or {}
+    products = []
+    for entry in manifest.get("steps", []):
+        if steps and entry["name"] not in steps:
+            continue
+        if entry.get("status") not in (*COMPLETE_STATUSES, REUSED):
+            log.info("step %s is %s: its products are not uploaded", entry["name"], entry.get("status"))
+            continue
+        folder = (run_dir / entry.get("location", ".")).resolve()
+        executed = entry.get("executed_notebook")
+        notebook = folder / executed if executed and (folder / executed).is_file() else None
+        products += step_products(entry["name"], folder, parameters=parameters, record=entry, notebook=notebook)
+    return products
+
+
+def find_executed_notebook(output_dir: str | Path, step: str) -> Path | None:
+    """The executed notebook of ``step`` that ``run_all.py`` writes in a run folder (``NN_<step>.ipynb``).
+
+    Parameters
+    ----------
+    output_dir : path-like
+        The run folder.
+    step : str
+        The step name.
+
+    Returns
+    -------
+    Path or None
+        The most recent one, or None (e.g. under the plain papermill CLI).
+    """
+    candidates = sorted(Path(output_dir).glob(f"[0-9][0-9]_{step}.ipynb"), key=lambda path: path.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def _parameterised_notebook(step: str, parameters: Mapping[str, Any], workdir: Path) -> Path | None:
+    """The step's source notebook with its parameters injected as papermill does: a notebook that reruns it."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from .runner import PROJECT_ROOT, notebook_parameters
+
+    source = PROJECT_ROOT / "notebooks" / f"{step}.ipynb"
+    if not source.is_file():
+        return None
+    declared = notebook_parameters(source)
+    values = {name: value for name, value in dict(parameters).items() if name in declared}
+    notebook = parameterize_notebook(load_notebook_node(str(source)), values)
+    path = workdir / f"{step}.ipynb"
+    nbformat.write(notebook, str(path))
+    return path
+
+
+def upload_notebook_products(products: Sequence[GalleryProduct], *, step: str, output_dir: str | Path,
+                             parameters: Mapping[str, Any], host_type: str | None = None,
+                             url: str | None = None, token: str | None = None,
+                             policy: RetryPolicy | None = None) -> list[UploadResult]:
+    """Upload products from inside the notebook that made them (``upload_to_gallery = True``).
+
+    The notebook attached is the executed notebook as saved so far when
+    ``run_all.py`` runs it (``NN_<step>.ipynb`` in ``output_dir``, with the
+    outputs of the cells before this one); otherwise (papermill CLI,
+    JupyterLab) the source notebook with these parameters injected, the
+    notebook that reruns it. What was uploaded is recorded in
+    ``<output_dir>/<step>_gallery.json``.
+
+    Parameters
+    ----------
+    products : sequence of GalleryProduct
+        The notebook's products.
+    step : str
+        The notebook's step name (its file name without ``.ipynb``).
+    output_dir : path-like
+        The notebook's output folder.
+    parameters : mapping
+        The notebook's parameters (``WorkflowParameters``).
+    host_type, url, token, policy
+        As for :func:`upload_products`; ``host_type`` defaults to the
+        parameters' ``host_type``.
+
+    Returns
+    -------
+    list of UploadResult
+    """
+    values = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
+        else dict(parameters)
+    if host_type is None and url is None:
+        host_type = values.get("host_type", "production")
+    with tempfile.TemporaryDirectory(prefix="gallery-notebook-") as workdir:
+        notebook = find_executed_notebook(output_dir, step) or _parameterised_notebook(step, values, Path(workdir))
+        attached = [product.replace(notebook=notebook, parameters=product.parameters or values)
+                    for product in products]
+        results = upload_products(attached, host_type=host_type, url=url, token=token, policy=policy)
+    write_upload_record(results, Path(output_dir) / f"{step}{UPLOAD_RECORD_SUFFIX}")
+    return results
+
+
+def upload_step(step: str, *, output_dir: str | Path, parameters: Mapping[str, Any],
+                sources: Sequence[str] | None = None, host_type: str | None = None, url: str | None = None,
+                token: str | None = None, policy: RetryPolicy | None = None) -> list[UploadResult]:
+    """Upload the products a long-term notebook (``mosaic``, ``lightcurve``, ``spectrum``) just wrote.
+
+    Parameters
+    ----------
+    step : str
+        ``mosaic``, ``lightcurve`` or ``spectrum``.
+    output_dir : path-like
+        The notebook's output folder.
+    parameters : mapping
+        The notebook's parameters.
+    sources : sequence of str, optional
+        Light curves and spectra: the sources extracted.
+    host_type, url, token, policy
+        As for :func:`upload_notebook_products`.
+
+    Returns
+    -------
+    list of UploadResult
+    """
+    products = step_products(step, output_dir, parameters=parameters, sources=sources)
+    if not products:
+        log.warning("step %s wrote no product the gallery shows in %s: nothing uploaded", step, output_dir)
+        return []
+    return upload_notebook_products(products, step=step, output_dir=output_dir, parameters=parameters,
+                                    host_type=host_type, url=url, token=token, policy=policy)
+
+
+def write_upload_record(results: Sequence[UploadResult], path: str | Path) -> Path:
+    """Record what was uploaded (product ids, links, created/changed): never the token.
+
+    Parameters
+    ----------
+    results : sequence of UploadResult
+    path : path-like
+        The JSON file.
+
+    Returns
+    -------
+    Path
+    """
+    return provenance.write_json(path, {"uploaded_utc": provenance.utc_now(),
+                                        "products": [result.as_dict() for result in results]},
+                                 what="gallery upload record")
+
+
+def products_table(products: Sequence[GalleryProduct]):
+    """The products as an astropy Table (title, instrument, type, product id, span, sources, files)."""
+    from astropy.table import Table
+
+    rows = [(p.title, p.instrument, p.product_type, p.product_id, p.t1, p.t2, ", ".join(p.src_names),
+             ", ".join(p.obsids), len(p.attachments()) + (p.image is not None)) for p in products]
+    return Table(rows=rows or None, names=("title", "instrument", "product_type", "product_id", "t1", "t2",
+                                           "sources", "obsids", "files"),
+                 dtype=(str, str, str, str, str, str, str, str, int))
+
+
+def results_table(results: Sequence[UploadResult]):
+    """Upload results as an astropy Table (title, product id, posted/updated, link, changed, attempts)."""
+    from astropy.table import Table
+
+    rows = [(r.title, r.product_id, "updated" if r.updated else "posted", r.link, r.changed, r.attempts)
+            for r in results]
+    return Table(rows=rows or None, names=("title", "product_id", "action", "link", "changed", "attempts"),
+                 dtype=(str, str, str, str, str, int))
+
+
+def list_products(*, url: str, token: str | None = None, **conditions: Any) -> list:
+    """The gallery's products matching conditions (``GalleryDispatcherAPI.get_list_products_with_conditions``).
+
+    Parameters
+    ----------
+    url : str
+        The dispatcher.
+    token : str, optional
+        The MMODA token; :func:`integral_workflows.hosts.discover_token` by default.
+    **conditions
+        ``instrument_name``, ``product_type``, ``src_name``, ``rev1_value``,
+        ``rev2_value``... as the client passes them.
+
+    Returns
+    -------
+    list
+        The gallery's answer (a list of products), or ``[]`` when it answered
+        something else (logged).
+    """
+    from oda_api.gallery_api import GalleryDispatcherAPI
+
+    token = token if token is not None else hosts.discover_token()
+    api = GalleryDispatcherAPI(url=url, instrument="mock", token=token or "")
+    try:
+        answer = api.get_list_products_with_conditions(token=token, **conditions)
+    except ValueError as error:  # the client parses an error page as JSON without checking it is JSON
+        log.warning("the gallery's answer to a product query is not JSON (%s)", error)
+        return []
+    if not isinstance(answer, list):
+        log.warning("the gallery answered %s to a product query", provenance.scrub_text(str(answer)[:300])[0])
+        return []
+    return answer
