@@ -8,7 +8,8 @@
    (tracemalloc, in a second pass) of the stacking pass (images made by the simulation
    directly and handed over one at a time, as the notebook decodes its jobs
    one at a time), against a baseline pass that makes the same images and
-   drops them. Memory must not grow with the number of ScWs.
+   drops them. Memory must not grow with the number of ScWs. The same for
+   the search of fixed sources to mask (sky mosaics along the track).
 3. Injection and recovery: a 5 mCrab Jupiter on servers of several noise
    seeds, ``--scws`` ScWs each through the real protocol; the stacked flux,
    its error and the pull against the truth per seed.
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from integral_workflows import ephemeris, moving, params, scw
+from integral_workflows import catalog, ephemeris, moving, params, scw
 from integral_workflows.jobs import ChunkCache, JobRunner, RetryPolicy, split_into_chunks
 from integral_workflows.mosaic import SkyMosaic
 from mmoda_local.config import ServerConfig
@@ -121,6 +122,7 @@ def traced(function):
 
 def stacking(server: ServerThread, counts: list[int]) -> list[tuple[str, float]]:
     archive, rows, mid, track = scw_rows(server, max(counts))
+    every_source = catalog.reference_catalog(0.0, 0.0, 180.0)
     out = []
     print(f"\n{'stacking':36s} {'ScWs':>5s} {'images s':>9s} {'stack s':>8s} {'ms/ScW':>7s} {'images MB':>10s} "
           f"{'stack MB':>9s}  (peak traced memory)")
@@ -140,6 +142,16 @@ def stacking(server: ServerThread, counts: list[int]) -> list[tuple[str, float]]
         out.append((f"stack {count} ScWs: peak MB", peak / 1e6))
         out.append((f"stack {count} ScWs: images alone (baseline) s", baseline))
         assert run.total.count == count
+        search = lambda: moving.find_fixed_sources(  # noqa: E731
+            images(archive, rows[:count], mid[:count], ids), track[:count], catalog=every_source, psf_fwhm_deg=0.2,
+            half_size_deg=2.5)
+        search_total, fixed = timed_pass(search)
+        search_only, search_peak = search_total - baseline, traced(search)
+        print(f"{'fixed sources along the track':36s} {count:5d} {baseline:9.1f} {search_only:8.1f} "
+              f"{1000 * search_only / count:7.1f} {base_peak / 1e6:10.1f} {search_peak / 1e6:9.1f}  "
+              f"({len(fixed)} sources, {fixed.meta.get('segments', 0)} segments; "
+              f"{search_only / stack_only:.2f} x stacking)")
+        out.append((f"fixed sources {count} ScWs: search time", search_only))
     by_name = dict(out)
     small, large = counts[0], counts[-1]
     print(f"time ratio {large}/{small} ScWs: {by_name[f'stack {large} ScWs: stacking time'] / by_name[f'stack {small} ScWs: stacking time']:.1f} "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -202,10 +203,18 @@ class MosaicAccumulator:
             self._signal[window] += signal
             self._exposure[window] += exposure
         else:
-            for image, accumulator in ((weight, self._weight), (signal, self._signal), (exposure, self._exposure)):
-                resampled, footprint = reproject_interp((image, mosaic.wcs), self.wcs, shape_out=self.shape,
-                                                        order=self.order)
-                accumulator += np.where(footprint > 0, np.nan_to_num(resampled), 0.0)
+            # Only the canvas window under the mosaic is resampled, the three maps in one call.
+            y0, y1, x0, x1 = self._window_under(mosaic)
+            if y1 > y0 and x1 > x0:
+                window_wcs = self.wcs.deepcopy()
+                window_wcs.wcs.crpix = window_wcs.wcs.crpix - np.array([x0, y0])
+                resampled, footprint = reproject_interp((np.stack([weight, signal, exposure]), mosaic.wcs),
+                                                        window_wcs, shape_out=(y1 - y0, x1 - x0), order=self.order)
+                resampled = np.where(footprint > 0, np.nan_to_num(resampled), 0.0)
+                window = (slice(y0, y1), slice(x0, x1))
+                self._weight[window] += resampled[0]
+                self._signal[window] += resampled[1]
+                self._exposure[window] += resampled[2]
         for key, pick in (("TSTART", min), ("TSTOP", max)):
             if key in mosaic.meta:
                 self.meta[key] = pick(self.meta.get(key, mosaic.meta[key]), mosaic.meta[key])
@@ -236,11 +245,27 @@ class MosaicAccumulator:
             return None
         return dy, dx
 
-    def _grow_to_cover(self, mosaic: SkyMosaic) -> None:
+    def _corners_on_canvas(self, mosaic: SkyMosaic) -> tuple[np.ndarray, np.ndarray]:
+        """The canvas pixel coordinates of the mosaic's corners and edge midpoints (TAN edges bulge)."""
         ny, nx = mosaic.shape
-        corners_x = np.array([-0.5, nx - 0.5, -0.5, nx - 0.5])
-        corners_y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
-        x, y = self.wcs.world_to_pixel(mosaic.wcs.pixel_to_world(corners_x, corners_y))
+        edge_x = np.linspace(-0.5, nx - 0.5, 5)
+        edge_y = np.linspace(-0.5, ny - 0.5, 5)
+        grid_x, grid_y = np.meshgrid(edge_x, edge_y)
+        return self.wcs.world_to_pixel(mosaic.wcs.pixel_to_world(grid_x.ravel(), grid_y.ravel()))
+
+    def _window_under(self, mosaic: SkyMosaic) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1): the canvas pixels the mosaic may cover, with a pixel of margin."""
+        x, y = self._corners_on_canvas(mosaic)
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            return 0, self.shape[0], 0, self.shape[1]
+        x0 = max(0, int(np.floor(np.min(x))) - 1)
+        y0 = max(0, int(np.floor(np.min(y))) - 1)
+        x1 = min(self.shape[1], int(np.ceil(np.max(x))) + 2)
+        y1 = min(self.shape[0], int(np.ceil(np.max(y))) + 2)
+        return y0, y1, x0, x1
+
+    def _grow_to_cover(self, mosaic: SkyMosaic) -> None:
+        x, y = self._corners_on_canvas(mosaic)
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
             log.warning("a mosaic reaches beyond the canvas projection; its far side is dropped")
             return
@@ -301,14 +326,19 @@ def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None =
     -------
     astropy.table.Table
         ``name, ra, dec, significance, rate, rate_error, x, y, new_source``,
-        sorted by decreasing significance.
+        sorted by decreasing significance; ``rate`` is the point-source rate
+        at the refined position (:func:`point_source_rate`).
     """
     from photutils.detection import find_peaks
+    from photutils.utils.exceptions import NoDetectionsWarning
 
     significance = mosaic.significance
     mask = ~np.isfinite(significance)
-    peaks = find_peaks(np.where(mask, 0.0, significance), threshold, box_size=box_size, mask=mask,
-                       centroid_func=None)
+    with warnings.catch_warnings():
+        # an empty field is an answer, not a problem
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        peaks = find_peaks(np.where(mask, 0.0, significance), threshold, box_size=box_size, mask=mask,
+                           centroid_func=None)
     columns = {"name": [], "ra": [], "dec": [], "significance": [], "rate": [], "rate_error": [], "x": [], "y": [],
                "new_source": []}
     if peaks is not None and len(peaks):
@@ -336,7 +366,7 @@ def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None =
             else:
                 new_counter += 1
                 name, is_new = f"NEW_{new_counter}", True
-            rate, error = mosaic.value_at(world[i])
+            rate, error = point_source_rate(mosaic, world[i])
             columns["name"].append(name)
             columns["ra"].append(world[i].ra.deg)
             columns["dec"].append(world[i].dec.deg)
@@ -351,6 +381,32 @@ def find_sources(mosaic: SkyMosaic, *, threshold: float, catalog: Table | None =
     table["rate"].unit = table["rate_error"].unit = u.ct / u.s
     table.meta["threshold"] = threshold
     return table
+
+
+def point_source_rate(mosaic: SkyMosaic, coord: SkyCoord) -> tuple[float, float]:
+    """Rate (ct/s) and 1σ error of a point source at a sky position of a mosaic.
+
+    The intensity is interpolated (bicubic) at the exact position and divided
+    by what the same interpolation makes of the instrument's PSF there: a
+    bilinear read of a 12′ PSF on 4.94′ pixels would be up to 20 % low
+    between pixel centres. Near the edge of the coverage it falls back to
+    :meth:`SkyMosaic.value_at`.
+
+    Parameters
+    ----------
+    mosaic : SkyMosaic
+    coord : astropy.coordinates.SkyCoord
+
+    Returns
+    -------
+    (float, float)
+    """
+    from . import photometry
+
+    value = photometry.pixel_value(mosaic, coord, psf_fwhm_deg=photometry.psf_fwhm_for(mosaic))
+    if np.isfinite(value.value) and np.isfinite(value.error):
+        return value.value, value.error
+    return mosaic.value_at(coord)
 
 
 def _refine(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

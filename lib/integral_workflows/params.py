@@ -426,6 +426,10 @@ PARAMETER_TABLE: tuple[Parameter, ...] = (
               allowed="below stack_half_size_deg"),
     Parameter("body_detection_sigma", "real", 3.0, "Significance above which the body counts as detected; below "
               "it 2 and 3 sigma upper limits are given.", unit="sigma", minimum=0.0, exclusive_minimum=True),
+    Parameter("mask_fixed_sources", "flag", True, "Before stacking a moving target, mask the catalogue sources "
+              "of the fixed sky detected along its track (else they smear into streaks in the body's frame)."),
+    Parameter("fixed_source_sigma", "real", 5.0, "Detection threshold, in sky mosaics along the track, of the fixed "
+              "sources to mask.", unit="sigma", minimum=0.0, exclusive_minimum=True),
     Parameter("crab_scws_per_period", "integer", 8, "Crab ScWs drawn per half-year for the Crab calibration.",
               minimum=1),
     Parameter("calibration_period", "choice", "year", "Period over which Crab rates are averaged into one "

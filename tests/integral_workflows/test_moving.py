@@ -106,18 +106,32 @@ def test_a_fixed_source_cannot_be_selected_as_a_body(server):
 
 # -- stacking ----------------------------------------------------------------------------------------------------
 
-def test_a_stack_of_direct_images_recovers_a_bright_moving_source_without_bias():
-    """No HTTP: images made by the simulation directly, a 20 mCrab Jupiter, the effective-PSF fit is unbiased."""
+def _direct_images(ids, rows, mid, table, sky, e1, e2):
+    """ScW images made by the simulation directly (no HTTP), decoded as the client decodes them."""
     from mmoda_local import imaging
-    from mmoda_local.archive import ScwArchive
     from mmoda_local.instrument import instrument_for
-    from mmoda_local.sky import Sky
 
     from integral_workflows.mosaic import SkyMosaic
 
+    isgri = instrument_for("isgri")
+    made = {}
+
+    def images():
+        for scw_id, r in zip(ids, rows):
+            if scw_id not in made:
+                image = imaging.scw_image(table[r], sky, isgri, e1, e2)
+                made[scw_id] = SkyMosaic.from_hdus(imaging.mosaic_hdulist(image)[2:])
+            yield scw_id, mid[r], made[scw_id]
+    return images
+
+
+def test_a_stack_of_direct_images_recovers_a_bright_moving_source_without_bias():
+    """No HTTP: images made by the simulation directly, a 20 mCrab Jupiter, the effective-PSF fit is unbiased."""
+    from mmoda_local.archive import ScwArchive
+    from mmoda_local.sky import Sky
+
     archive = ScwArchive.load()
     sky = Sky.default(body_fluxes_mcrab={"jupiter": 20.0}, seed=3)
-    isgri = instrument_for("isgri")
     table = archive.table
     mid = 0.5 * (np.asarray(table["TSTART"]) + np.asarray(table["TSTOP"]))
     window = np.flatnonzero((mid > 7800.0) & (mid < 7830.0) & ~np.asarray(table["IN_BELT"])
@@ -129,11 +143,7 @@ def test_a_stack_of_direct_images_recovers_a_bright_moving_source_without_bias()
     ids = [f"{table['SWID'][r]}.001" for r in rows]
     body_ra, body_dec = sky.body_position("jupiter", mid[rows])
     track = Table({"scw_id": ids, "ra": body_ra, "dec": body_dec})
-
-    def images():
-        for scw_id, r in zip(ids, rows):
-            image = imaging.scw_image(table[r], sky, isgri, 30.0, 60.0)
-            yield scw_id, mid[r], SkyMosaic.from_hdus(imaging.mosaic_hdulist(image)[2:])
+    images = _direct_images(ids, rows, mid, table, sky, 30.0, 60.0)
 
     result = moving.stack_in_body_frame(images(), track, half_size_deg=2.0, psf_fwhm_deg=0.2, control_offset_deg=1.2,
                                         scale=truth_scale(30.0, 60.0), unit="mCrab", per_month=False)
@@ -154,6 +164,74 @@ def test_a_stack_of_direct_images_recovers_a_bright_moving_source_without_bias()
     assert 0.9 < template[h, h] < 1.0
     # Memory: four maps of the stack, whatever the number of ScWs.
     assert result.total.nbytes() == 4 * 8 * template.size
+
+
+def test_fixed_sources_along_a_crowded_track_are_masked_and_the_stack_is_noise_again():
+    """Jupiter in 2019 crossed Ophiuchus, near GX 1+4, GX 3+1 and the Galactic bulge sources: unmasked, they smear
+    into streaks in Jupiter's frame; masked, the stack is N(0, 1) and the injected flux comes back."""
+    from mmoda_local.archive import ScwArchive
+    from mmoda_local.sky import Sky
+
+    from integral_workflows import catalog
+
+    archive = ScwArchive.load()
+    sky = Sky.default(body_fluxes_mcrab={"jupiter": 10.0}, seed=5)
+    table = archive.table
+    mid = 0.5 * (np.asarray(table["TSTART"]) + np.asarray(table["TSTOP"]))
+    window = np.flatnonzero((mid > 6940.0) & (mid < 7305.0) & ~np.asarray(table["IN_BELT"])
+                            & (np.asarray(table["GOOD_ISGRI"]) > 1000))
+    ra, dec = sky.body_position("jupiter", mid[window])
+    near = window[ephemeris.separation_deg(table["RA_SCX"][window], table["DEC_SCX"][window], ra, dec) < 10.5]
+    rows = near[np.linspace(0, len(near) - 1, 200).astype(int)]
+    ids = [f"{table['SWID'][r]}.001" for r in rows]
+    body_ra, body_dec = sky.body_position("jupiter", mid[rows])
+    track = Table({"scw_id": ids, "ra": body_ra, "dec": body_dec})
+    images = _direct_images(ids, rows, mid, table, sky, 28.0, 40.0)
+
+    fixed = moving.find_fixed_sources(images(), track, catalog=catalog.reference_catalog(0.0, 0.0, 180.0),
+                                      psf_fwhm_deg=0.2, half_size_deg=2.5, threshold=5.0)
+    assert {"GX 1+4", "GX 3+1"} <= set(fixed["name"]), fixed
+    assert np.all(fixed["mask_radius_deg"] >= 0.2) and np.all(fixed["significance"] >= 5.0)
+
+    common = dict(half_size_deg=2.5, psf_fwhm_deg=0.2, control_offset_deg=1.5, scale=truth_scale(28.0, 40.0),
+                  unit="mCrab", per_year=False, per_month=False)
+    plain = moving.stack_in_body_frame(images(), track, **common)
+    masked = moving.stack_in_body_frame(images(), track, fixed_sources=fixed, **common)
+    assert plain.significance_body.std() > 1.1 and np.mean(np.abs(plain.significance_body) > 4) > 2e-3
+    values = masked.significance_body
+    assert len(values) > 2000
+    assert abs(values.mean()) < 0.15 and 0.9 < values.std() < 1.1
+    assert np.mean(np.abs(values) > 4) < 1e-3
+    assert masked.per_scw["masked_sources"].max() > 0
+    body = masked.measurement("all", "body")
+    assert abs(body["fit"] - 10.0) < 2.5 * body["fit_error"], body
+    control = masked.measurement("all", "control")
+    assert abs(control["fit"]) < 3 * control["fit_error"]
+
+
+def test_a_scw_with_the_body_inside_a_fixed_source_mask_is_left_out_with_the_reason():
+    stack = moving.BodyFrameStack(pixel_deg=0.0823, half_size_deg=1.0, psf_fwhm_deg=0.2)
+    frame = stack.frame(100.0, 20.0)
+    parts = {"valid": np.ones(stack.shape, dtype=bool)}
+    sources = Table({"name": ["Near", "Far", "Outside"], "ra": [100.1, 100.0, 120.0], "dec": [20.0, 20.6, 20.0],
+                     "mask_radius_deg": [0.2, 0.25, 0.3]})
+    masked, confused = moving.mask_fixed_sources(parts, frame, 100.0, 20.0, sources)
+    assert masked == 2
+    assert confused.startswith("Near (0.09 deg)") and "Far" not in confused
+    h = stack.half_size_pix
+    assert not parts["valid"][h, h]  # the body's pixel lies under Near's mask
+    far_y = h + int(round(0.6 / 0.0823))
+    assert not parts["valid"][far_y, h] and parts["valid"][far_y, 0]
+    parts = {"valid": np.ones(stack.shape, dtype=bool)}
+    assert moving.mask_fixed_sources(parts, frame, 100.0, 20.0, sources[1:]) == (1, "")
+
+
+def test_mask_radius_reaches_half_a_sigma_and_never_less_than_a_psf():
+    radii = moving.mask_radius_deg([3.0, 100.0, 1000.0], 0.2)
+    assert radii[0] == pytest.approx(0.2)
+    sigma = 0.2 / (2 * np.sqrt(2 * np.log(2)))
+    for significance, radius in zip((100.0, 1000.0), radii[1:]):
+        assert significance * np.exp(-radius ** 2 / (2 * sigma ** 2)) == pytest.approx(0.5)
 
 
 def test_injected_jupiter_is_recovered_without_bias_over_seeds(server_factory, tmp_path):

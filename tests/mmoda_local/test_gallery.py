@@ -298,8 +298,10 @@ def test_writes_need_the_gallery_role_and_reads_do_not(gallery_server, tmp_path)
 
 def test_answers_have_the_captured_shapes(gallery_server, contributor, monkeypatch, tmp_path):
     """The s5 gallery calls, replayed: same requests as captured, answers shaped as the gallery's."""
-    captured = [json.loads(line) for line in (CAPTURES / "gallery_exchanges.jsonl").read_text().splitlines()
-                if line.strip()]
+    exchanges = CAPTURES / "gallery_exchanges.jsonl"
+    if not exchanges.exists():
+        pytest.skip(f"captures not available at {exchanges} (shared/ sits beside the repository in CI)")
+    captured = [json.loads(line) for line in exchanges.read_text().splitlines() if line.strip()]
     fake_answers = _fake_gallery_answers(CAPTURES / "fake_gallery.py")
     recorder = Recorder(monkeypatch)
     gallery = client(gallery_server.url)
