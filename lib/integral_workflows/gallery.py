@@ -67,6 +67,7 @@ import html
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import time
@@ -97,6 +98,10 @@ GALLERY_INSTRUMENTS = ("isgri", "jemx1", "jemx2")
 PRODUCT_KINDS = ("image", "lc", "spectrum")
 #: Where a notebook records what it uploaded: ``<output_dir>/<step>_gallery.json``.
 UPLOAD_RECORD_SUFFIX = "_gallery.json"
+#: Set (to ``1``) by ``run_all.py`` while it executes steps: a notebook with ``upload_to_gallery`` then leaves
+#: the upload to the runner, which makes it once the notebook has finished, so that the executed notebook
+#: attached to the products is the complete one.
+UPLOAD_AFTER_STEP_ENV = "INTEGRAL_WORKFLOWS_GALLERY_AFTER_STEP"
 
 _ISOT_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 _STATUS_IN_REMOTE_EXCEPTION = re.compile(r"status code:->\s*(\d{3})")
@@ -1100,15 +1105,15 @@ def _parameterised_notebook(step: str, parameters: Mapping[str, Any], workdir: P
 def upload_notebook_products(products: Sequence[GalleryProduct], *, step: str, output_dir: str | Path,
                              parameters: Mapping[str, Any], host_type: str | None = None,
                              url: str | None = None, token: str | None = None,
-                             policy: RetryPolicy | None = None) -> list[UploadResult]:
+                             policy: RetryPolicy | None = None, defer: bool | None = None) -> list[UploadResult]:
     """Upload products from inside the notebook that made them (``upload_to_gallery = True``).
 
-    The notebook attached is the executed notebook as saved so far when
-    ``run_all.py`` runs it (``NN_<step>.ipynb`` in ``output_dir``, with the
-    outputs of the cells before this one); otherwise (papermill CLI,
-    JupyterLab) the source notebook with these parameters injected, the
-    notebook that reruns it. What was uploaded is recorded in
-    ``<output_dir>/<step>_gallery.json``.
+    Under ``run_all.py`` nothing is sent from the notebook: the runner uploads
+    the step's products once the notebook has finished, with the complete
+    executed notebook attached (:func:`upload_finished_step`). Elsewhere
+    (papermill CLI, JupyterLab) the notebook attached is the source notebook
+    with these parameters injected: the notebook that reruns it. What was
+    uploaded is recorded in ``<output_dir>/<step>_gallery.json``.
 
     Parameters
     ----------
@@ -1123,11 +1128,21 @@ def upload_notebook_products(products: Sequence[GalleryProduct], *, step: str, o
     host_type, url, token, policy
         As for :func:`upload_products`; ``host_type`` defaults to the
         parameters' ``host_type``.
+    defer : bool, optional
+        Leave the upload to ``run_all.py``; by default when
+        :data:`UPLOAD_AFTER_STEP_ENV` is set.
 
     Returns
     -------
     list of UploadResult
+        Empty when deferred.
     """
+    if defer is None:
+        defer = os.environ.get(UPLOAD_AFTER_STEP_ENV) == "1"
+    if defer:
+        log.warning("%d product(s) of %s: run_all.py uploads them to the gallery once this notebook has finished, "
+                    "with the executed notebook attached", len(products), step)
+        return []
     values = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
         else dict(parameters)
     if host_type is None and url is None:
@@ -1138,6 +1153,43 @@ def upload_notebook_products(products: Sequence[GalleryProduct], *, step: str, o
                     for product in products]
         results = upload_products(attached, host_type=host_type, url=url, token=token, policy=policy)
     write_upload_record(results, Path(output_dir) / f"{step}{UPLOAD_RECORD_SUFFIX}")
+    return results
+
+
+def upload_finished_step(step: str, run_dir: str | Path, *, parameters: Mapping[str, Any],
+                         record: Mapping[str, Any], notebook: str | Path | None,
+                         token: str | None = None, policy: RetryPolicy | None = None) -> list[UploadResult]:
+    """Upload the products of a step ``run_all.py`` has just executed, with its complete executed notebook.
+
+    Parameters
+    ----------
+    step : str
+        The step name.
+    run_dir : path-like
+        The run folder (the step's files and executed notebook).
+    parameters : mapping
+        The run's parameters; ``host_type`` chooses the gallery.
+    record : mapping
+        The step's record (its ``products`` and ``extra``).
+    notebook : path-like or None
+        The executed notebook.
+    token, policy
+        As for :func:`upload_products`.
+
+    Returns
+    -------
+    list of UploadResult
+        Also written to ``<run_dir>/<step>_gallery.json``; empty when the
+        step makes no gallery product.
+    """
+    values = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
+        else dict(parameters)
+    products = step_products(step, run_dir, parameters=values, record=record, notebook=notebook)
+    if not products:
+        return []
+    products = [product.replace(parameters=product.parameters or values) for product in products]
+    results = upload_products(products, host_type=values.get("host_type", "production"), token=token, policy=policy)
+    write_upload_record(results, Path(run_dir) / f"{step}{UPLOAD_RECORD_SUFFIX}")
     return results
 
 

@@ -1548,6 +1548,9 @@ def _execute_step(planned: PlannedStep, run: PlannedRun, *, key: str, digest: st
                          "message": f"the notebook finished without writing {record_path.name}: its 'outputs' cell "
                                     f"must call provenance.record_step({planned.name!r}, output_dir=output_dir, "
                                     f"products=[...]) (records present: {others or 'none'})", "cell": None}
+    gallery_uploads = None
+    if error is None and record is not None and run.parameters.upload_to_gallery:
+        gallery_uploads, error = _upload_to_gallery(planned, run, record, output_notebook)
     entry = {
         "name": planned.name,
         "index": planned.index,
@@ -1567,6 +1570,7 @@ def _execute_step(planned: PlannedStep, run: PlannedRun, *, key: str, digest: st
         "jobs": (record or {}).get("jobs"),
         "extra": (record or {}).get("extra", {}),
         "timings": (record or {}).get("timings", {}),
+        "gallery": gallery_uploads,
         "error": error,
     }
     if error is None:
@@ -1576,6 +1580,37 @@ def _execute_step(planned: PlannedStep, run: PlannedRun, *, key: str, digest: st
         log.error("%s: %s; partial notebook kept: %s", run.label, _error_text(planned, error, run),
                   output_notebook if output_notebook.is_file() else "none")
     return entry
+
+
+def _upload_to_gallery(planned: PlannedStep, run: PlannedRun, record: dict,
+                       executed: Path) -> tuple[list | None, dict | None]:
+    """Upload a finished step's products with its complete executed notebook: (uploads, error)."""
+    from . import gallery
+
+    try:
+        results = gallery.upload_finished_step(planned.name, run.run_dir, parameters=run.parameters, record=record,
+                                               notebook=executed if executed.is_file() else None)
+    except gallery.GalleryError as failure:
+        return None, {"type": type(failure).__name__, "message": str(failure), "cell": None}
+    if results:
+        log.info("%s: step %s: %d product(s) uploaded to the gallery", run.label, planned.name, len(results))
+    return [{"product_id": r.product_id, "link": r.link, "updated": r.updated} for r in results] or None, None
+
+
+@contextlib.contextmanager
+def _gallery_uploads_after_steps():
+    """Tell the notebooks this process executes to leave their gallery uploads to the runner."""
+    from .gallery import UPLOAD_AFTER_STEP_ENV
+
+    previous = os.environ.get(UPLOAD_AFTER_STEP_ENV)
+    os.environ[UPLOAD_AFTER_STEP_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(UPLOAD_AFTER_STEP_ENV, None)
+        else:
+            os.environ[UPLOAD_AFTER_STEP_ENV] = previous
 
 
 def _upstream_info(planned: PlannedStep, run_dir: Path) -> tuple[dict, str | None]:
@@ -1650,7 +1685,7 @@ def execute_run(run: PlannedRun, *, force: bool = False, log_output: bool = Fals
     git = provenance.git_commit(path=run.project_root) if git is None else git
     result = RunResult(run=run, status=OK)
     try:
-        with _folder_lock(run.run_dir):
+        with _folder_lock(run.run_dir), _gallery_uploads_after_steps():
             _execute_locked(run, result, force=force, log_output=log_output, kernel_name=kernel_name,
                             versions=versions, git=git)
     except RuntimeError as error:
@@ -1770,10 +1805,11 @@ def execute_runs(runs: Sequence[PlannedRun], *, jobs: int = 1, force: bool = Fal
             log.exception("%s: unexpected error", run.label)
             return RunResult(run=run, status=FAILED, error=f"{type(error).__name__}: {error}")
 
-    if jobs == 1 or len(runs) == 1:
-        return [one(run) for run in runs]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="run") as pool:
-        return list(pool.map(one, runs))
+    with _gallery_uploads_after_steps():  # held across the threads: no run may restore it under another
+        if jobs == 1 or len(runs) == 1:
+            return [one(run) for run in runs]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="run") as pool:
+            return list(pool.map(one, runs))
 
 
 # -- previews, summaries, listings -----------------------------------------------------------------------------

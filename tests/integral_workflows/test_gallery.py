@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+import nbformat
 import pytest
 import requests
 from astropy.io import fits
@@ -487,6 +488,14 @@ def test_a_revolution_run_uploads_to_the_local_gallery_and_a_second_upload_updat
     assert leaking_files(output_root, token) == []
     assert token not in executed.read_text()
     stored = home / "gallery"
+    # run_all.py uploaded after the notebook had finished: the attached notebook is complete, outputs cell included
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [u["product_id"] for u in manifest["steps"][0]["gallery"]] == [p["product_id"] for p in first]
+    notebooks = [nbformat.read(str(path), as_version=4) for path in stored.rglob("*.ipynb")]
+    assert notebooks
+    for notebook in notebooks:
+        last = notebook.cells[-1]
+        assert "outputs" in last.metadata.get("tags", []) and last.execution_count is not None
     assert stored.is_dir() and leaking_files(stored, token) == []
     for path in stored.rglob("*"):
         if path.is_file() and path.suffix in (".ipynb", ".yaml", ".json", ".sqlite"):
