@@ -216,6 +216,29 @@ def product_meta_data(product) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def product_instrument(header) -> str:
+    """``ISGRI``, ``JMX1`` or ``JMX2`` from a product's FITS header (``DETNAM``, ``INSTRUME``, ``EXTNAME``).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+
+    Returns
+    -------
+    str
+        The ``INSTRUME`` value when none of them says.
+    """
+    detnam = str(header.get("DETNAM", "")).strip().upper()
+    instrume = str(header.get("INSTRUME", "")).strip().upper()
+    extname = str(header.get("EXTNAME", "")).strip().upper()
+    if detnam == "ISGRI" or instrume in ("ISGRI", "IBIS") or extname.startswith("ISGR"):
+        return "ISGRI"
+    for unit in ("JMX1", "JMX2"):
+        if unit in (instrume, detnam) or extname.startswith(unit):
+            return unit
+    return instrume
+
+
 class ChunkCache:
     """Finished chunk answers on disk, gzip-compressed JSON, one file per key.
 

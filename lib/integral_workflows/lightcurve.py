@@ -30,7 +30,7 @@ from astropy.table import Table
 from scipy import stats
 
 from .catalog import same_source_name, source_name_key
-from .jobs import product_meta_data
+from .jobs import product_instrument, product_meta_data
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class LightCurve:
             band = (float(header["E_MIN"]), float(header["E_MAX"]))
         return cls(source=name, time=time, half_width=0.5 * width, rate=column("RATE"), error=column("ERROR"),
                    fracexp=np.ones_like(time) if fracexp is None else fracexp, tot_counts=column("TOT_COUNTS"),
-                   backv=column("BACKV"), backe=column("BACKE"), instrument=_instrument(header), band=band,
+                   backv=column("BACKV"), backe=column("BACKE"), instrument=product_instrument(header), band=band,
                    meta=meta, extname=str(hdu.name or ""))
 
     @classmethod
@@ -301,18 +301,6 @@ def _default_extname(instrument: str) -> str:
     if instrument.startswith("JMX"):
         return f"{instrument}-SRC.-LCR"
     return "ISGR-SRC.-LCR"
-
-
-def _instrument(header) -> str:
-    detnam = str(header.get("DETNAM", "")).strip().upper()
-    instrume = str(header.get("INSTRUME", "")).strip().upper()
-    extname = str(header.get("EXTNAME", "")).strip().upper()
-    if detnam == "ISGRI" or instrume in ("ISGRI", "IBIS") or extname.startswith("ISGR"):
-        return "ISGRI"
-    for unit in ("JMX1", "JMX2"):
-        if unit in (instrume, detnam) or extname.startswith(unit):
-            return unit
-    return instrume
 
 
 def _mjdref(header) -> float:

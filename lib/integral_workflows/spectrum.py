@@ -37,7 +37,7 @@ from astropy.io import fits
 from scipy import optimize, stats
 
 from .catalog import source_name_key
-from .jobs import product_meta_data
+from .jobs import product_instrument, product_meta_data
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,6 @@ _STRUCTURAL_KEYWORDS = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOU
 
 def _is_simulated(meta: dict) -> bool:
     return bool(meta.get("SIMULATD")) or "SIMULATED" in str(meta.get("ORIGIN", "")).upper()
-
-
-def _instrument(header) -> str:
-    detnam = str(header.get("DETNAM", "")).strip().upper()
-    instrume = str(header.get("INSTRUME", "")).strip().upper()
-    extname = str(header.get("EXTNAME", "")).strip().upper()
-    if detnam == "ISGRI" or instrume in ("ISGRI", "IBIS") or extname.startswith("ISGR"):
-        return "ISGRI"
-    for unit in ("JMX1", "JMX2"):
-        if unit in (instrume, detnam) or extname.startswith(unit):
-            return unit
-    return instrume
 
 
 def _column_names(hdu) -> dict:
@@ -315,7 +303,7 @@ class Spectrum:
         meta = _kept([hdu.header, *[h.header for h in hdus]])
         spectrum = cls(source=name, channel=np.asarray(data[columns["CHANNEL"]], dtype=np.int64), rate=rate,
                        stat_err=stat_err, sys_err=values("SYS_ERR", 0.0), quality=values("QUALITY", 0),
-                       grouping=values("GROUPING", 1), exposure=exposure, instrument=_instrument(header),
+                       grouping=values("GROUPING", 1), exposure=exposure, instrument=product_instrument(header),
                        meta=meta, extname=str(hdu.name or ""))
         if response is not None:
             spectrum = _with_energies(spectrum, response)
@@ -529,7 +517,8 @@ class Response:
             specresp = np.asarray(arf_hdu.data[columns["SPECRESP"]], dtype=float)
             headers.insert(0, arf_hdu.header)
         return cls(energ_lo=energ_lo, energ_hi=energ_hi, specresp=specresp, matrix=matrix, channel=channel,
-                   e_min=e_min, e_max=e_max, instrument=_instrument(matrix_hdu.header) or _instrument(headers[0]),
+                   e_min=e_min, e_max=e_max,
+                   instrument=product_instrument(matrix_hdu.header) or product_instrument(headers[0]),
                    meta=_kept(headers))
 
     @classmethod
@@ -720,8 +709,8 @@ def from_data_collection(collection, source: str, *, instrument: str | None = No
     if instrument is not None:
         found = {k: v for k, v in found.items() if k == instrument.lower()}
     if not found:
-        available = sorted({(str(product_meta_data(p).get("src_name", "")), str(product_meta_data(p).get("product", "")))
-                            for p in collection._p_list})
+        metas = [product_meta_data(p) for p in collection._p_list]
+        available = sorted({(str(meta.get("src_name", "")), str(meta.get("product", ""))) for meta in metas})
         raise ValueError(f"no spectrum of {source!r} in this data collection; products: {available}")
     if len(found) > 1:
         raise ValueError(f"spectra of {source!r} from {sorted(found)}: choose one with instrument=")
