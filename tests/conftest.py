@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+#: Fixtures committed with the tests (captured exchanges, real products, vendored upstream tests), with provenance.
+TEST_DATA = REPO / "tests" / "data"
+
+# tests/data holds fixtures, among them oda_api's own tests, which tests/conformance runs in a subprocess
+collect_ignore_glob = ["data/*"]
 
 
 @pytest.fixture(autouse=True)

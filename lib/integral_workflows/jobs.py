@@ -3,16 +3,21 @@
 MMODA accepts at most ``s_max`` ScWs per job (50 for ordinary users), so a
 long period becomes many asynchronous jobs. This module
 
-- splits a ScW list into chunks (:func:`split_into_chunks`): ``s_max > 0``
-  ScWs per job, ``-1`` one job per revolution, ``< -1`` groups of ``|s_max|``
-  revolutions;
+- splits a ScW list into chunks (:func:`split_into_chunks`): at most
+  ``s_max > 0`` ScWs per job on a fixed grid of aligned revolution blocks (so
+  a longer period or a lost ScW changes only the chunks whose content
+  changed), ``-1`` one job per revolution, ``< -1`` aligned groups of
+  ``|s_max|`` revolutions;
 - submits the chunks with bounded concurrency and polls them
   (:class:`JobRunner`), retrying transient faults (connection errors, HTTP
   500, failed or stalled jobs) with exponential backoff up to a limit;
-- isolates the ScWs the backend cannot analyse (radiation belts, no data: the
-  AnalysisException answer): they are removed from their chunk, retried once
-  alone, then recorded as *skipped* with the backend's reason, while the rest
-  of the chunk goes on;
+- accounts for the ScWs the backend cannot analyse (radiation belts, no
+  data), whichever way it reports them: the real backend finishes the job
+  with the other ScWs and reports each such ScW in the job monitor with its
+  analysis exception (recorded *skipped* with that reason); a backend that
+  fails the whole job naming them (the AnalysisException answer) has them
+  removed from their chunk, retried once alone, then recorded *skipped*,
+  while the rest of the chunk goes on;
 - caches every finished chunk on disk (:class:`ChunkCache`), keyed by its
   normalised parameters, so an interrupted run resumes and a repeated run
   sends no job;
@@ -79,21 +84,37 @@ class Chunk:
         return sorted({scw[:4] for scw in self.scw_ids})
 
 
+#: Revolutions covered by the top-level blocks of the chunk grid (INTEGRAL ended at revolution 2874).
+_REVOLUTION_GRID = 4096
+#: Range of the 8 digits after the revolution (``PPPPSSSF``), as a power of two above 10**8.
+_POINTING_GRID = 2**27
+
+
 def split_into_chunks(scw_ids: Sequence[str], *, s_max: int) -> list[Chunk]:
     """Split ScWs into the chunks MMODA will analyse, one job each.
+
+    Chunk boundaries depend only on the ScWs themselves, never on where a
+    list starts or how many ScWs precede a chunk: with ``s_max > 0`` the
+    revolutions are cut on a fixed grid of aligned blocks (1, 2, 4, ... 4096
+    revolutions), each block split in halves while it holds more than
+    ``s_max`` ScWs (a revolution holding more is cut the same way along its
+    pointing numbers). Extending a period or losing a ScW therefore changes
+    only the chunks whose content changed, and two requests over overlapping
+    periods share their inner chunks (and the backend's cache of them).
 
     Parameters
     ----------
     scw_ids : sequence of str
         ScW ids with version (``RRRRPPPPSSSF.VVV``); sorted and deduplicated here.
     s_max : int
-        ``> 0``: at most ``s_max`` ScWs per job; ``-1``: one job per
-        revolution; ``< -1``: one job per group of ``|s_max|`` consecutive
-        revolutions (among those present).
+        ``> 0``: at most ``s_max`` ScWs per job, on the aligned grid; ``-1``:
+        one job per revolution; ``< -1``: one job per aligned group of
+        ``|s_max|`` revolutions (revolutions ``k|s_max|`` to ``(k+1)|s_max| - 1``).
 
     Returns
     -------
     list of Chunk
+        In time order.
     """
     if s_max == 0:
         raise ValueError("s_max=0 is not allowed: use > 0 (ScWs per job), -1 (per revolution) "
@@ -103,20 +124,58 @@ def split_into_chunks(scw_ids: Sequence[str], *, s_max: int) -> list[Chunk]:
     if bad:
         raise ValueError(f"ScW ids must look like RRRRPPPPSSSF.VVV, got {bad[:5]}")
     if s_max > 0:
-        groups = [ordered[i:i + s_max] for i in range(0, len(ordered), s_max)]
-        return [Chunk(i, tuple(g), f"chunk{i:03d}") for i, g in enumerate(groups)]
-    by_revolution: dict[str, list[str]] = {}
-    for scw in ordered:
-        by_revolution.setdefault(scw[:4], []).append(scw)
-    revolutions = sorted(by_revolution)
-    per_group = 1 if s_max == -1 else -s_max
-    chunks = []
-    for i in range(0, len(revolutions), per_group):
-        group = revolutions[i:i + per_group]
-        scws = [scw for rev in group for scw in by_revolution[rev]]
-        label = f"rev{group[0]}" if len(group) == 1 else f"rev{group[0]}-{group[-1]}"
-        chunks.append(Chunk(len(chunks), tuple(scws), label))
-    return chunks
+        groups = _aligned_blocks(ordered, s_max)
+    else:
+        per_group = 1 if s_max == -1 else -s_max
+        by_group: dict[int, list[str]] = {}
+        for scw in ordered:
+            by_group.setdefault(int(scw[:4]) // per_group, []).append(scw)
+        groups = []
+        for key in sorted(by_group):
+            first, last = key * per_group, key * per_group + per_group - 1
+            label = f"rev{first:04d}" if per_group == 1 else f"rev{first:04d}-{last:04d}"
+            groups.append((label, by_group[key]))
+    return [Chunk(i, tuple(scws), label) for i, (label, scws) in enumerate(groups)]
+
+
+def _aligned_blocks(ordered: list[str], s_max: int) -> list[tuple[str, list[str]]]:
+    """ScWs (sorted) cut on the aligned grid: (label, ScWs) per block holding at most ``s_max``."""
+    import bisect
+
+    revolutions = [int(scw[:4]) for scw in ordered]
+    blocks: list[tuple[str, list[str]]] = []
+
+    def by_revolution(first: int, size: int) -> None:
+        lo, hi = bisect.bisect_left(revolutions, first), bisect.bisect_left(revolutions, first + size)
+        if lo == hi:
+            return
+        if hi - lo <= s_max:
+            label = f"rev{first:04d}" if size == 1 else f"rev{first:04d}-{first + size - 1:04d}"
+            blocks.append((label, ordered[lo:hi]))
+        elif size == 1:
+            by_pointing(first, ordered[lo:hi], 0, _POINTING_GRID)
+        else:
+            by_revolution(first, size // 2)
+            by_revolution(first + size // 2, size // 2)
+
+    def by_pointing(revolution: int, scws: list[str], first: int, size: int) -> None:
+        keys = [int(scw[4:12]) for scw in scws]
+        lo, hi = bisect.bisect_left(keys, first), bisect.bisect_left(keys, first + size)
+        if lo == hi:
+            return
+        label = f"rev{revolution:04d}.{first:08d}"
+        if hi - lo <= s_max:
+            blocks.append((label, scws[lo:hi]))
+        elif size == 1:
+            # several versions of one ScW: plain slices (nothing else can share this block)
+            for i in range(lo, hi, s_max):
+                blocks.append((f"{label}.{(i - lo) // s_max}", scws[i:min(hi, i + s_max)]))
+        else:
+            by_pointing(revolution, scws, first, size // 2)
+            by_pointing(revolution, scws, first + size // 2, size // 2)
+
+    by_revolution(0, _REVOLUTION_GRID)
+    return blocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +227,13 @@ class Piece:
 
     With a cache, the answer stays on disk and is read when needed, so a
     full-mission run does not hold hundreds of answers in memory.
+
+    Attributes
+    ----------
+    scw_ids : tuple of str
+        The ScWs the products were made from.
+    skipped : dict
+        ScWs of the job the backend reported as not analysed → its reason.
     """
 
     chunk: Chunk
@@ -178,6 +244,7 @@ class Piece:
     cache_key: str = ""
     answer: dict | None = None
     elapsed_s: float = 0.0
+    skipped: dict = dataclasses.field(default_factory=dict)
 
     @property
     def response_json(self) -> dict:
@@ -193,6 +260,39 @@ class Piece:
         """Decode the products with oda_api (as ``get_product`` returns them)."""
         answer = self.response_json
         return DataCollection.from_response_json(answer, answer.get("_instrument", ""), answer.get("_product", ""))
+
+
+def unanalysed_scws(reports: Iterable[Mapping], scw_ids: Sequence[str]) -> dict[str, str]:
+    """ScWs a job monitor reports as not analysed, with the backend's reason.
+
+    The OSA backend reports each analysis step through callbacks that the
+    dispatcher shows in ``job_monitor.full_report_dict_list``; a step that
+    ends in an analysis exception has ``message: "analysis exception"``, the
+    ``scwid`` and the ``exception`` text.
+
+    Parameters
+    ----------
+    reports : iterable of mapping
+        Job-monitor entries, as seen over the job's polls.
+    scw_ids : sequence of str
+        The job's ScWs (entries about other ScWs or about no ScW are ignored).
+
+    Returns
+    -------
+    dict
+        ScW id → reason (``"<step>: <exception>"``).
+    """
+    wanted = set(scw_ids)
+    found: dict[str, str] = {}
+    for entry in reports:
+        if "exception" not in str(entry.get("message", "")).lower():
+            continue
+        scw = str(entry.get("scwid", ""))
+        if scw not in wanted:
+            continue
+        detail = str(entry.get("exception") or entry.get("message"))
+        found[scw] = f"{entry.get('node', 'analysis')}: {detail}"
+    return found
 
 
 def product_meta_data(product) -> dict:
@@ -349,24 +449,35 @@ class _TransientError(Exception):
 class _ScwsRejected(Exception):
     """The backend could not analyse some ScWs (AnalysisException / no data)."""
 
-    def __init__(self, reasons: dict[str, str], message: str):
+    def __init__(self, reasons: dict[str, str], message: str, *, job_id: str = ""):
         super().__init__(message)
         self.reasons = reasons
         self.message = message
+        self.job_id = job_id
 
 
 @dataclasses.dataclass
 class RetryPolicy:
     """How hard to try.
 
+    Transient faults (connection errors, HTTP 500, jobs failed by the
+    machinery, stalls) are retried until a time budget per chunk is spent, not
+    a fixed number of times, so every good ScW is delivered whatever the fault
+    rate below 1, as long as the budget allows.
+
     Attributes
     ----------
-    max_attempts : int
-        Submissions of one chunk before its ScWs are recorded as failed.
+    budget_s : float
+        Time a chunk may spend retrying transient faults before its ScWs are
+        recorded as failed.
+    max_attempts : int or None
+        Optional cap on the submissions of one chunk (None: the budget alone).
     backoff_s : float
         First wait after a transient fault; doubles each time, up to ``max_backoff_s``.
     poll_interval_s : float
         Time between polls of a running job (grows slowly to ``max_poll_interval_s``).
+    poll_failure_budget_s : float
+        Polls failing in transit for this long in a row make the job be resubmitted.
     stall_timeout_s : float
         A job whose progress does not change for this long while running is
         resubmitted.
@@ -374,16 +485,24 @@ class RetryPolicy:
         A job left waiting in the backend's queue longer than this is resubmitted.
     """
 
-    max_attempts: int = 6
+    budget_s: float = 3600.0
+    max_attempts: int | None = None
     backoff_s: float = 2.0
     max_backoff_s: float = 60.0
     poll_interval_s: float = 1.0
     max_poll_interval_s: float = 10.0
+    poll_failure_budget_s: float = 120.0
     stall_timeout_s: float = 900.0
     queue_timeout_s: float | None = None
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, attempt - 1))
+
+    def exhausted(self, attempts: int, started: float) -> bool:
+        """Whether a chunk that has failed ``attempts`` times since ``started`` must give up."""
+        if self.max_attempts is not None and attempts >= self.max_attempts:
+            return True
+        return time.time() - started >= self.budget_s
 
 
 class JobRunner:
@@ -479,6 +598,7 @@ class JobRunner:
         pending = list(chunk.scw_ids)
         alone_tried: set[str] = set()
         attempts = 0
+        started = time.time()
         while pending:
             try:
                 piece = self._obtain(request, chunk, pending, record)
@@ -498,7 +618,7 @@ class JobRunner:
                         alone_tried.add(scw)
                         self._retry_alone(request, chunk, scw, reason, record, bar, update)
                     else:
-                        self._record(record, [scw], SKIPPED, chunk, reason=reason)
+                        self._record(record, [scw], SKIPPED, chunk, reason=reason, job_id=rejected.job_id)
                         update(skipped=1)
                         bar.update(1)
                 continue
@@ -506,21 +626,21 @@ class JobRunner:
                 attempts += 1
                 with self._lock:
                     record.retries += 1
-                if attempts >= self.retry.max_attempts:
-                    log.error("%s: giving up after %d attempts: %s", chunk.label, attempts, exc)
+                if self.retry.exhausted(attempts, started):
+                    log.error("%s: giving up after %d attempts in %.0f s: %s", chunk.label, attempts,
+                              time.time() - started, exc)
                     self._record(record, pending, FAILED, chunk, reason=f"{exc} (after {attempts} attempts)",
                                  attempts=attempts)
                     update(failed=len(pending))
                     bar.update(len(pending))
                     return
                 wait = self.retry.backoff(attempts)
-                log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", chunk.label, exc, wait, attempts + 1,
-                            self.retry.max_attempts)
+                log.warning("%s: %s; retrying in %.0f s (attempt %d)", chunk.label, exc, wait, attempts + 1)
                 time.sleep(wait)
                 continue
             self._accept(record, piece, attempts + 1)
-            update(done=len(piece.scw_ids))
-            bar.update(len(piece.scw_ids))
+            update(done=len(piece.scw_ids), skipped=len(piece.skipped))
+            bar.update(len(piece.scw_ids) + len(piece.skipped))
             return
 
     def _run_subchunk(self, request, chunk, scws, record, bar, update) -> None:
@@ -530,19 +650,22 @@ class JobRunner:
     def _retry_alone(self, request, chunk, scw, first_reason, record, bar, update) -> None:
         """Give a rejected ScW one more chance alone, so one bad ScW never hides a good one."""
         alone = Chunk(chunk.index, (scw,), f"{chunk.label}/{scw}")
-        for attempt in range(1, self.retry.max_attempts + 1):
+        started, attempt = time.time(), 0
+        while True:
+            attempt += 1
             try:
                 piece = self._obtain(request, alone, [scw], record)
             except _ScwsRejected as rejected:
                 reason = rejected.reasons.get(scw, rejected.message) or first_reason
-                self._record(record, [scw], SKIPPED, chunk, reason=reason, attempts=attempt + 1)
+                self._record(record, [scw], SKIPPED, chunk, reason=reason, job_id=rejected.job_id,
+                             attempts=attempt + 1)
                 update(skipped=1)
                 bar.update(1)
                 return
             except _TransientError as exc:
                 with self._lock:
                     record.retries += 1
-                if attempt == self.retry.max_attempts:
+                if self.retry.exhausted(attempt, started):
                     self._record(record, [scw], FAILED, chunk, reason=str(exc), attempts=attempt + 1)
                     update(failed=1)
                     bar.update(1)
@@ -550,16 +673,20 @@ class JobRunner:
                 time.sleep(self.retry.backoff(attempt))
                 continue
             self._accept(record, piece, attempt + 1)
-            update(done=1)
+            update(done=len(piece.scw_ids), skipped=len(piece.skipped))
             bar.update(1)
             return
 
     def _accept(self, record: RunRecord, piece: Piece, attempts: int) -> None:
         with self._lock:
-            record.pieces.append(piece)
+            if piece.scw_ids:
+                record.pieces.append(piece)
             record.jobs.append({"chunk": piece.chunk.label, "job_id": piece.job_id, "scws": len(piece.scw_ids),
-                                "from_cache": piece.from_cache, "elapsed_s": piece.elapsed_s})
+                                "skipped": len(piece.skipped), "from_cache": piece.from_cache,
+                                "elapsed_s": piece.elapsed_s})
         self._record(record, piece.scw_ids, DONE, piece.chunk, job_id=piece.job_id, attempts=attempts)
+        for scw, reason in piece.skipped.items():
+            self._record(record, [scw], SKIPPED, piece.chunk, reason=reason, job_id=piece.job_id, attempts=attempts)
 
     def _record(self, record: RunRecord, scws, status, chunk, *, reason="", job_id="", attempts=0) -> None:
         with self._lock:
@@ -576,22 +703,38 @@ class JobRunner:
                 with self._lock:
                     record.cache_hits += 1
                 log.info("%s: %d ScWs from the cache", chunk.label, len(scws))
-                return Piece(chunk, tuple(scws), cached.get("job_monitor", {}).get("job_id", ""), True,
-                             cache=self.cache, cache_key=key)
+                if "_rejected" in cached:
+                    # a "no useful data" verdict is a fact about the data: the backend keeps it, so do we
+                    raise _ScwsRejected(cached["_rejected"]["reasons"], cached["_rejected"]["message"],
+                                        job_id=cached["_rejected"].get("job_id", ""))
+                return self._piece(chunk, scws, cached, from_cache=True, key=key)
         with self._lock:
             record.submissions += 1
         started = time.time()
-        response_json = self._submit_and_wait(request, chunk, scws)
+        try:
+            response_json = self._submit_and_wait(request, chunk, scws)
+        except _ScwsRejected as rejected:
+            if self.cache is not None and rejected.reasons:
+                self.cache.put(key, {"_rejected": {"reasons": rejected.reasons, "message": rejected.message,
+                                                   "job_id": rejected.job_id}})
+            raise
         response_json["_elapsed_s"] = time.time() - started
         response_json["_instrument"], response_json["_product"] = request.instrument, request.product
         if self.cache is not None:
             self.cache.put(key, response_json)
-        elapsed = response_json["_elapsed_s"]
-        if self.cache is not None:
-            return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, cache=self.cache,
-                         cache_key=key, elapsed_s=elapsed)
-        return Piece(chunk, tuple(scws), response_json["job_monitor"]["job_id"], False, answer=response_json,
-                     elapsed_s=elapsed)
+        return self._piece(chunk, scws, response_json, from_cache=False, key=key)
+
+    def _piece(self, chunk: Chunk, scws: Sequence[str], answer: dict, *, from_cache: bool, key: str) -> Piece:
+        """A piece from a finished job's answer: the ScWs analysed, and those reported as not analysed."""
+        skipped = unanalysed_scws(answer.get("_reports", []), scws)
+        if skipped:
+            log.info("%s: the backend did not analyse %d of %d ScWs (%s)", chunk.label, len(skipped), len(scws),
+                     "; ".join(f"{scw} {why}" for scw, why in list(skipped.items())[:3]))
+        analysed = tuple(scw for scw in scws if scw not in skipped)
+        job_id = answer.get("job_monitor", {}).get("job_id", "")
+        kept = dict(answer=None, cache=self.cache, cache_key=key) if self.cache is not None else dict(answer=answer)
+        return Piece(chunk, analysed, job_id, from_cache, elapsed_s=answer.get("_elapsed_s", 0.0),
+                     skipped=skipped, **kept)
 
     def _dispatcher(self) -> DispatcherAPI:
         disp = DispatcherAPI(url=self.url, instrument="mock", wait=False)
@@ -606,24 +749,36 @@ class JobRunner:
         if self._token:
             query["token"] = self._token
         started = time.time()
+        # the job monitor's entries over all polls (a backend may send only the newest ones)
+        reports: dict[str, dict] = {}
+
+        def collect() -> None:
+            answer = disp.response_json if isinstance(getattr(disp, "response_json", None), dict) else {}
+            for entry in (answer.get("job_monitor") or {}).get("full_report_dict_list") or []:
+                if isinstance(entry, dict):
+                    reports[json.dumps(entry, sort_keys=True, default=str)] = entry
+
         try:
             disp.get_product(silent=True, **query)
+            collect()
             last_change, last_seen = time.time(), None
             interval = self.retry.poll_interval_s
-            failed_polls = 0
+            failed_polls, failing_since = 0, None
             while not disp.is_complete:
                 time.sleep(interval)
                 interval = min(self.retry.max_poll_interval_s, interval * 1.25)
                 try:
                     disp.poll()
-                    failed_polls = 0
+                    collect()
+                    failed_polls, failing_since = 0, None
                 except (RemoteException, DispatcherException, requests.RequestException, RuntimeError) as exc:
                     if isinstance(exc, FailedToFindAnyUsefulResults) or disp.is_complete:
                         raise
                     failed_polls += 1
-                    if failed_polls >= self.retry.max_attempts:
-                        raise _TransientError(f"{failed_polls} polls of job {disp.job_id} failed in a row "
-                                              f"({type(exc).__name__})") from exc
+                    failing_since = failing_since or time.time()
+                    if time.time() - failing_since >= self.retry.poll_failure_budget_s:
+                        raise _TransientError(f"{failed_polls} polls of job {disp.job_id} failed in a row over "
+                                              f"{time.time() - failing_since:.0f} s ({type(exc).__name__})") from exc
                     # a poll that failed in transit: the job itself may be fine, poll again
                     log.debug("%s: poll failed (%s), polling again", chunk.label, type(exc).__name__)
                     continue
@@ -639,12 +794,16 @@ class JobRunner:
         except (Unauthorized, RequestNotUnderstood, UserError) as exc:
             raise FatalRequestError(f"{chunk.label}: MMODA refused the request: {exc}") from exc
         except FailedToFindAnyUsefulResults as exc:
-            raise _ScwsRejected(_rejected_scws(exc, scws), _failure_text(exc)) from exc
+            collect()
+            reasons = _rejected_scws(exc, scws) or unanalysed_scws(reports.values(), scws)
+            raise _ScwsRejected(reasons, _failure_text(exc), job_id=disp.job_id or "") from exc
         except RemoteException as exc:
+            collect()
             text = _failure_text(exc)
-            reasons = _rejected_scws(exc, scws) if "AnalysisException" in text else {}
+            reasons = (_rejected_scws(exc, scws) or unanalysed_scws(reports.values(), scws)) \
+                if "AnalysisException" in text else {}
             if reasons:
-                raise _ScwsRejected(reasons, text) from exc
+                raise _ScwsRejected(reasons, text, job_id=disp.job_id or "") from exc
             raise _TransientError(f"job failed: {exc.message.strip()[:200] or 'no message'}") from exc
         except DispatcherException as exc:
             raise _TransientError(f"dispatcher error: {str(exc)[:200]}") from exc
@@ -652,8 +811,11 @@ class JobRunner:
             raise _TransientError(f"connection problem: {type(exc).__name__}") from exc
         except RuntimeError as exc:
             raise _TransientError(f"unexpected answer: {str(exc)[:200]}") from exc
+        collect()
         log.info("%s: job %s done (%d ScWs) in %.1f s", chunk.label, disp.job_id, len(scws), time.time() - started)
-        return disp.response_json
+        answer = dict(disp.response_json)
+        answer["_reports"] = list(reports.values())
+        return answer
 
 
 def _failure_text(exc: RemoteException) -> str:

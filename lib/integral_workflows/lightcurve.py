@@ -327,9 +327,15 @@ def _bin_width_days(hdu, columns: dict, units: dict, time_to_days: float, n_rows
 
 # -- long-term operations ----------------------------------------------------------------------------------
 def _usable(curve: LightCurve) -> np.ndarray:
-    """Bins that carry a measurement: finite rate, positive finite error, non-zero exposure."""
+    """Bins that carry a measurement: finite rate, positive finite error, non-zero exposure, positive width.
+
+    Real OSA light curves (``lc_pick``) can repeat a bin with a negative
+    TIMEDEL where two ScWs meet (row 103 of the real JEM-X ``lc.fits``): such
+    a bin has no duration of its own.
+    """
     return (np.isfinite(curve.rate) & np.isfinite(curve.error) & (curve.error > 0) & np.isfinite(curve.time)
-            & np.isfinite(curve.fracexp) & (curve.fracexp > 0))
+            & np.isfinite(curve.fracexp) & (curve.fracexp > 0) & np.isfinite(curve.half_width)
+            & (curve.half_width > 0))
 
 
 def stitch(curves: Sequence[LightCurve]) -> LightCurve:

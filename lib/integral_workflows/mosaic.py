@@ -34,6 +34,12 @@ from reproject import reproject_interp
 log = logging.getLogger(__name__)
 
 INTENSITY_TYPES = ("INTENSITY", "RECONSTRUCTED")
+#: Keywords a mosaic keeps from its product (times as the real ISGR-MOSA-IMA and gallery mosaics give them).
+KEPT_KEYWORDS = ("TELESCOP", "INSTRUME", "DETNAM", "E_MIN", "E_MAX", "TSTART", "TSTOP", "TFIRST", "TLAST",
+                 "DATE-OBS", "DATE-END", "ONTIME", "MJDREF", "TIMESYS", "ORIGIN", "CREATOR", "SIMULATD", "BUNIT")
+#: How combining mosaics combines their keywords: earliest start, latest end, summed good time.
+_COMBINED_KEYWORDS = (("TSTART", min), ("TFIRST", min), ("DATE-OBS", min), ("TSTOP", max), ("TLAST", max),
+                      ("DATE-END", max), ("ONTIME", lambda a, b: a + b))
 
 
 @dataclasses.dataclass
@@ -76,7 +82,13 @@ class SkyMosaic:
 
     @classmethod
     def from_hdus(cls, hdus: Sequence) -> "SkyMosaic":
-        """Build from image HDUs carrying ``IMATYPE`` (as in MMODA mosaic products)."""
+        """Build from image HDUs carrying ``IMATYPE`` (as in MMODA mosaic products).
+
+        A file holding a single image without ``IMATYPE`` (a gallery
+        significance mosaic, such as MMODA's published
+        ``*_mosaic_clean_significance*.fits``) is read with
+        :meth:`from_significance_image`.
+        """
         maps, header = {}, None
         for hdu in hdus:
             imatype = str(hdu.header.get("IMATYPE", "")).strip().upper()
@@ -86,16 +98,45 @@ class SkyMosaic:
             maps[key] = np.asarray(hdu.data, dtype=float)
             if key == "INTENSITY":
                 header = hdu.header
+        if not maps:
+            images = [hdu for hdu in hdus if hdu.data is not None and np.ndim(hdu.data) == 2]
+            if len(images) == 1:
+                return cls.from_significance_image(images[0])
         missing = {"INTENSITY", "VARIANCE"} - set(maps)
         if missing:
             raise ValueError(f"mosaic product lacks the {sorted(missing)} image(s); found {sorted(maps)}")
         wcs = WCS(header).celestial
         exposure = maps.get("EXPOSURE", np.where(np.isfinite(maps["VARIANCE"]), 1.0, 0.0))
-        keep = ("TELESCOP", "INSTRUME", "DETNAM", "E_MIN", "E_MAX", "TSTART", "TSTOP", "MJDREF", "TIMESYS",
-                "ORIGIN", "CREATOR", "SIMULATD", "BUNIT")
-        meta = {k: header[k] for k in keep if k in header}
+        meta = {k: header[k] for k in KEPT_KEYWORDS if k in header}
         variance = np.where(maps["VARIANCE"] > 0, maps["VARIANCE"], np.nan)
         return cls(maps["INTENSITY"], variance, exposure, wcs, meta)
+
+    @classmethod
+    def from_significance_image(cls, hdu) -> "SkyMosaic":
+        """A significance map as a mosaic in units of its own noise.
+
+        The intensity is the significance and the variance 1 wherever the map
+        is defined, so :attr:`significance` and :func:`find_sources` work
+        unchanged; the exposure is unknown (1 where defined). ``meta['IMATYPE']``
+        says ``SIGNIFICANCE``.
+
+        Parameters
+        ----------
+        hdu : astropy.io.fits.ImageHDU or PrimaryHDU
+            A 2-D image with a celestial WCS.
+
+        Returns
+        -------
+        SkyMosaic
+        """
+        significance = np.asarray(hdu.data, dtype=float)
+        wcs = WCS(hdu.header).celestial
+        if not wcs.has_celestial:
+            raise ValueError("the image has no celestial WCS")
+        defined = np.isfinite(significance)
+        meta = {k: hdu.header[k] for k in KEPT_KEYWORDS if k in hdu.header}
+        meta["IMATYPE"] = "SIGNIFICANCE"
+        return cls(significance, np.where(defined, 1.0, np.nan), defined.astype(float), wcs, meta)
 
     @classmethod
     def from_product(cls, product) -> "SkyMosaic":
@@ -215,9 +256,11 @@ class MosaicAccumulator:
                 self._weight[window] += resampled[0]
                 self._signal[window] += resampled[1]
                 self._exposure[window] += resampled[2]
-        for key, pick in (("TSTART", min), ("TSTOP", max)):
-            if key in mosaic.meta:
-                self.meta[key] = pick(self.meta.get(key, mosaic.meta[key]), mosaic.meta[key])
+        if self.count:
+            for key, combined in _COMBINED_KEYWORDS:
+                if key in mosaic.meta:
+                    self.meta[key] = combined(self.meta[key], mosaic.meta[key]) if key in self.meta \
+                        else mosaic.meta[key]
         self.count += 1
 
     def result(self) -> SkyMosaic:

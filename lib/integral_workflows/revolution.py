@@ -197,6 +197,8 @@ def convert_time(value: Any, *, informat: str, outformat: str, url: str, timeout
                 continue
             if response.status_code >= 500:
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                if _is_conversion_refusal(response):
+                    raise RevolutionError(f"converttime {informat} {value} -> {outformat} refused: {problem}")
                 continue
             if response.status_code != 200:
                 raise RevolutionError(f"converttime {informat} {value} -> {outformat} refused (HTTP "
@@ -207,6 +209,22 @@ def convert_time(value: Any, *, informat: str, outformat: str, url: str, timeout
                 return response.text.strip()
     raise RevolutionError(f"the converttime service {address} did not answer after {_HTTP_ATTEMPTS} attempts: "
                           f"{problem}")
+
+
+def _is_conversion_refusal(response) -> bool:
+    """Whether an HTTP 500 of the timesystem service is its answer to an impossible conversion.
+
+    The real service answers a conversion that fails with HTTP 500 and a JSON
+    list of the problems met in each archive (NRT, then CONS); a crash of the
+    service gives anything else.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, list) and bool(body) and all(
+        isinstance(entry, dict) and any(key.startswith(("problem", "error from converttime")) for key in entry)
+        for entry in body)
 
 
 def revolution_span(revolution: str | int, *, url: str) -> tuple[float, float]:
@@ -232,7 +250,11 @@ def revolution_span(revolution: str | int, *, url: str) -> tuple[float, float]:
         If the service does not know the revolution.
     """
     number = int(revolution)
-    start = float(convert_time(number, informat="REVNUM", outformat="IJD", url=url))
+    answer = str(convert_time(number, informat="REVNUM", outformat="IJD", url=url)).split()
+    if answer and answer[0] == "Boundary":
+        # the real service's text for a revolution: "Boundary <start> <start of the next one>"
+        return float(answer[1]), float(answer[2])
+    start = float(answer[0])
     try:
         end = float(convert_time(number + 1, informat="REVNUM", outformat="IJD", url=url))
     except RevolutionError:

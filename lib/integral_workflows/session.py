@@ -67,8 +67,12 @@ class Session:
         else:
             self.cache = ChunkCache(Path(cache_dir) if cache_dir else default_cache_dir())
         self.max_concurrent = max_concurrent
-        self.retry = retry or RetryPolicy(poll_interval_s=0.5 if host_type == "local" else 5.0,
-                                          max_poll_interval_s=2.0 if host_type == "local" else 30.0)
+        if retry is None and host_type == "local":
+            # the local backend reports every ScW within a second: a job silent for 30 s has stalled
+            retry = RetryPolicy(budget_s=900.0, poll_interval_s=0.5, max_poll_interval_s=2.0, backoff_s=0.5,
+                                max_backoff_s=5.0, poll_failure_budget_s=30.0, stall_timeout_s=30.0,
+                                queue_timeout_s=120.0)
+        self.retry = retry or RetryPolicy(poll_interval_s=5.0, max_poll_interval_s=30.0)
         self.progress = progress
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from flask import Flask, Response, redirect, request
 
-from . import __version__, auth, protocol, queries
+from . import __version__, auth, protocol, queries, spiacs
 from .config import ServerConfig
 from .jobs import DONE, FAILED, QUEUED, RUNNING, Counters, Job, JobFailure, JobManager, JobSpec, \
     ResultStore, fault_drawer, job_id_of
@@ -78,7 +78,7 @@ class Backend:
         self._fault_rng = np.random.default_rng([config.seed, 4242])
         # what makes this server's products differ from another's: clients key their caches with it
         identity = {"version": __version__, "seed": config.seed,
-                    "bodies": sorted(config.body_fluxes_mcrab.items())}
+                    "bodies": sorted(config.body_fluxes_mcrab.items()), "grbs": config.injected_grbs}
         self.fingerprint = "mmoda_local-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
         self._fault_lock = threading.Lock()
         self.started_at = time.time()
@@ -156,9 +156,22 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         return json_response({"counters": backend.counters.snapshot(), "jobs_by_status": states,
                               "config": config.describe()})
 
+    def token_refused(values) -> Response | None:
+        """The 403 of an expired or invalid token, checked first as by the real query constructor."""
+        try:
+            decoded_token(values)
+        except auth.TokenError as exc:
+            backend.counters.add("answers_403")
+            return json_response(protocol.forbidden_token(str(exc), backend.installed,
+                                                          debug=config.debug_instruments), 403)
+        return None
+
     @app.route("/api/par-names")
     def par_names():
         backend.counters.add("requests_par_names")
+        refused = token_refused(request.args)
+        if refused:
+            return refused
         name = request.args.get("instrument")
         if name not in backend.instruments:
             return unknown_instrument(name)
@@ -173,6 +186,9 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
     @app.route("/api/meta-data")
     @app.route("/meta-data")
     def meta_data():
+        refused = token_refused(request.args)
+        if refused:
+            return refused
         name = request.args.get("instrument")
         if name not in backend.instruments:
             return unknown_instrument(name)
@@ -187,10 +203,13 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
 
     @app.route("/instr-list")
     def instr_list():
-        try:
-            decoded_token(request.values)
-        except auth.TokenError as exc:
-            return json_response(protocol.forbidden_token(str(exc)), 403)
+        # tokenHelper.validate_token_from_request: a short text 403 for a bad token; no token is fine here
+        token = request.args.get("token")
+        if token is not None:
+            try:
+                auth.decode_token(backend.secret, token)
+            except auth.TokenError as exc:
+                return Response(exc.short_message, status=403, mimetype="text/html")
         return json_response(backend.installed)
 
     @app.route("/run_analysis", methods=["GET", "POST"])
@@ -247,6 +266,9 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
                                f"(expected {job_id}); parameters must not change between polls")
 
         scw_ids = backend.analysis.scw_ids_for(instrument, parameters) if instrument.osa else []
+        if instrument.name == "spi_acs":
+            # the real plugin's test_has_input_products reports this placeholder
+            scw_ids = list(spiacs.INPUT_PROD_LIST)
         missing = _missing_roles(instrument, product, parameters, scw_ids, auth.roles_of(token))
         if missing:
             backend.counters.add("answers_403")
@@ -262,10 +284,23 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         if not instrument.asynchronous:
             return _answer_synchronous(context)
         if query_status == "new":
-            job = backend.jobs.submit(spec)
+            # what earlier jobs found about these ScWs, before this request adds its own findings
+            known = backend.analysis.known_failure(spec) if instrument.osa else None
+            if instrument.osa:
+                backend.analysis.inspect(spec)
+            job = backend.jobs.submit(spec, known_failure=known[0] if known else None,
+                                      reports=known[1] if known else None)
             if job.status == DONE:
                 backend.counters.add("answers_served_from_cache")
                 return _answer_done(context, job)
+            if job.status == FAILED:
+                if job.failed_at_submission or session_id in job.sessions_told_failed:
+                    return _answer_failed(context, job)
+                # Another session asks again for a job that failed for a reason in the data: the real dispatcher
+                # runs the query again (aliasing stops once a job has failed), and the backend answers from its
+                # cache of analysis exceptions through a callback, so this session sees it submitted, then
+                # failed at its next poll; nothing is computed again.
+                return _answer_running(context, job, first=True, status=QUEUED)
             if parameters.get("query_type") == "Dummy":
                 # the real dispatcher answers Dummy queries synchronously
                 job = backend.jobs.wait(job.job_id)
@@ -297,12 +332,14 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
             self.comments = comments
 
         def base_products(self) -> dict:
-            return {"input_prod_list": list(self.spec.scw_ids),
+            # Dummy queries answer fixed test products: the real dispatcher lists no input product for them
+            dummy = self.spec.parameters.get("query_type") == "Dummy"
+            return {"input_prod_list": [] if dummy else list(self.spec.scw_ids),
                     "analysis_parameters": dict(self.spec.parameters, session_id=self.session_id),
                     "api_code": api_code(self.spec.parameters, request.host_url.rstrip("/"))}
 
-    def _answer_running(context, job: Job, *, first: bool) -> Response:
-        status = QUEUED if job.status == QUEUED else RUNNING
+    def _answer_running(context, job: Job, *, first: bool, status: str | None = None) -> Response:
+        status = status or (QUEUED if job.status == QUEUED else RUNNING)
         products = context.base_products() if first else {}
         body = protocol.run_analysis_answer(
             query_status=status, job_id=job.job_id, session_id=context.session_id, products=products,
@@ -317,6 +354,7 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         return json_response(body)
 
     def _answer_failed(context, job: Job) -> Response:
+        job.sessions_told_failed.add(context.session_id)
         failure = job.failure or JobFailure("")
         products = context.base_products() if failure.with_products else {}
         products.pop("input_prod_list", None)
@@ -339,9 +377,14 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         if context.spec.kind != "numerical":
             # as the real dispatcher, whose numerical test product lacks it
             products["prod_process_message"] = ""
+        # The per-ScW reports stay in the final answer too (the captured done answers of the test instruments
+        # carry none; for OSA jobs they tell a client which ScWs ended in an analysis exception).
         body = protocol.run_analysis_answer(
             query_status="done", job_id=job.job_id, session_id=context.session_id, products={"__RAW__": 0},
-            status=protocol.exit_status(job_status="done", comment=comment))
+            status=protocol.exit_status(job_status="done", comment=comment),
+            reports=_reports(job, context.session_id)
+            if job.reports and backend.instruments[context.spec.instrument].osa
+            and context.spec.parameters.get("query_type") != "Dummy" else None)
         small = protocol.to_json(products)
         heavy = record["products_json"]
         merged = small if heavy.strip() == "{}" else heavy.rstrip()[:-1] + ", " + small[1:]
@@ -361,7 +404,19 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
                     debug_message="InternalError()"),
                 job_status="failed")
             return json_response(body)
-        products_json = backend.analysis.debug_products(spec)
+        if spec.instrument == "spi_acs":
+            try:
+                products_json = json.dumps(spiacs.spiacs_products(spec.parameters, archive=backend.analysis.archive,
+                                                                  config=config))
+            except JobFailure as failure:
+                return json_response(protocol.run_analysis_answer(
+                    query_status="failed", job_id=spec.job_id, session_id=context.session_id,
+                    products={k: v for k, v in context.base_products().items() if k != "input_prod_list"},
+                    status=protocol.exit_status(status=failure.exit_code, job_status=failure.job_status,
+                                                message=failure.message, error_message=failure.error_message,
+                                                debug_message=failure.debug_message), job_status="failed"))
+        else:
+            products_json = backend.analysis.debug_products(spec)
         backend.results.put(spec.job_id, {"products_json": products_json, "comment": "", "reports": []})
         job = Job(spec=spec, status=DONE)
         return _answer_done(context, job)
@@ -370,24 +425,15 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         return [dict(entry, session_id=session_id) for entry in job.reports]
 
     def _missing_roles(instrument, product, parameters: dict, scw_ids: list[str], roles: list[str]) -> dict:
-        needed = {role: auth.ROLE_REASONS.get(role, "please refer to support for details")
-                  for role in product.required_roles}
-        if parameters.get("p") is not None and parameters["p"] > 50:
-            needed[auth.ROLE_HPC_FULL] = "it is needed to request p > 50"
-        if instrument.osa:
-            count = len(scw_ids) if parameters.get("scw_list") else parameters["max_pointings"]
-            if count > 50:
-                needed[auth.ROLE_HPC_FULL] = (f"it is needed to request > 50 ScW, you requested scw_list) = "
-                                              f"[ .. {count} items .. ]")
-            if count > 500:
-                needed[auth.ROLE_HPC_EXTREME] = f"it is needed to request > 500 ScW, you requested {count}"
-            if parameters["integral_data_rights"] == "all-private":
-                needed[auth.ROLE_PRIVATE_QLA] = auth.ROLE_REASONS[auth.ROLE_PRIVATE_QLA]
-            elif any(scw.endswith(".000") for scw in scw_ids):
-                needed[auth.ROLE_PUBLIC_NRT] = auth.ROLE_REASONS[auth.ROLE_PUBLIC_NRT]
-            if parameters["osa_version"] not in queries.OSA_BASE_VERSIONS:
-                needed[auth.ROLE_PRIVATE_QLA] = "it is needed to use a non-default osa_version"
-        return {role: why for role, why in needed.items() if role not in roles}
+        # the real order: parameter values (400, in normalise), then roles (403), then the checks of a local
+        # MMODA that the real one does not make (400), then the query itself
+        lacking = auth.lacking_roles(roles, osa=instrument.osa, product_roles=product.required_roles,
+                                     parameters=parameters)
+        if instrument.name == "spi_acs":
+            lacking.update({r: why for r, why in spiacs.required_roles(parameters).items() if r not in roles})
+        if not lacking:
+            instrument.check_after_roles(parameters)
+        return lacking
 
     @app.route("/call_back", methods=["GET", "POST"])
     def call_back():
@@ -429,14 +475,29 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         if denied:
             return denied
         payload = auth.decode_token(backend.secret, request.values["token"])
-        return Response(auth.refreshed_token(backend.secret, payload), mimetype="text/html")
+        interval = request.values.get("refresh_interval", auth.MAX_REFRESH_INTERVAL_S)
+        try:
+            interval = int(interval)
+        except (TypeError, ValueError):
+            return bad_request(f"refresh_interval={interval!r} is not an integer number of seconds")
+        if interval > auth.MAX_REFRESH_INTERVAL_S:
+            # dispatcher_query.update_token: a RequestNotAuthorized, its debug_message says why
+            body = protocol.forbidden_token(
+                "Request not authorized", backend.installed, debug=config.debug_instruments,
+                debug_message=("The refresh interval requested exceeds the maximum allowed, please provide a value "
+                               f"which is lower than {auth.MAX_REFRESH_INTERVAL_S} seconds"))
+            return json_response(body, 403)
+        return Response(auth.refreshed_token(backend.secret, payload, refresh_interval_s=interval),
+                        mimetype="text/html")
 
     @app.route("/update_token_email_options", methods=["GET", "POST"])
     def update_token_email_options():
+        # the real route builds a query first: a bad token is a RequestNotAuthorized (JSON 403)
         try:
             payload = auth.decode_token(backend.secret, request.values.get("token", ""))
         except auth.TokenError as exc:
-            return Response(str(exc), status=403, mimetype="text/html")
+            return json_response(protocol.forbidden_token(str(exc), backend.installed,
+                                                          debug=config.debug_instruments), 403)
         for option in ("msfail", "mssub", "msdone"):
             if option in request.values:
                 payload[option] = request.values[option].lower() == "true"
@@ -444,16 +505,11 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
         return Response(jwt.encode(payload, backend.secret, algorithm="HS256"), mimetype="text/html")
 
     def _require_role(role: str, what: str) -> Response | None:
-        try:
-            payload = auth.decode_token(backend.secret, request.values.get("token", ""))
-        except auth.TokenError as exc:
-            return Response(str(exc), status=403, mimetype="text/html")
-        roles = auth.roles_of(payload)
-        if role not in roles:
-            return Response(f"Unfortunately, your privileges are not sufficient to {what}.\n"
-                            f"Your privilege roles include {roles}, but the following roles are missing: {role}.",
-                            status=403, mimetype="text/html")
-        return None
+        # tokenHelper.validate_token_from_request, shared with the gallery routes
+        from .gallery import validate_token
+        _, refused = validate_token(backend.secret, request.values.get("token"), required_roles=(role,),
+                                    action=what)
+        return refused
 
     @app.route("/gw/timesystem/api/v1.0/scwlist/<readiness>/<t1>/<t2>")
     def gw_scwlist(readiness, t1, t2):
@@ -466,6 +522,9 @@ def create_app(config: ServerConfig | None = None, *, analysis=None) -> Flask:
     def gw_converttime(informat, value, outformat):
         from . import gateway
         status, body = gateway.converttime(backend.analysis.archive, informat, value, outformat)
+        if isinstance(body, str):
+            # the real service returns the tool's text as it is (Flask's default for a string: text/html)
+            return Response(body, status=status, mimetype="text/html")
         return json_response(body, status)
 
     @app.route("/gw/scsystem/api/v1.0/sc/<when>/<ra>/<dec>")

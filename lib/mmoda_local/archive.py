@@ -1160,6 +1160,29 @@ class ScwArchive:
             mask &= ~np.asarray(self.table["IN_BELT"])[rows]
         return rows[mask]
 
+    def find(self, scw_ids) -> np.ndarray:
+        """Row indices of ScW ids, -1 for an id that is malformed or not in the archive.
+
+        Parameters
+        ----------
+        scw_ids : iterable of str
+            ``RRRRPPPPSSSF`` or ``RRRRPPPPSSSF.VVV``.
+
+        Returns
+        -------
+        numpy.ndarray
+            One row index (or -1) per id, in the order given.
+        """
+        scw_ids = [str(s).strip() for s in scw_ids]
+        numbers = np.full(len(scw_ids), -1, dtype=np.int64)
+        for i, s in enumerate(scw_ids):
+            m = _ID_RE.match(s)
+            if m:
+                numbers[i] = int(m.group(1))
+        pos = np.clip(np.searchsorted(self._ids_sorted, numbers), 0, len(self._ids_sorted) - 1)
+        found = (numbers >= 0) & (self._ids_sorted[pos] == numbers)
+        return np.where(found, self._id_order[pos], -1)
+
     def index_of(self, scw_ids) -> np.ndarray:
         """Row indices of ScW ids ``RRRRPPPPSSSF`` or ``RRRRPPPPSSSF.VVV``.
 

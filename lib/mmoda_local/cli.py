@@ -35,6 +35,14 @@ def _parse_injection(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"--inject flux must be a number of mCrab, got {value!r}") from None
 
 
+def _parse_grb(text: str) -> dict:
+    from .spiacs import parse_grb_injection
+    try:
+        return parse_grb_injection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--inject-grb: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mmoda_local",
                                      description="A local MMODA dispatcher over a simulated INTEGRAL sky.")
@@ -58,8 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault-fail", type=float, default=0.0, help="fraction of jobs that fail")
     serve.add_argument("--inject", action="append", type=_parse_injection, default=[], metavar="BODY=MCRAB",
                        help="flux injected at a solar-system body, e.g. jupiter=5 (repeatable)")
+    serve.add_argument("--inject-grb", action="append", type=_parse_grb, default=[], dest="inject_grb",
+                       metavar="T0,FLUENCE,DURATION[,SPECTRUM[,RA,DEC]]",
+                       help="a simulated gamma-ray burst in the SPI-ACS data: T0 (ISO UTC), fluence (erg/cm2, "
+                            "75-2000 keV), duration (s), spectrum short|long, direction (deg; default drawn from "
+                            "the seed); repeatable")
     serve.add_argument("--debug-instruments", action="store_true",
-                       help="also serve the dispatcher's test instruments 'empty' and 'empty-async'")
+                       help="also serve the dispatcher's test instruments 'empty', 'empty-async' and "
+                            "'empty-semi-async' (as the real one in debug mode)")
+    serve.add_argument("--scw-failure-policy", choices=("skip-scw", "fail-job"), default=None,
+                       help="a job holding ScWs that cannot be analysed: skip them and report them in the job "
+                            "monitor (default, as the real backend) or fail as a whole")
     serve.add_argument("--allow-remote", action="store_true",
                        help="allow binding a non-loopback interface (the server has no TLS)")
     serve.add_argument("--log-level", default="INFO")
@@ -83,6 +100,7 @@ def _config_from_args(args) -> ServerConfig:
         "seed": args.seed,
         "latency_per_scw_s": args.latency_per_scw_s,
         "workers": args.workers,
+        "scw_failure_policy": args.scw_failure_policy,
     }
     faults = FaultRates(http_500=args.fault_http500, drop_connection=args.fault_drop,
                         stall_job=args.fault_stall, fail_job=args.fault_fail)
@@ -94,6 +112,8 @@ def _config_from_args(args) -> ServerConfig:
         config = ServerConfig(**{k: v for k, v in overrides.items() if v is not None}, faults=faults)
     if args.inject:
         config.body_fluxes_mcrab.update(dict(args.inject))
+    if args.inject_grb:
+        config.injected_grbs.extend(args.inject_grb)
     config.debug_instruments = config.debug_instruments or args.debug_instruments
     return config
 

@@ -86,12 +86,23 @@ class ServerConfig:
         Flux injected at solar-system bodies (name → mCrab); 0 by default
         (real Jupiter is at the µCrab level).
     debug_instruments : bool
-        Also serve the dispatcher's test instruments ``empty`` and
-        ``empty-async`` (as the real one does in debug mode), used to replay
-        captured exchanges.
+        Also serve the dispatcher's test instruments ``empty``,
+        ``empty-async`` and ``empty-semi-async`` (as the real one does in
+        debug mode), used to replay captured exchanges and to run oda_api's
+        own tests.
     archive_cache_dir : Path or None
         Where the simulated ScW archive is cached; ``<data_dir>/cache`` by
         default (tests share one to build it once).
+    scw_failure_policy : str
+        What a job holding ScWs that cannot be analysed does: ``skip-scw``
+        (default, as the real backend: the ScW's analysis exception is
+        reported in the job monitor and the products come from the other
+        ScWs) or ``fail-job`` (the whole job fails naming them; a backend
+        behaviour clients must survive too).
+    injected_grbs : list of dict
+        Simulated gamma-ray bursts added to the SPI-ACS data, each
+        ``{"t0", "fluence", "duration", "spectrum", "ra", "dec"}`` (see
+        ``mmoda_local.spiacs.parse_grb_injection``; ``--inject-grb``).
     """
 
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
@@ -102,6 +113,8 @@ class ServerConfig:
     body_fluxes_mcrab: dict = dataclasses.field(default_factory=dict)
     debug_instruments: bool = False
     archive_cache_dir: Path | None = None
+    scw_failure_policy: str = "skip-scw"
+    injected_grbs: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).expanduser()
@@ -112,6 +125,8 @@ class ServerConfig:
             raise ValueError(f"workers={self.workers} must be at least 1")
         if self.latency_per_scw_s < 0:
             raise ValueError(f"latency_per_scw_s={self.latency_per_scw_s} must be >= 0")
+        if self.scw_failure_policy not in ("skip-scw", "fail-job"):
+            raise ValueError(f"scw_failure_policy={self.scw_failure_policy!r} must be 'skip-scw' or 'fail-job'")
 
     @property
     def jobs_dir(self) -> Path:
@@ -148,6 +163,8 @@ class ServerConfig:
             "body_fluxes_mcrab": dict(self.body_fluxes_mcrab),
             "debug_instruments": self.debug_instruments,
             "archive_cache_dir": str(self.cache_dir),
+            "scw_failure_policy": self.scw_failure_policy,
+            "injected_grbs": [dict(grb) for grb in self.injected_grbs],
         }
 
     @classmethod

@@ -11,9 +11,11 @@ protocol (same data, different bytes) until it is clean.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import pickle
+import warnings
 
 import numpy as np
 from astropy.io import fits
@@ -50,7 +52,30 @@ def _clean_binarys(unit: dict, data) -> None:
     raise RuntimeError("could not encode a data unit without the substring 'null'")
 
 
-def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dict) -> dict:
+def _as_read_from_disk(hdu):
+    """A table HDU written to FITS and read back, as the real backend's files are read.
+
+    The columns then have FITS's big-endian dtypes (``>f8``, ``>f4``...), as
+    on the real wire, and variable-length columns (RMF ``MATRIX``) take the
+    form oda_api's encoding was made for (and tested with, on the real ISGRI
+    RMF): arrays from a file's heap.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # the ORIGIN card's comment does not fit beside its long value: FITS truncates it, which is harmless
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
+    buffer.seek(0)
+    # Not copied, and the in-memory file is left open: a copied table holds weak references and does
+    # not pickle.
+    table = fits.open(buffer, lazy_load_hdus=False)[1]
+    for name in table.columns.names:
+        table.data[name]
+    return table
+
+
+def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dict,
+                         unit_names: dict | None = None) -> dict:
     """Encode a FITS product as the real dispatcher does.
 
     Parameters
@@ -61,6 +86,10 @@ def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dic
         ``NumpyDataProduct.name`` (the client builds attribute names from it).
     meta_data : dict
         ``NumpyDataProduct.meta_data`` (``src_name``, ``product``, ...).
+    unit_names : dict, optional
+        EXTNAME → data-unit name: the real plugin renames some data units
+        (``ISGR-RMF.-RSP`` → ``SPECRESP MATRIX``...) without touching their
+        headers, which keep the OSA EXTNAME.
 
     Returns
     -------
@@ -68,14 +97,44 @@ def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dic
         ``NumpyDataProduct.encode()`` output, free of the ``null`` substring.
     """
     mark_simulated(hdul)
+    hdus = []
     for hdu in hdul:
         if isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)) and hdu.data is not None \
                 and hdu.data.dtype.byteorder in ("<", "="):
             # as read from a FITS file by the real backend: big-endian arrays
             hdu.data = hdu.data.astype(hdu.data.dtype.newbyteorder(">"))
-    units = [NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdul]
+        hdus.append(_as_read_from_disk(hdu) if isinstance(hdu, fits.BinTableHDU) else hdu)
+    units = [NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdus]
+    for unit in units:
+        unit.name = (unit_names or {}).get(unit.name, unit.name)
     product = NumpyDataProduct(units, name=name, meta_data=meta_data)
     encoded = product.encode()
+    for unit_dict, unit in zip(encoded["data_unit_list"], units):
+        _clean_binarys(unit_dict, unit.data)
+    leftovers = strings_containing_null(encoded)
+    if leftovers:
+        raise RuntimeError(f"encoded product still holds 'null' in strings at {leftovers[:5]}")
+    return encoded
+
+
+def encode_units(units: list, *, name: str | None, meta_data: dict) -> dict:
+    """Encode data units built in memory (as a plugin does), with the same ``null`` guard.
+
+    Parameters
+    ----------
+    units : list of oda_api.data_products.NumpyDataUnit
+        The units, PRIMARY first; the caller marks them as simulated.
+    name : str or None
+        ``NumpyDataProduct.name``.
+    meta_data : dict
+        ``NumpyDataProduct.meta_data``.
+
+    Returns
+    -------
+    dict
+        ``NumpyDataProduct.encode()`` output, free of the ``null`` substring.
+    """
+    encoded = NumpyDataProduct(units, name=name, meta_data=meta_data).encode()
     for unit_dict, unit in zip(encoded["data_unit_list"], units):
         _clean_binarys(unit_dict, unit.data)
     leftovers = strings_containing_null(encoded)

@@ -24,8 +24,9 @@ converted to IJD in TT (the real service's ``Time(t).mjd - 51544`` skips
 the TT conversion, a 64–69 s difference).
 
 The spacecraft service answers for times within the archive's
-revolutions (39–2885) only. ``converttime`` to SCWID answers the pointing
-covering the time, or 400 ("conversion impossible") in a slew or gap: the
+revolutions (39–2885) only. ``converttime`` answers in the real service's
+text shapes (see :func:`converttime`); to SCWID it answers the pointing
+covering the time, or 500 ("conversion impossible") in a slew or gap: the
 simulated archive has no slew ScWs.
 """
 
@@ -224,98 +225,136 @@ def _detect_format(value: str) -> str:
     return "UTC"
 
 
-def _to_ijd(archive, informat: str, value: str) -> float:
+def _ijd_text(ijd: float) -> str:
+    """An IJD as OSA's ``converttime`` prints it: fixed point, 20 decimals.
+
+    The one output seen, ``Boundary 1088.19982851851864324999 1091.19060398148167223553``
+    (REVNUM 24), has this form; single IJDs are assumed to be printed alike.
+    """
+    return f"{float(ijd):.20f}"
+
+
+def _input_interval(archive, informat: str, value: str) -> tuple[float, float | None]:
+    """The time a value stands for (IJD), with the end of the interval for REVNUM and SCWID."""
     text = str(value).strip()
     if informat == "IJD":
-        return float(text)
+        return float(text), None
     if informat == "MJD":
-        return float(text) - _archive.IJD_MJD_OFFSET
+        return float(text) - _archive.IJD_MJD_OFFSET, None
     if informat == "UTC":
         try:
             float(text)
         except ValueError:
-            return _archive.parse_time_to_ijd(text)
+            return _archive.parse_time_to_ijd(text), None
         raise ValueError(f"not a UTC date: {text!r}")
     if informat == "REVNUM":
         rev = int(text)
         if not _archive.FIRST_REV <= rev <= _archive.LAST_REV:
             raise ValueError(f"revolution {rev} outside the archive ({_archive.FIRST_REV}-{_archive.LAST_REV})")
-        return float(archive.revolution_start(rev))
+        return float(archive.revolution_start(rev)), float(archive.revolution_start(rev + 1))
     if informat == "SCWID":
         try:
             row = archive.index_of([text])[0]
         except KeyError as exc:
             raise ValueError(str(exc.args[0])) from None
-        return float(archive.table["TSTART"][row])
+        return float(archive.table["TSTART"][row]), float(archive.table["TSTOP"][row])
     raise ValueError(f"unknown input format {informat}")
 
 
-def _from_ijd(archive, ijd: float, outformat: str):
+def _output_text(archive, informat: str, ijd: float, end: float | None, outformat: str) -> str:
+    """What OSA's ``converttime`` prints after ``Output Time(<outformat>):``."""
     if outformat == "IJD":
-        return float(ijd)
+        if informat == "REVNUM":
+            return f"Boundary {_ijd_text(ijd)} {_ijd_text(end)}"
+        if informat == "SCWID":
+            return f"{_ijd_text(ijd)}:{_ijd_text(end)}"
+        return _ijd_text(ijd)
     if outformat == "MJD":
-        return float(ijd + _archive.IJD_MJD_OFFSET)
+        return _ijd_text(ijd + _archive.IJD_MJD_OFFSET)
     if outformat == "UTC":
         return _archive.ijd_to_utc_isot(ijd)
     lo, hi = archive.time_range
     if outformat == "REVNUM":
         if not lo <= ijd < hi:
-            raise ValueError(f"conversion impossible: IJD {ijd} outside revolutions "
-                             f"{_archive.FIRST_REV}-{_archive.LAST_REV}")
-        return int(archive.revolution_of(ijd))
+            raise ValueError(f"IJD {ijd} outside revolutions {_archive.FIRST_REV}-{_archive.LAST_REV}")
+        return f"{int(archive.revolution_of(ijd)):04d}"
     if outformat == "SCWID":
         row = archive.pointing_at(ijd)
-        if row < 0:
-            raise ValueError(f"conversion impossible: no pointing ScW at IJD {ijd} (slew, gap or outside "
-                             f"the archive)")
-        return str(archive.table["SWID"][row])
+        if row >= 0:
+            return str(archive.table["SWID"][row])
+        # OSA names the nearest ScW and says so; the service refuses such an answer for SCWID alone.
+        nearest = archive.nearest_pointing(ijd)
+        if len(archive.table) == 0 or not lo <= ijd < hi:
+            raise ValueError(f"IJD {ijd} outside the archive")
+        return f"{archive.table['SWID'][nearest]} is close"
     raise ValueError(f"unknown output format {outformat}")
 
 
+def _problems(message: str, informat: str, value: str, outformat: str) -> list:
+    """The real service's failure body: one problem per archive it tried (NRT, then CONS)."""
+    log_text = (f"Log_1  : Parameter informat = {informat}\nLog_1  : Parameter intime = {value}\n"
+                f"Log_1  : Parameter outformat = {outformat}\n")
+    return [{"error from converttime": repr(Exception(message)), "output": log_text,
+             "traceback": f"Exception: {message}\n"} for _ in ("NRT", "CONS")]
+
+
 def converttime(archive, informat: str, value: str, outformat: str) -> tuple[int, object]:
-    """``GET gw/timesystem/api/v1.0/converttime/<informat>/<value>/<outformat>``.
+    """``GET gw/timesystem/api/v1.0/converttime/<informat>/<value>/<outformat>``, as the real service answers.
+
+    The real ``integral-timesystem`` service runs OSA's ``converttime`` and
+    answers, for one output format, the text the tool prints after
+    ``Output Time(<outformat>):`` as a plain-text body (not JSON); for
+    ``ANY``, a JSON object of those texts; on failure, HTTP 500 and a JSON
+    list of problems (one per archive, NRT then CONS).
 
     Parameters
     ----------
     archive : ScwArchive
     informat : str
-        ``IJD``, ``UTC``, ``REVNUM`` (→ the revolution's start), ``SCWID``
-        (→ the ScW's start), ``MJD`` or ``ANY`` (guessed: a 12-digit id is
-        SCWID, a number < 20000 IJD, a larger one MJD, else UTC).
+        ``IJD``, ``UTC``, ``REVNUM``, ``SCWID``, ``MJD`` or ``ANY`` (guessed:
+        a 12-digit id is SCWID, a number < 20000 IJD, a larger one MJD, else
+        UTC).
     value : str
     outformat : str
-        ``IJD``, ``UTC``, ``REVNUM``, ``SCWID`` (the pointing covering the
-        time), ``MJD``, or ``ANY`` (all of them, as a dict).
+        ``IJD``, ``UTC``, ``REVNUM``, ``SCWID``, ``MJD`` or ``ANY``.
 
     Returns
     -------
     (int, object)
-        200 and the converted value as a plain JSON body: a number for IJD,
-        MJD and REVNUM, a string for UTC (``2005-06-22T23:58:55.816``) and
-        SCWID (``032800550010``); with ``ANY``, a dict of the formats (SCWID
-        ``None`` when no pointing covers the time). 400 and a list of
-        problems (``[{"problem": …}]``) otherwise.
+        ``(200, str)`` for one output format, to be sent as text
+        (``text/html``, what Flask gives a string): IJD
+        ``2000.00000000000000000000``; for a revolution ``Boundary <start>
+        <end>`` (what oda-integral-wrapper's ``get_utc_from_revnum`` splits);
+        for a ScW ``<start>:<end>`` (what integralclient splits at ``:``);
+        UTC ``2005-06-22T23:58:55.816``; REVNUM ``0328``; SCWID
+        ``032800550010``. ``(200, dict)`` for ``ANY`` (IJD, UTC, REVNUM,
+        SCWID texts; SCWID ``<id> is close`` in a slew or gap).
+        ``(500, list)`` when the conversion fails (a SCWID that is only
+        "close" included).
     """
     informat = str(informat).upper()
     outformat = str(outformat).upper()
-    if informat not in TIME_FORMATS + ("ANY",):
-        return 400, [{"problem": f"unknown input format {informat}; have: {', '.join(TIME_FORMATS)}, ANY"}]
-    if outformat not in TIME_FORMATS + ("ANY",):
-        return 400, [{"problem": f"unknown output format {outformat}; have: {', '.join(TIME_FORMATS)}, ANY"}]
     try:
+        if informat not in TIME_FORMATS + ("ANY",):
+            raise ValueError(f"unknown input format {informat}; have: {', '.join(TIME_FORMATS)}, ANY")
+        if outformat not in TIME_FORMATS + ("ANY",):
+            raise ValueError(f"unknown output format {outformat}; have: {', '.join(TIME_FORMATS)}, ANY")
         if informat == "ANY":
             informat = _detect_format(value)
-        ijd = _to_ijd(archive, informat, value)
+        ijd, end = _input_interval(archive, informat, value)
         if not math.isfinite(ijd):
             raise ValueError(f"time is not finite: {value!r}")
         if outformat != "ANY":
-            return 200, _from_ijd(archive, ijd, outformat)
+            text = _output_text(archive, informat, ijd, end, outformat)
+            if "is close" in text:
+                raise ValueError(f"conversion impossible: {{{outformat!r}: {text!r}}}")
+            return 200, text
         out = {}
         for name in ("IJD", "UTC", "REVNUM", "SCWID"):
             try:
-                out[name] = _from_ijd(archive, ijd, name)
-            except ValueError:
-                out[name] = None
+                out[name] = _output_text(archive, informat, ijd, end, name)
+            except ValueError as exc:
+                log.debug("converttime %s %s -> %s: %s", informat, value, name, exc)
         return 200, out
     except (ValueError, OverflowError) as exc:
-        return 400, [{"problem": str(exc)}]
+        return 500, _problems(str(exc), informat, value, outformat)

@@ -55,6 +55,20 @@ SIMULATED_COMMENT = "SIMULATED DATA: made by mmoda_local from a simulated sky, n
 CATALOG_COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG",
                    "ERR_RAD")
 IMAGE_PLANES = ("INTENSITY", "VARIANCE", "SIGNIFICANCE", "EXPOSURE")
+#: OSA's dead-time correction keyword. The simulation's good time is already the live time (no dead time
+#: is simulated), so DEADC = 1 and EXPOSURE = ONTIME × DEADC = ONTIME.
+DEADC_CARD = (1.0, "dead time not simulated: good time is live time")
+
+
+def osa_date(ijd: float) -> str:
+    """UTC date of an IJD (TT) as OSA writes DATE-OBS/DATE-END: ``YYYY-MM-DDThh:mm:ss`` (no fraction).
+
+    The real mosaic GROUPING of the oda_api TestAPI notebook has TSTART 1169.97844975867 and
+    DATE-OBS 2003-03-15T23:27:53: the UTC of TSTART, seconds truncated.
+    """
+    from .archive import ijd_to_utc_isot
+
+    return ijd_to_utc_isot(float(ijd))[:19]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -576,15 +590,19 @@ def _new_sources(image: SkyImage, known_ra, known_dec, threshold: float) -> list
 # --------------------------------------------------------------------------------------------------
 # FITS
 # --------------------------------------------------------------------------------------------------
-def _common_cards(image: SkyImage) -> dict:
-    instrument = image.instrument
-    cards = {"TELESCOP": "INTEGRAL", "INSTRUME": instrument.instrume}
-    if instrument.detnam:
-        cards["DETNAM"] = instrument.detnam
-    cards.update({"ORIGIN": ORIGIN, "CREATOR": CREATOR, "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d",
-                  "TSTART": image.tstart, "TSTOP": image.tstop, "TELAPSE": image.telapse, "ONTIME": image.ontime,
-                  "E_MIN": image.e1_keV, "E_MAX": image.e2_keV})
-    return cards
+def _time_cards(image: SkyImage) -> dict:
+    """The mosaic's times, whole-mosaic values (first ScW start to last ScW stop)."""
+    return {"TSTART": (image.tstart, "[d] IJD (TT) start of the first ScW"),
+            "TSTOP": (image.tstop, "[d] IJD (TT) stop of the last ScW"),
+            "DATE-OBS": (osa_date(image.tstart), "UTC of TSTART"),
+            "DATE-END": (osa_date(image.tstop), "UTC of TSTOP"),
+            "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"}
+
+
+def _utc_mjd(date: str) -> float:
+    from astropy.time import Time
+
+    return float(Time(date, format="isot", scale="utc").mjd)
 
 
 def _channel_range(image: SkyImage) -> tuple[int, int]:
@@ -594,47 +612,64 @@ def _channel_range(image: SkyImage) -> tuple[int, int]:
 
 
 def mosaic_hdulist(image: SkyImage) -> fits.HDUList:
-    """The image as the real dispatcher's mosaic product (protocol §4.2).
+    """The image as the real dispatcher's mosaic product (protocol notes §3.6, §4.2).
 
-    PRIMARY (no data), GROUPING (index of the four images), then four image
-    HDUs named ``ISGR-MOSA-IMA`` (``JMX<n>-MOSA-IMA``) with IMATYPE INTENSITY
-    (RECONSTRUCTED for JEM-X), VARIANCE, SIGNIFICANCE, EXPOSURE, as big-endian
-    float32 with a celestial TAN WCS.
+    PRIMARY (no data), GROUPING (ISDC group index of the four images, as in
+    the oda_api TestAPI notebook's real product), then four image HDUs named
+    ``ISGR-MOSA-IMA`` (``JMX<n>-MOSA-IMA``) with IMATYPE INTENSITY
+    (RECONSTRUCTED for JEM-X), VARIANCE, SIGNIFICANCE, EXPOSURE, as
+    big-endian float32 with a celestial TAN WCS.
+
+    Times are the whole mosaic's: TSTART/TSTOP and TFIRST/TLAST (IJD, d) span
+    all the ScWs (no GTIs are simulated, so TFIRST = TSTART), DATE-OBS/DATE-END
+    their UTC, ONTIME the summed good time (s), EXPOSURE = ONTIME × DEADC (s),
+    TELAPSE the summed elapsed time of the ScWs (s; equal to the ScW's
+    TELAPSE for one ScW, as in the real product).
     """
     instrument = image.instrument
-    common = _common_cards(image)
+    identity = {"TELESCOP": "INTEGRAL", "INSTRUME": instrument.instrume}
+    if instrument.detnam:
+        identity["DETNAM"] = instrument.detnam
+    identity.update({"ORIGIN": ORIGIN, "CREATOR": CREATOR})
+    times = _time_cards(image)
     primary = fits.PrimaryHDU()
-    for key in ("TELESCOP", "INSTRUME", "ORIGIN", "CREATOR"):
-        primary.header[key] = common[key]
     primary.header["COMMENT"] = SIMULATED_COMMENT
     imatypes = (instrument.intensity_imatype, "VARIANCE", "SIGNIFICANCE", "EXPOSURE")
     units = ("count/s", "count2/s2", "", "s")
     planes = (image.intensity, image.variance, image.significance, image.exposure)
     chanmin, chanmax = _channel_range(image)
     e_mean = math.sqrt(image.e1_keV * image.e2_keV)
+    exposure_s = image.ontime * DEADC_CARD[0]
+    # CHANMIN/CHANMAX are unsigned 16-bit integers (1I with TZERO 32768), as in the real GROUPING.
+    channel_column = {"format": "I", "bzero": 32768}
     grouping_columns = [
         fits.Column("MEMBER_XTENSION", "8A", array=["IMAGE"] * 4),
         fits.Column("MEMBER_NAME", "32A", array=[instrument.image_extname] * 4),
-        fits.Column("MEMBER_VERSION", "J", array=np.arange(1, 5)),
-        fits.Column("MEMBER_POSITION", "J", array=np.arange(2, 6)),
+        fits.Column("MEMBER_VERSION", "1J", array=np.arange(1, 5)),
+        # FITS HDU positions are 1-based: PRIMARY 1, GROUPING 2, the images 3 to 6 (the real values).
+        fits.Column("MEMBER_POSITION", "1J", array=np.arange(3, 7)),
         fits.Column("MEMBER_LOCATION", "256A", array=[""] * 4),
         fits.Column("MEMBER_URI_TYPE", "3A", array=[""] * 4),
         fits.Column("IMATYPE", "32A", array=list(imatypes)),
-        fits.Column("CHANMIN", "I", array=[chanmin] * 4),
-        fits.Column("CHANMAX", "I", array=[chanmax] * 4),
-        fits.Column("E_MIN", "E", unit="keV", array=[image.e1_keV] * 4),
-        fits.Column("E_MEAN", "E", unit="keV", array=[e_mean] * 4),
-        fits.Column("E_MAX", "E", unit="keV", array=[image.e2_keV] * 4),
-        fits.Column("TFIRST", "D", unit="d", array=[image.tstart] * 4),
-        fits.Column("TLAST", "D", unit="d", array=[image.tstop] * 4),
-        fits.Column("TELAPSE", "D", unit="s", array=[image.telapse] * 4),
-        fits.Column("ONTIME", "D", unit="s", array=[image.ontime] * 4),
+        fits.Column("CHANMIN", array=np.full(4, chanmin, dtype=np.uint16), **channel_column),
+        fits.Column("CHANMAX", array=np.full(4, chanmax, dtype=np.uint16), **channel_column),
+        fits.Column("E_MIN", "1E", unit="keV", array=[image.e1_keV] * 4),
+        fits.Column("E_MEAN", "1E", unit="keV", array=[e_mean] * 4),
+        fits.Column("E_MAX", "1E", unit="keV", array=[image.e2_keV] * 4),
+        fits.Column("TFIRST", "1D", unit="d", array=[image.tstart] * 4),
+        fits.Column("TLAST", "1D", unit="d", array=[image.tstop] * 4),
+        fits.Column("TELAPSE", "1D", unit="s", array=[image.telapse] * 4),
+        fits.Column("ONTIME", "1D", unit="s", array=[image.ontime] * 4),
     ]
     grouping = fits.BinTableHDU.from_columns(grouping_columns, name="GROUPING")
-    grouping.header["GRPNAME"] = f"{instrument.image_extname}-IDX"
-    for key, value in common.items():
-        grouping.header[key] = value
-    grouping.header["COMMENT"] = SIMULATED_COMMENT
+    header = grouping.header
+    header["BASETYPE"] = "DAL_GROUP"
+    header["GRPNAME"] = f"{instrument.image_extname}-IDX"
+    header["IDXMEMBR"] = instrument.image_extname
+    header["ISDCLEVL"] = "IMA"
+    header.update(identity)
+    header.update(times)
+    header["COMMENT"] = SIMULATED_COMMENT
     hdus = [primary, grouping]
     for version, (imatype, unit, plane) in enumerate(zip(imatypes, units, planes), start=1):
         hdu = fits.ImageHDU(data=np.asarray(plane, dtype=">f4"), name=instrument.image_extname)
@@ -643,14 +678,23 @@ def mosaic_hdulist(image: SkyImage) -> fits.HDUList:
         header["IMATYPE"] = imatype
         if unit:
             header["BUNIT"] = unit
-        for key, value in image.grid.header_cards().items():
-            header[key] = value
-        for key, value in common.items():
-            header[key] = value
-        header["CHANMIN"], header["CHANMAX"] = chanmin, chanmax
-        # MJDREF 51544 in TT is 2000-01-01T00:00:00; saying so spares WCS readers a "datfix" warning.
+        header.update(image.grid.header_cards())
+        header.update(identity)
+        header.update(times)
+        # MJDREF 51544 in TT is 2000-01-01T00:00:00; saying so, and giving MJD-OBS/MJD-END (the UTC MJDs of
+        # DATE-OBS/DATE-END, as in the real gallery mosaic), spares WCS readers "datfix" warnings.
         header["DATEREF"] = "2000-01-01T00:00:00"
-        header["NSCW"] = (len(image.swids), "number of ScWs in the image")
+        header["MJD-OBS"] = (_utc_mjd(times["DATE-OBS"][0]), "[d] MJD (UTC) of DATE-OBS")
+        header["MJD-END"] = (_utc_mjd(times["DATE-END"][0]), "[d] MJD (UTC) of DATE-END")
+        header["TFIRST"] = (image.tstart, "[d] IJD (TT) of the first data")
+        header["TLAST"] = (image.tstop, "[d] IJD (TT) of the last data")
+        header["TELAPSE"] = (image.telapse, "[s] summed elapsed time of the ScWs")
+        header["ONTIME"] = (image.ontime, "[s] summed good time of the ScWs")
+        header["DEADC"] = DEADC_CARD
+        header["EXPOSURE"] = (exposure_s, "[s] ONTIME x DEADC")
+        header["E_MIN"] = (image.e1_keV, "[keV] lower energy bound")
+        header["E_MAX"] = (image.e2_keV, "[keV] upper energy bound")
+        header["CHANMIN"], header["CHANMAX"] = chanmin, chanmax
         header["COMMENT"] = SIMULATED_COMMENT
         hdus.append(hdu)
     return fits.HDUList(hdus)

@@ -5,7 +5,11 @@ normalised parameters (without session, job id, token and the client's
 bookkeeping keys) and of the token's user. Identical requests therefore share
 one job: while it runs, a new identical request is attached to it; once it is
 done, the answer comes from the cache at once (the finished products are kept
-on disk under ``<data_dir>/jobs/``, so they survive a restart).
+on disk under ``<data_dir>/jobs/``, so they survive a restart). A job that
+failed for a reason in the data (an analysis exception) stays failed: the
+backend caches the exception as it caches products, so an identical request
+answers ``failed`` at once. A failure of the machinery (a lost worker, a
+crash) is not cached: the next identical request runs the job again.
 
 Jobs run in a pool of ``workers`` threads; the others wait in the queue, as on
 the real service. The counters (:class:`Counters`) tell tests how many jobs
@@ -72,7 +76,7 @@ class JobFailure(Exception):
     """A job that ends in ``failed``; carries the ``exit_status`` fields."""
 
     def __init__(self, message: str, *, error_message: str = "", debug_message: str = "",
-                 job_status: str = "failed", exit_code: int = 1, with_products: bool = True):
+                 job_status: str = "failed", exit_code: int = 1, with_products: bool = True, sticky: bool = True):
         super().__init__(message)
         self.message = message
         self.error_message = error_message
@@ -81,6 +85,20 @@ class JobFailure(Exception):
         # A failure reported by a backend callback has exit status 0 and no products (as captured).
         self.exit_code = exit_code
         self.with_products = with_products
+        # Sticky failures come from the data and are remembered; the others are re-run on the next request.
+        self.sticky = sticky
+
+    def as_record(self) -> dict:
+        """JSON-ready form, for the result store."""
+        return {"message": self.message, "error_message": self.error_message, "debug_message": self.debug_message,
+                "job_status": self.job_status, "exit_code": self.exit_code, "with_products": self.with_products}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "JobFailure":
+        """Inverse of :meth:`as_record` (a stored failure is sticky by construction)."""
+        return cls(record.get("message", ""), error_message=record.get("error_message", ""),
+                   debug_message=record.get("debug_message", ""), job_status=record.get("job_status", "failed"),
+                   exit_code=record.get("exit_code", 1), with_products=record.get("with_products", True))
 
 
 @dataclasses.dataclass
@@ -96,6 +114,10 @@ class Job:
     submitted_at: float = dataclasses.field(default_factory=time.time)
     finished_at: float | None = None
     from_cache: bool = False
+    #: failed when it arrived, from what earlier jobs found about its ScWs
+    failed_at_submission: bool = False
+    #: sessions already answered ``failed`` for this job
+    sessions_told_failed: set = dataclasses.field(default_factory=set)
 
     @property
     def job_id(self) -> str:
@@ -150,7 +172,7 @@ class ResultStore:
         return self.folder / f"{job_id}.json"
 
     def put(self, job_id: str, record: dict) -> None:
-        """Store ``{"products_json", "comment", "reports"}`` atomically."""
+        """Store ``{"products_json", "comment", "reports"}`` (or ``{"failure", "reports"}``) atomically."""
         path = self._path(job_id)
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps(record))
@@ -208,11 +230,25 @@ class JobManager:
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmoda-job")
 
-    def submit(self, spec: JobSpec) -> Job:
+    def submit(self, spec: JobSpec, *, known_failure: JobFailure | None = None, reports: list | None = None) -> Job:
         """Submit a job, or attach to the identical one already known.
 
         A running job is returned as it is; a finished one (in memory or on
-        disk) is returned done; a failed or stalled one is started again.
+        disk) is returned done; one that failed for a reason in the data is
+        returned failed, at once and without computing anything; one that
+        failed for another reason or stalled is started again.
+
+        Parameters
+        ----------
+        spec : JobSpec
+            What to compute.
+        known_failure : JobFailure, optional
+            The backend already knows, from earlier jobs, that this one cannot
+            succeed (every ScW was found unanalysable before): the job is
+            recorded failed at once, as the real backend answers from its
+            cached analysis exceptions.
+        reports : list of dict, optional
+            Progress entries to attach to a job failed at once.
         """
         with self._lock:
             job = self._jobs.get(spec.job_id)
@@ -221,11 +257,28 @@ class JobManager:
                 return job
             if job is not None and job.status == DONE:
                 return job
-            if job is None and self._results.get(spec.job_id) is not None:
-                job = Job(spec=spec, status=DONE, from_cache=True, finished_at=time.time())
-                job.reports = list(self._results.get(spec.job_id).get("reports", []))
-                self._jobs[spec.job_id] = job
+            if job is not None and job.status == FAILED and job.failure is not None and job.failure.sticky:
+                self._counters.add("requests_answered_failed_at_once")
                 return job
+            if job is None:
+                stored = self._results.get(spec.job_id)
+                if stored is not None:
+                    job = Job(spec=spec, from_cache=True, finished_at=time.time(),
+                              reports=list(stored.get("reports", [])))
+                    if "failure" in stored:
+                        job.status, job.failure = FAILED, JobFailure.from_record(stored["failure"])
+                        self._counters.add("requests_answered_failed_at_once")
+                    else:
+                        job.status = DONE
+                    self._jobs[spec.job_id] = job
+                    return job
+                if known_failure is not None:
+                    job = Job(spec=spec, status=FAILED, failure=known_failure, finished_at=time.time(),
+                              reports=list(reports or []), failed_at_submission=True)
+                    self._jobs[spec.job_id] = job
+                    self._remember_failure(job)
+                    self._counters.add("requests_answered_failed_at_once")
+                    return job
             attempt = job.attempt + 1 if job is not None else 1
             job = Job(spec=spec, attempt=attempt)
             self._jobs[spec.job_id] = job
@@ -260,6 +313,12 @@ class JobManager:
             job.failure = failure
             job.status = FAILED
             job.finished_at = time.time()
+            self._remember_failure(job)
+
+    def _remember_failure(self, job: Job) -> None:
+        """Keep a sticky failure on disk, as the backend keeps analysis exceptions in its cache."""
+        if job.failure is not None and job.failure.sticky:
+            self._results.put(job.job_id, {"failure": job.failure.as_record(), "reports": job.reports})
 
     def finish(self, job_id: str, products_json: str, *, comment: str = "") -> None:
         """Mark a job done from outside (backend callback) with its products."""
@@ -296,12 +355,13 @@ class JobManager:
                 raise JobFailure("Error when getting query products",
                                  error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}"
                                                "\n\nThe backend worker was lost (injected fault)",
-                                 debug_message="InternalError('worker lost')", job_status="unknown")
+                                 debug_message="InternalError('worker lost')", job_status="unknown", sticky=False)
             products_json, comment = self._compute(job)
         except JobFailure as failure:
             job.failure = failure
             job.status = FAILED
             job.finished_at = time.time()
+            self._remember_failure(job)
             self._counters.add("jobs_failed")
             log.info("job %s failed: %s", job.job_id, failure.message)
             return
@@ -309,7 +369,7 @@ class JobManager:
             log.exception("job %s crashed", job.job_id)
             job.failure = JobFailure("Error when getting query products",
                                      error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}",
-                                     debug_message=repr(exc), job_status="unknown")
+                                     debug_message=repr(exc), job_status="unknown", sticky=False)
             job.status = FAILED
             job.finished_at = time.time()
             self._counters.add("jobs_failed")

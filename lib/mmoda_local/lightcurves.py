@@ -19,11 +19,24 @@ field of view give no bins. The position is fixed, as in OSA: a light curve
 "of Jupiter" measures the sky at the coordinates given, not along the planet's
 track (make one request per ScW with its position for that).
 
-Column meanings: TIME (IJD, bin centre), XAX_E (half bin width, days), RATE and
-ERROR (ct/s, on-axis equivalent), FRACEXP (good-time fraction), BACKV (the
-band's background noise-equivalent rate, ct/s), BACKE (its statistical error
-over the bin), TOT_COUNTS ((RATE·R + BACKV) × good time: an indicative number
-of detector counts).
+Columns, as in the real products (protocol notes §4.2-4.3; the real JEM-X
+light curve in tests/data/real_products/lc.fits):
+
+* ISGRI ``ISGR-SRC.-LCR``: TIME (IJD, bin centre), TOT_COUNTS ((RATE·R +
+  BACKV) × good time: an indicative number of detector counts), BACKV (the
+  band's background noise-equivalent rate, ct/s), BACKE (its statistical
+  error over the bin), RATE and ERROR (ct/s, on-axis equivalent), FRACEXP
+  (good-time fraction), XAX_E (half bin width, days);
+* JEM-X ``JMX<n>-SRC.-LCR``: TIME, RATE, ERROR, BRATE and BERROR (the
+  background rate and its error: BACKV and BACKE above), BARYTIME (0: no
+  barycentric correction, as in the real file), FRACEXP, TIMEDEL (bin width,
+  days).
+
+Header keywords follow the real ``lc_pick`` output: TSTART/TSTOP and
+TFIRST/TLAST (IJD of the first bin's start and the last bin's end), TELAPSE
+(TSTOP − TSTART) and ONTIME (Σ FRACEXP × bin width), both in days as
+TIMEUNIT says, DEADC, TIMEDEL, TIMEPIXR, TIMEREF, TIMESYS, MJDREF, NAME,
+RA_OBJ/DEC_OBJ, E_MIN/E_MAX, CHANMIN/CHANMAX.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import numpy as np
 from astropy.io import fits
 
 from . import CREATOR, ORIGIN
-from .imaging import SIMULATED_COMMENT, _rows_of
+from .imaging import DEADC_CARD, SIMULATED_COMMENT, _rows_of
 from .instrument import MJDREF, Instrument, ScwView, band_label, noise_rng
 
 log = logging.getLogger(__name__)
@@ -43,6 +56,8 @@ log = logging.getLogger(__name__)
 #: A ScW's last bin shorter than this fraction of ``time_bin`` is merged into the previous one.
 MERGE_FRACTION = 0.25
 COLUMNS = ("TIME", "TOT_COUNTS", "BACKV", "BACKE", "RATE", "ERROR", "FRACEXP", "XAX_E")
+#: The real JEM-X light-curve columns (lc.fits of oda_api's test data), in their order.
+JEMX_COLUMNS = ("TIME", "RATE", "ERROR", "BRATE", "BERROR", "BARYTIME", "FRACEXP", "TIMEDEL")
 
 
 def scw_bin_edges(tstart: float, tstop: float, time_bin_s: float) -> np.ndarray:
@@ -127,6 +142,22 @@ def lightcurve_arrays(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: 
     return {key: value[order] for key, value in out.items()}
 
 
+def _table_columns(instrument: Instrument, arrays: dict) -> list:
+    """The light-curve columns of the real product of this instrument, from the simulation's arrays."""
+    if instrument.key == "isgri":
+        units = {"TIME": "d", "TOT_COUNTS": "count", "BACKV": "count/s", "BACKE": "count/s", "RATE": "count/s",
+                 "ERROR": "count/s", "FRACEXP": "", "XAX_E": "d"}
+        return [fits.Column(key, "D" if key == "TIME" else "E", unit=units[key] or None, array=arrays[key])
+                for key in COLUMNS]
+    values = {"TIME": arrays["TIME"], "RATE": arrays["RATE"], "ERROR": arrays["ERROR"], "BRATE": arrays["BACKV"],
+              "BERROR": arrays["BACKE"], "BARYTIME": np.zeros(len(arrays["TIME"])), "FRACEXP": arrays["FRACEXP"],
+              "TIMEDEL": 2.0 * arrays["XAX_E"]}
+    formats = {"TIME": "D", "BARYTIME": "D", "TIMEDEL": "D"}
+    units = {"TIME": "d", "RATE": "count/s", "ERROR": "count/s", "BRATE": "count/s", "BERROR": "count/s",
+             "BARYTIME": "d", "TIMEDEL": "d"}
+    return [fits.Column(key, formats.get(key, "E"), unit=units.get(key), array=values[key]) for key in JEMX_COLUMNS]
+
+
 def lightcurve_hdulist(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, name: str, ra: float,
                        dec: float, *, time_bin_s: float = 1000.0, seed: int | None = None) -> fits.HDUList:
     """OGIP light curve of a source: PRIMARY + ``ISGR-SRC.-LCR`` (``JMX<n>-SRC.-LCR``).
@@ -136,44 +167,54 @@ def lightcurve_hdulist(rows, sky, instrument: Instrument, e1_keV: float, e2_keV:
     Returns
     -------
     astropy.io.fits.HDUList
-        Columns TIME (>f8, IJD), TOT_COUNTS, BACKV, BACKE, RATE, ERROR, FRACEXP,
-        XAX_E (>f4); header NAME, TIMEDEL (days: ``time_bin``, or the median ScW
-        length when that is shorter), TIMEPIXR
-        0.5, MJDREF 51544, TIMESYS TT, TIMEUNIT d, TSTART, TSTOP, E_MIN, E_MAX.
-        No rows when the position is outside every ScW's field.
+        The real product's columns (:data:`COLUMNS` for ISGRI,
+        :data:`JEMX_COLUMNS` for JEM-X; TIME in IJD) and header (see the
+        module docstring); TIMEDEL is ``time_bin`` in days, or the median ScW
+        length when that is shorter. No rows when the position is outside
+        every ScW's field.
     """
     arrays = lightcurve_arrays(rows, sky, instrument, e1_keV, e2_keV, name, ra, dec, time_bin_s=time_bin_s,
                                seed=seed)
-    units = {"TIME": "d", "TOT_COUNTS": "count", "BACKV": "count/s", "BACKE": "count/s", "RATE": "count/s",
-             "ERROR": "count/s", "FRACEXP": "", "XAX_E": "d"}
-    columns = [fits.Column(key, "D" if key == "TIME" else "E", unit=units[key] or None, array=arrays[key])
-               for key in COLUMNS]
-    table = fits.BinTableHDU.from_columns(columns, name=instrument.lc_extname)
+    table = fits.BinTableHDU.from_columns(_table_columns(instrument, arrays), name=instrument.lc_extname)
     header = table.header
-    spans_s = [(float(r["TSTOP"]) - float(r["TSTART"])) * 86400.0 for r in _rows_of(rows)]
+    scws = _rows_of(rows)
+    spans_s = [(float(r["TSTOP"]) - float(r["TSTART"])) * 86400.0 for r in scws]
     # The requested width, or the typical ScW length when bins are whole ScWs.
     timedel = min(float(time_bin_s), float(np.median(spans_s))) / 86400.0 if spans_s \
         else float(time_bin_s) / 86400.0
-    cards = {"NAME": str(name), "RA_OBJ": float(ra), "DEC_OBJ": float(dec),
-             "TELESCOP": "INTEGRAL", "INSTRUME": instrument.instrume}
+    time_column, half_width = arrays["TIME"], arrays["XAX_E"]
+    first = float(time_column[0] - half_width[0]) if len(time_column) else 0.0
+    last = float(time_column[-1] + half_width[-1]) if len(time_column) else 0.0
+    ontime_d = float(np.sum(arrays["FRACEXP"] * 2.0 * half_width))
+    weights = instrument.channel_weights(e1_keV, e2_keV)
+    channels = np.nonzero(weights > 0)[0]
+    cards = {"TELESCOP": "INTEGRAL", "INSTRUME": instrument.instrume}
     if instrument.detnam:
         cards["DETNAM"] = instrument.detnam
-    time_column = arrays["TIME"]
     cards.update({
+        "NAME": str(name), "RA_OBJ": float(ra), "DEC_OBJ": float(dec), "EQUINOX": 2000.0, "RADECSYS": "FK5",
         "HDUCLASS": "OGIP", "HDUCLAS1": "LIGHTCURVE", "HDUCLAS2": "NET", "HDUCLAS3": "RATE",
-        "TIMEDEL": (timedel, "[d] bin width"), "TIMEPIXR": 0.5, "MJDREF": MJDREF, "TIMESYS": "TT",
-        "TIMEUNIT": "d", "TIMEREF": "LOCAL",
-        "TSTART": float(time_column[0] - arrays["XAX_E"][0]) if len(time_column) else 0.0,
-        "TSTOP": float(time_column[-1] + arrays["XAX_E"][-1]) if len(time_column) else 0.0,
-        "E_MIN": float(e1_keV), "E_MAX": float(e2_keV), "ORIGIN": ORIGIN, "CREATOR": CREATOR})
-    for key, value in cards.items():
-        header[key] = value
+        "TIMVERS": "OGIP/93-003",
+        "TIMEDEL": (timedel, "[d] bin width"), "TIMEPIXR": (0.5, "TIME is the bin centre"),
+        "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL",
+        "TSTART": (first, "[d] IJD (TT) start of the first bin"),
+        "TSTOP": (last, "[d] IJD (TT) end of the last bin"),
+        "TFIRST": (first, "[d] IJD (TT) start of the first bin"),
+        "TLAST": (last, "[d] IJD (TT) end of the last bin"),
+        "TELAPSE": (last - first, "[d] TSTOP - TSTART"),
+        "ONTIME": (ontime_d, "[d] sum of FRACEXP x bin width"),
+        "DEADC": DEADC_CARD,
+        "E_MIN": (float(e1_keV), "[keV]"), "E_MAX": (float(e2_keV), "[keV]"), "EUNIT": "keV",
+        "CHANTYPE": "PI", "CHANMIN": int(channels[0]) if len(channels) else 0,
+        "CHANMAX": int(channels[-1]) if len(channels) else 0,
+        "ORIGIN": ORIGIN, "CREATOR": CREATOR})
+    if scws:
+        cards["REVOL"] = int(str(scws[0]["SWID"])[:4])
+    header.update(cards)
     header["COMMENT"] = SIMULATED_COMMENT
     primary = fits.PrimaryHDU()
-    for key in ("TELESCOP", "INSTRUME", "ORIGIN", "CREATOR"):
-        primary.header[key] = cards[key]
     primary.header["COMMENT"] = SIMULATED_COMMENT
     return fits.HDUList([primary, table])
 
 
-__all__ = ["lightcurve_arrays", "lightcurve_hdulist", "scw_bin_edges", "COLUMNS"]
+__all__ = ["lightcurve_arrays", "lightcurve_hdulist", "scw_bin_edges", "COLUMNS", "JEMX_COLUMNS"]

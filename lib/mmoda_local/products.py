@@ -4,7 +4,10 @@ Names the client sees (oda_api ``DataCollection`` attributes) are those of the
 real dispatcher: ``mosaic_image_0_mosaic`` and ``dispatcher_catalog_1`` for
 images; ``isgri_lc_<i>_<source>`` (``jemx_lc_...``) for light curves;
 ``isgri_spectrum_<3k>_<source>_isgri_spectrum``, ``..._isgri_arf``,
-``..._isgri_rmf`` (``jemx_*``) for spectra.
+``..._isgri_rmf`` (``jemx_*``) for spectra. As the real plugin, response data
+units are renamed (``SPECRESP``, ``SPECRESP MATRIX``, ``EBOUNDS``) while their
+headers keep the OSA extension names (``ISGR-RMF.-RSP``...), which clients
+such as oda-integral-wrapper look for.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def build_products(spec: JobSpec, rows: Table, instrument: Instrument, sky, *, s
     if spec.kind == "lc":
         return _light_curves(parameters, rows, instrument, sky, seed, sources, family), SIMULATION_COMMENT
     if spec.kind == "spectrum":
-        return _spectra(rows, instrument, sky, seed, sources, family), SIMULATION_COMMENT
+        dummy = parameters.get("query_type") == "Dummy"
+        return _spectra(rows, instrument, sky, seed, sources, family, dummy=dummy), SIMULATION_COMMENT
     raise JobFailure("Error when getting query products", error_message=f"unknown product kind {spec.kind}")
 
 
@@ -122,13 +126,18 @@ def _light_curves(parameters, rows, instrument, sky, seed, sources, family) -> d
     return {"numpy_data_product_list": encoded}
 
 
-def _spectra(rows, instrument, sky, seed, sources, family) -> dict:
-    from .spectra import spectrum_products
+def _spectra(rows, instrument, sky, seed, sources, family, *, dummy: bool = False) -> dict:
+    from .spectra import spectrum_products, wire_names
 
+    renamed = wire_names(instrument)
     encoded = []
     for name, ra, dec in sources:
         spectrum, arf, rmf = spectrum_products(rows, sky, instrument, name, ra, dec, seed=seed)
+        if dummy and instrument.key == "isgri":
+            # The real dispatcher's Dummy RMF (captured s4) puts the matrix before EBOUNDS; the real OSA 11
+            # ISGRI RMF (tests/data/real_products/isgri_rmf_Crab.fits) has EBOUNDS first.
+            rmf = type(rmf)([rmf[0], rmf[2], rmf[1]])
         for hdul, kind in ((spectrum, "spectrum"), (arf, "arf"), (rmf, "rmf")):
-            encoded.append(encode_numpy_product(hdul, name="", meta_data={"src_name": name,
-                                                                           "product": f"{family}_{kind}"}))
+            encoded.append(encode_numpy_product(hdul, name="", unit_names=renamed,
+                                                meta_data={"src_name": name, "product": f"{family}_{kind}"}))
     return {"numpy_data_product_list": encoded}

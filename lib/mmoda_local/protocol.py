@@ -110,9 +110,19 @@ def server_error(message: str, installed_instruments: list[str], *, debug: bool 
             **common_error_payload(installed_instruments, debug=debug)}
 
 
-def forbidden_token(message: str) -> dict:
-    """HTTP 403 body for an expired or invalid token (the client reads ``error``)."""
-    return {"error_message": message, "debug_message": "", "error": message}
+def forbidden_token(message: str, installed_instruments: list[str] | None = None, *, debug: bool = False,
+                    debug_message: str = "") -> dict:
+    """HTTP 403 body of a ``RequestNotAuthorized`` (expired or invalid token), as the real APIerror handler.
+
+    The client raises ``Unauthorized(body['error'])``, whose text starts with
+    ``RequestNotAuthorized():`` (``str()`` of the exception, then ``:`` and the
+    message). With ``installed_instruments`` the body also carries the keys
+    the real dispatcher adds to every error answer.
+    """
+    body = {"error_message": message, "debug_message": debug_message, "error": f"RequestNotAuthorized():{message}"}
+    if installed_instruments is not None:
+        body.update(common_error_payload(installed_instruments, debug=debug))
+    return body
 
 
 def _clean(value):

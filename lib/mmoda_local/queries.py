@@ -37,7 +37,8 @@ NOT_HASHED = ("session_id", "job_id", "token", "dry_run", "oda_api_version", "ap
 NONE_MARKER = "\x00"
 
 OSA_BASE_VERSIONS = ("OSA10.2", "OSA11.2")
-OSA_OBSOLETE_VERSIONS = ("OSA11.0", "OSA11.1")
+#: Obsolete base versions and the one to use instead (dispatcher-plugin-integral osa_common_pars.py).
+OSA_OBSOLETE_VERSIONS = {"OSA11.0": "OSA11.2", "OSA11.1": "OSA11.2"}
 OSA_MODIFIERS = ("fullbkg", "jemxnrt", "rmfoffsetv1")
 SCW_ID_PATTERN = re.compile(r"^(\d{12})\.(\d{3})$")
 
@@ -73,6 +74,12 @@ class Parameter:
         Allowed values, if restricted.
     companion : bool
         A format companion (``T_format``, ``time_bin_format``): shown without restrictions.
+    public : bool
+        Listed by ``api/par-names`` (the real one hides ``user_catalog``).
+    in_meta : bool
+        Listed by ``api/meta-data``: a units companion (``units_name``, e.g. the
+        echo product's ``energy_units``) is an argument but the real dispatcher
+        does not describe it.
     """
 
     name: str
@@ -84,6 +91,7 @@ class Parameter:
     allowed: tuple | None = None
     companion: bool = False
     public: bool = True
+    in_meta: bool = True
 
     def meta(self) -> dict:
         """Description as in ``api/meta-data``."""
@@ -256,20 +264,29 @@ class InstrumentSpec:
         """Source query, instrument and product parameters, in the real order."""
         return SRC_QUERY + self.parameters + self.product(product_name).parameters
 
-    def par_names(self, product_name: str) -> list[str]:
-        """Answer of ``api/par-names`` (``user_catalog`` is hidden, as by the real one)."""
-        return [p.name for p in self.all_parameters(product_name) if p.public]
+    def par_names(self, product_name: str | None) -> list[str]:
+        """Answer of ``api/par-names`` (``user_catalog`` is hidden, as by the real one).
+
+        Without a product, the arguments of every product follow the source
+        and instrument ones, each name once (``Instrument.get_arguments_name_list``).
+        """
+        if product_name is None:
+            declared = SRC_QUERY + self.parameters + tuple(p for spec in self.products.values()
+                                                           for p in spec.parameters)
+        else:
+            declared = self.all_parameters(product_name)
+        return list(dict.fromkeys(p.name for p in declared if p.public))
 
     def meta_data(self, product_name: str | None = None) -> list:
         """Answer of ``api/meta-data`` (one list holding the query blocks)."""
         blocks = [{"instrumet": self.name},
                   {"prod_dict": {name: spec.query_name for name, spec in self.products.items()}},
                   [{"query_name": "src_query"}] + [p.meta() for p in SRC_QUERY],
-                  [{"query_name": self.parameters_query}] + [p.meta() for p in self.parameters]]
+                  [{"query_name": self.parameters_query}] + [p.meta() for p in self.parameters if p.in_meta]]
         chosen = [self.product(product_name)] if product_name else list(self.products.values())
         for spec in chosen:
             blocks.append([{"query_name": spec.query_name}, {"product_name": spec.name}]
-                          + [p.meta() for p in spec.parameters])
+                          + [p.meta() for p in spec.parameters if p.in_meta])
         return [blocks]
 
     def normalise(self, values: dict, product_name: str) -> tuple[dict, list[str]]:
@@ -306,15 +323,35 @@ class InstrumentSpec:
         for parameter in declared:
             if parameter.name in values:
                 parameters[parameter.name] = parameter.parse(values[parameter.name])
-            elif parameter.name != "scw_list":
-                # as the real dispatcher, scw_list appears in analysis_parameters only when sent
+            elif parameter.name != "scw_list" and parameter.public:
+                # as the real dispatcher (params_not_to_be_included), scw_list and user_catalog appear in
+                # analysis_parameters only when sent
                 parameters[parameter.name] = parameter.default
-        _check_times(parameters)
-        if parameters.get("p") is not None and parameters["p"] > 800:
+        _check_time_formats(parameters)
+        if self.name == "empty" and parameters.get("p") is not None and parameters["p"] > 800:
+            # the empty instrument's p is a BoundaryFloat (dummy_plugin/empty_instrument.py)
             raise QueryError("p value is restricted to 800 W")
         if self.osa:
             self._check_osa(parameters)
         return parameters, comments
+
+    def check_after_roles(self, parameters: dict) -> None:
+        """Checks a local MMODA makes only once the roles are granted.
+
+        The real dispatcher checks parameter values while building the query
+        (HTTP 400), then the roles (403), then runs the product query; it never
+        compares T1 with T2 (dispatcher-app ``ParameterRange`` has no ordering
+        check): an empty interval simply selects no ScW. A local MMODA refuses
+        ``T1 >= T2`` with a 400, but only after the roles, so that the order of
+        the answers is the real one (oda_api's ``test_unauthorized`` sends
+        T1 == T2 without a token and expects the roles message).
+
+        Raises
+        ------
+        QueryError
+            If ``T1`` is not earlier than ``T2``.
+        """
+        _check_time_order(parameters)
 
     def _check_osa(self, parameters: dict) -> None:
         if self.energy_range is not None:
@@ -343,23 +380,27 @@ def check_osa_version(version: str) -> None:
     """Check an ``osa_version`` the way the OSA plugin does.
 
     ``OSA11.2[-subversion][--modifier...]``; base OSA10.2 or OSA11.2; the
-    obsolete OSA11.0 and OSA11.1 are refused.
+    obsolete OSA11.0 and OSA11.1 are refused, in the plugin's words.
     """
     base, _, rest = version.partition("--")
-    base_version = base.split("-")[0]
+    base_version, _, subversion = base.partition("-")
+    if base_version in OSA_OBSOLETE_VERSIONS and not subversion:
+        # the plugin's words (osa_common_pars.OSAVersion.value), typo included
+        raise QueryError(f"Please note {base_version} is being phased out. We consider that for all or almost all "
+                         f"likely user requests {OSA_OBSOLETE_VERSIONS[base_version]} shoud be used instead of "
+                         f"{base_version}.")
+    if base_version not in OSA_BASE_VERSIONS + tuple(OSA_OBSOLETE_VERSIONS):
+        raise QueryError(f"value {version} is not allowed. The OSA version should start with one of "
+                         f"{list(OSA_BASE_VERSIONS)}, and may contain additional components.")
     if base_version in OSA_OBSOLETE_VERSIONS:
-        raise QueryError(f"osa_version {version} is obsolete, please use one of {list(OSA_BASE_VERSIONS)}")
-    if base_version not in OSA_BASE_VERSIONS:
-        raise QueryError(f"osa_version {version} is unknown, allowed base versions are {list(OSA_BASE_VERSIONS)}")
+        raise QueryError("unknown dev OSA version!")
     modifiers = [m for m in rest.split("--") if m] if rest else []
     unknown = [m for m in modifiers if m not in OSA_MODIFIERS]
     if unknown:
         raise QueryError(f"osa_version modifiers {unknown} are unknown, allowed: {list(OSA_MODIFIERS)}")
 
 
-def _check_times(parameters: dict) -> None:
-    if "T1" not in parameters:
-        return
+def _parse_times(parameters: dict) -> list[Time]:
     time_format = parameters.get("T_format") or "isot"
     if time_format not in TIME_FORMATS:
         raise QueryError(f"T_format {time_format} is not one of {list(TIME_FORMATS)}")
@@ -373,6 +414,18 @@ def _check_times(parameters: dict) -> None:
                 times.append(Time(float(value), format=time_format, scale="utc"))
         except (ValueError, TypeError):
             raise QueryError(f"Parameter {name} wrong value {value}: can't be parsed as {time_format}") from None
+    return times
+
+
+def _check_time_formats(parameters: dict) -> None:
+    if "T1" in parameters:
+        _parse_times(parameters)
+
+
+def _check_time_order(parameters: dict) -> None:
+    if "T1" not in parameters:
+        return
+    times = _parse_times(parameters)
     if times[0] >= times[1]:
         raise QueryError(f"T1={parameters['T1']} must be earlier than T2={parameters['T2']}")
 
@@ -419,34 +472,105 @@ def _jemx() -> InstrumentSpec:
         })
 
 
-def _empty() -> InstrumentSpec:
-    p_list = (Parameter("p_list", "list", [], None, optional=True),
-              Parameter("selected_catalog", "raw", None, optional=True))
-    numerical = (Parameter("p", "float", 5.0, "W", owl_uri=_FLOAT),)
+def _spi_acs() -> InstrumentSpec:
+    """SPI-ACS (plugin dispatcher-plugin-integral-all-sky): synchronous, one light-curve product."""
+    # user_catalog, an unnamed InputProdList and selected_catalog form the real instrument query; the
+    # unnamed parameter is left out (it has no name to send or to report)
+    instrument = (Parameter("user_catalog", "raw", None, optional=True, public=False),
+                  Parameter("selected_catalog", "raw", None, optional=True))
+    data_level = Parameter("data_level", "str", "ordinary", "str",
+                           owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",),
+                           allowed=("ordinary", "realtime"))
     return InstrumentSpec(
-        name="empty", parameters_query="empty_parameters", parameters=p_list, asynchronous=False,
+        name="spi_acs", parameters_query="spiacs_parameters", parameters=instrument, asynchronous=False,
+        label="SPI-ACS",
+        products={"spi_acs_lc": ProductSpec("spi_acs_lc", "spi_acs_lc_query", "spiacs_lc", (data_level,) + _LC_QUERY)})
+
+
+def _polar() -> InstrumentSpec:
+    """POLAR, as production lists it: the real plugin's parameters and product, and no data.
+
+    dispatcher-plugin-polar (polar.py, polar_lightcurve_query.py): instrument
+    query ``polar_parameters`` (``user_catalog``, ``selected_catalog``,
+    ``E1_keV`` 0 keV, ``E2_keV`` 10000 keV), one product ``polar_lc``
+    (``polar_lc_query``: ``time_bin`` 1000 s with ``time_bin_format``),
+    answered synchronously (``asynch=False``). This local MMODA simulates
+    INTEGRAL only: every POLAR query fails in the shape the real dispatcher
+    gives when the POLAR data server has no light curve to return (the
+    plugin's ``PolarAnalysisException`` becomes "Error when getting query
+    products", status 1, the instrument and product in ``error_message``).
+    """
+    parameters = (Parameter("user_catalog", "raw", None, optional=True, public=False),
+                  Parameter("selected_catalog", "raw", None, optional=True),
+                  Parameter("E1_keV", "float", 0.0, "keV", owl_uri=_ENERGY),
+                  Parameter("E2_keV", "float", 10000.0, "keV", owl_uri=_ENERGY))
+    return InstrumentSpec(
+        name="polar", parameters_query="polar_parameters", parameters=parameters, asynchronous=False,
+        label="POLAR", products={"polar_lc": ProductSpec("polar_lc", "polar_lc_query", "failing", _LC_QUERY)})
+
+
+# The dispatcher's test instruments (dispatcher-app 1.3.6, cdci_data_analysis/plugins/dummy_plugin): the real
+# dispatcher serves them in debug mode; so does a local MMODA with debug_instruments=True.
+
+def _empty() -> InstrumentSpec:
+    # empty_instrument.py: InstrumentQuery('empty_instrument_query', input_prod_list_name='p_list',
+    # catalog_name='user_catalog'); p is a BoundaryFloat(10 W) refusing values above 800
+    instrument_parameters = (Parameter("user_catalog", "raw", None, optional=True, public=False),
+                             Parameter("p_list", "list", [], None, optional=True),
+                             Parameter("selected_catalog", "raw", None, optional=True))
+    numerical = (Parameter("p", "float", 10.0, "W", owl_uri=_FLOAT),)
+    # EchoProductQuery('echo_parameters_dummy_query', [Angle 1 arcsec, Angle 1 deg, Energy 1 MeV with units_name
+    # 'energy_units']): the units companion is an argument (par-names) but not described by meta-data
+    echo = (Parameter("ang", "float", 1.0, "arcsec", owl_uri=_ANGLE),
+            Parameter("ang_deg", "float", 1.0, "deg", owl_uri=_ANGLE),
+            Parameter("energ", "float", 1.0, "MeV", owl_uri=_ENERGY),
+            Parameter("energy_units", "str", "MeV", "str", companion=True, in_meta=False))
+    return InstrumentSpec(
+        name="empty", parameters_query="empty_instrument_query", parameters=instrument_parameters,
+        asynchronous=False,
         products={
             "dummy": ProductSpec("dummy", "empty_parameters_dummy_query", "dummy"),
             "numerical": ProductSpec("numerical", "numerical_parameters_dummy_query", "numerical", numerical,
                                      required_roles=("general",)),
             "failing": ProductSpec("failing", "failing_parameters_dummy_query", "failing"),
+            "echo": ProductSpec("echo", "echo_parameters_dummy_query", "echo", echo),
         })
 
 
 def _empty_async() -> InstrumentSpec:
-    scws = (Parameter("scw_list", "list", [], optional=True, owl_uri=("http://odahub.io/ontology#InputProdList",)),
+    # empty_async_instrument.py: InstrumentQuery('empty_async_instrument_query', input_prod_list_name='scw_list',
+    # catalog_name='user_catalog')
+    scws = (Parameter("user_catalog", "raw", None, optional=True, public=False),
+            Parameter("scw_list", "list", [], optional=True, owl_uri=("http://odahub.io/ontology#InputProdList",)),
             Parameter("selected_catalog", "raw", None, optional=True))
     return InstrumentSpec(
-        name="empty-async", parameters_query="empty_async_parameters", parameters=scws,
+        name="empty-async", parameters_query="empty_async_instrument_query", parameters=scws,
         products={"dummy": ProductSpec("dummy", "empty_async_parameters_dummy_query", "callback")})
 
 
+def _empty_semi_async() -> InstrumentSpec:
+    # empty_semi_async_instrument.py: InstrumentQuery('empty_async_instrument_query') without input product list
+    # or catalogue names; products dummy and numerical (p: a plain Float of 10 W, no 800 W bound); its data
+    # server answers by p (-1 failed, 0 <= p < 4 submitted, else done). Served synchronously here: the
+    # answers for p < 4 belong to the job life cycle (see the fidelity notes).
+    return InstrumentSpec(
+        name="empty-semi-async", parameters_query="empty_async_instrument_query",
+        parameters=(Parameter("selected_catalog", "raw", None, optional=True),), asynchronous=False,
+        products={
+            "dummy": ProductSpec("dummy", "empty_parameters_dummy_query", "dummy"),
+            "numerical": ProductSpec("numerical", "numerical_parameters_dummy_query", "numerical",
+                                     (Parameter("p", "float", 10.0, "W", owl_uri=_FLOAT),),
+                                     required_roles=("general",)),
+        })
+
+
 def instruments(*, debug: bool = False) -> dict[str, InstrumentSpec]:
-    """Instruments served: ISGRI and JEM-X, plus the test instruments in debug mode."""
-    served = {"isgri": _isgri(), "jemx": _jemx()}
+    """Instruments served: ISGRI, JEM-X and POLAR (no data), plus the dispatcher's test instruments in debug mode."""
+    served = {"isgri": _isgri(), "jemx": _jemx(), "polar": _polar(), "spi_acs": _spi_acs()}
     if debug:
         served["empty"] = _empty()
         served["empty-async"] = _empty_async()
+        served["empty-semi-async"] = _empty_semi_async()
     return served
 
 

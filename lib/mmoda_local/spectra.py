@@ -11,12 +11,25 @@ ScWs' ARFs (which age with time) weighted by their effective exposure T·R²,
 and the RMF is the instrument's (it does not change with time). A
 forward-folded fit with these files therefore returns the simulated spectrum.
 
-Files: spectrum PRIMARY + ``ISGR-EVTS-SPE`` (``JMX<n>-PHA1-SPE``) with CHANNEL,
-RATE, STAT_ERR, SYS_ERR (0), QUALITY (1 where the channel's effective area is
-below 5 % of the peak: below ~15 keV and above ~450 keV for ISGRI), GROUPING
-(1: no grouping); ARF PRIMARY + SPECRESP; RMF PRIMARY + SPECRESP MATRIX (one
-channel group per energy row; MATRIX fixed-width, zero padded after N_CHAN) + EBOUNDS. Channels are
-numbered from 1.
+Files, as the real dispatcher sends them (protocol notes §3.6, §4.2-4.3; the
+real ISGRI RMF in tests/data/real_products; the plugin's
+``osa_spectrum_query.py``). Channels are numbered from 0, as in OSA.
+
+* spectrum: PRIMARY + ``ISGR-EVTS-SPE`` (``JMX<n>-PHA1-SPE``) with CHANNEL,
+  RATE, SYS_ERR (0), STAT_ERR, QUALITY (1 where the channel's effective area
+  is below 5 % of the peak: below ~15 keV and above ~450 keV for ISGRI),
+  GROUPING (1: no grouping), and the OSA time keywords (ONTIME, EXPOSURE,
+  EXP_SRC, TELAPSE, DEADC, TSTART, TSTOP);
+* ARF: PRIMARY + ``ISGR-ARF.-RSP`` (``JMX<n>-AXIS-ARF``), which the plugin
+  sends as the data unit ``SPECRESP``;
+* RMF: ISGRI PRIMARY + ``ISGR-EBDS-MOD`` + ``ISGR-RMF.-RSP`` (sent as units
+  ``EBOUNDS`` and ``SPECRESP MATRIX``, headers keeping the OSA EXTNAMEs);
+  JEM-X PRIMARY + GROUPING + ``JMX<n>-RMF.-RSP`` + ``JMX<n>-FBDS-MOD`` +
+  ``JMX<n>-AXIS-ARF`` + ``JMX<n>-IMAG-ARF``. The ISGRI MATRIX is a
+  variable-length array column (one channel group per energy row: N_GRP,
+  F_CHAN, N_CHAN); the JEM-X one holds full fixed-length rows.
+
+:data:`WIRE_NAMES` is the plugin's renaming of the data units.
 """
 
 from __future__ import annotations
@@ -28,14 +41,27 @@ import numpy as np
 from astropy.io import fits
 
 from . import CREATOR, ORIGIN
-from .imaging import SIMULATED_COMMENT, _rows_of
+from .imaging import DEADC_CARD, SIMULATED_COMMENT, _rows_of, osa_date
 from .instrument import MJDREF, Instrument, ScwView, noise_rng
 
 log = logging.getLogger(__name__)
 
 #: Channels whose effective area is below this fraction of the peak are flagged QUALITY = 1.
 USABLE_AREA_FRACTION = 0.05
-FIRST_CHANNEL = 1
+#: OSA numbers channels from 0 (the real ISGRI RMF's EBOUNDS and TLMIN4; the real spectrum's TLMIN1).
+FIRST_CHANNEL = 0
+
+
+def wire_names(instrument: Instrument) -> dict:
+    """Data-unit names the real plugin gives the OSA response extensions (their headers keep EXTNAME)."""
+    if instrument.key == "isgri":
+        return {"ISGR-ARF.-RSP": "SPECRESP", "ISGR-RMF.-RSP": "SPECRESP MATRIX", "ISGR-EBDS-MOD": "EBOUNDS"}
+    unit = instrument.instrume
+    return {f"{unit}-AXIS-ARF": "SPECRESP", f"{unit}-RMF.-RSP": "SPECRESP MATRIX", f"{unit}-FBDS-MOD": "EBOUNDS"}
+
+
+def _arf_extname(instrument: Instrument) -> str:
+    return "ISGR-ARF.-RSP" if instrument.key == "isgri" else f"{instrument.instrume}-AXIS-ARF"
 
 
 def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec: float, *,
@@ -59,8 +85,10 @@ def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec
     -------
     dict
         ``rate``, ``stat_err``, ``true_rate`` (per channel, ct/s), ``arf`` (per
-        true-energy bin), ``exposure`` (summed good time, s), ``n_scw``,
-        ``tstart``, ``tstop``, ``quality``.
+        true-energy bin), ``exposure`` (summed good time, s), ``exp_src``
+        (summed good time × field response at the position, s: the effective
+        exposure of the source), ``telapse`` (summed elapsed time of the ScWs
+        used, s), ``n_scw``, ``tstart``, ``tstop``, ``quality``.
     """
     seed = sky.seed if seed is None else seed
     n_channels = instrument.n_channels
@@ -70,6 +98,8 @@ def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec
     arf_sum = np.zeros(len(instrument.true_centres_keV))
     arf_weight = 0.0
     exposure = 0.0
+    exposure_at_source = 0.0
+    elapsed = 0.0
     used = 0
     tstart, tstop = np.inf, -np.inf
     for row in _rows_of(rows):
@@ -89,17 +119,21 @@ def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec
         arf_sum += effective_exposure * instrument.arf(view.mid_ijd)
         arf_weight += effective_exposure
         exposure += view.good_time
+        exposure_at_source += view.good_time * response
+        elapsed += view.telapse
         used += 1
         tstart, tstop = min(tstart, view.tstart), max(tstop, view.tstop)
     if used == 0:
         log.warning("%s (%.3f, %.3f) is outside the field of every ScW: empty spectrum", name, ra, dec)
         arf = instrument.arf(float(rows[0]["TSTART"]) if len(_rows_of(rows)) else 0.0)
         return {"rate": np.zeros(n_channels), "stat_err": np.zeros(n_channels), "true_rate": np.zeros(n_channels),
-                "arf": arf, "exposure": 0.0, "n_scw": 0, "tstart": 0.0, "tstop": 0.0,
+                "arf": arf, "exposure": 0.0, "exp_src": 0.0, "telapse": 0.0, "n_scw": 0, "tstart": 0.0,
+                "tstop": 0.0,
                 "quality": np.ones(n_channels, dtype=np.int16)}
     arf = arf_sum / arf_weight
     return {"rate": weighted_rate / weight_sum, "stat_err": 1.0 / np.sqrt(weight_sum),
-            "true_rate": weighted_truth / weight_sum, "arf": arf, "exposure": exposure, "n_scw": used,
+            "true_rate": weighted_truth / weight_sum, "arf": arf, "exposure": exposure,
+            "exp_src": exposure_at_source, "telapse": elapsed, "n_scw": used,
             "tstart": tstart, "tstop": tstop, "quality": channel_quality(instrument, arf)}
 
 
@@ -136,98 +170,165 @@ def _stamp(header, instrument: Instrument):
     header["COMMENT"] = SIMULATED_COMMENT
 
 
-def arf_hdulist(instrument: Instrument, arf) -> fits.HDUList:
-    """OGIP ARF: PRIMARY + SPECRESP (ENERG_LO, ENERG_HI, SPECRESP)."""
+def _arf_table(instrument: Instrument, arf, extname: str, *, unit: str | None = "cm**2") -> fits.BinTableHDU:
     edges = instrument.true_edges_keV
     table = fits.BinTableHDU.from_columns([
         fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
         fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
-        fits.Column("SPECRESP", "E", unit="cm**2", array=np.asarray(arf)),
-    ], name="SPECRESP")
-    header = table.header
-    header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "SPECRESP", "HDUVERS": "1.1.0"})
-    _stamp(header, instrument)
-    return fits.HDUList([_primary(instrument), table])
+        fits.Column("SPECRESP", "E", unit=unit, array=np.asarray(arf)),
+    ], name=extname)
+    table.header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "SPECRESP", "HDUVERS": "1.1.0"})
+    _stamp(table.header, instrument)
+    return table
+
+
+def arf_hdulist(instrument: Instrument, arf) -> fits.HDUList:
+    """OGIP ARF: PRIMARY + ``ISGR-ARF.-RSP`` (``JMX<n>-AXIS-ARF``) with ENERG_LO, ENERG_HI, SPECRESP.
+
+    The real plugin sends the table as the data unit ``SPECRESP`` (see :func:`wire_names`).
+    """
+    return fits.HDUList([_primary(instrument), _arf_table(instrument, arf, _arf_extname(instrument))])
 
 
 @functools.lru_cache(maxsize=None)
 def _packed_matrix(key: str, instrument: Instrument):
-    """The RMF as OGIP rows: N_GRP, F_CHAN, N_CHAN and a zero-padded MATRIX (computed once per instrument)."""
+    """The RMF as OGIP rows: N_GRP, F_CHAN, N_CHAN and the non-zero span of each row (computed once)."""
     matrix = instrument.rmf.astype(np.float32)
     n_true = matrix.shape[0]
     first = np.full(n_true, FIRST_CHANNEL, dtype=np.int32)
     count = np.zeros(n_true, dtype=np.int32)
     groups = np.zeros(n_true, dtype=np.int16)
-    spans = []
+    rows = []
     for k in range(n_true):
         nonzero = np.nonzero(matrix[k] > 0)[0]
         if len(nonzero):
-            first[k], count[k], groups[k] = nonzero[0] + FIRST_CHANNEL, nonzero[-1] - nonzero[0] + 1, 1
-            spans.append((nonzero[0], nonzero[-1] + 1))
+            lo, hi = nonzero[0], nonzero[-1] + 1
+            first[k], count[k], groups[k] = lo + FIRST_CHANNEL, hi - lo, 1
+            rows.append(matrix[k, lo:hi].copy())
         else:
-            spans.append((0, 0))
-    # A fixed-width MATRIX (zero padded beyond N_CHAN) rather than a variable-length array: OGIP allows
-    # both, and oda_api pickles table data, which variable-length columns do not survive.
-    width = max(int(count.max()), 1)
-    packed = np.zeros((n_true, width), dtype=np.float32)
-    for k, (lo, hi) in enumerate(spans):
-        packed[k, :hi - lo] = matrix[k, lo:hi]
-    return groups, first, count, packed
+            rows.append(np.zeros(0, dtype=np.float32))
+    return groups, first, count, tuple(rows)
 
 
-def rmf_hdulist(instrument: Instrument) -> fits.HDUList:
-    """OGIP RMF: PRIMARY + SPECRESP MATRIX (one group per row) + EBOUNDS."""
-    groups, first, count, packed = _packed_matrix(instrument.key, instrument)
+def _matrix_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
+    """The redistribution matrix: MATRIX as a variable-length array (``PE()``) for ISGRI, as in the real ISGRI RMF;
+    fixed-length full rows for JEM-X, whose real RMF MATRIX is not variable-length (oda-integral-wrapper 1.5.19
+    converts the ISGRI one and notes that the conversion "gives an error with JEM-X")."""
+    groups, first, count, rows = _packed_matrix(instrument.key, instrument)
     n_channels = instrument.n_channels
     edges = instrument.true_edges_keV
+    if instrument.key == "isgri":
+        matrix = fits.Column("MATRIX", "PE()", array=list(rows))
+    else:
+        full = np.zeros((len(rows), n_channels), dtype=np.float32)
+        for k, row in enumerate(rows):
+            full[k, first[k] - FIRST_CHANNEL:first[k] - FIRST_CHANNEL + len(row)] = row
+        groups = np.ones(len(rows), dtype=groups.dtype)
+        first = np.full(len(rows), FIRST_CHANNEL, dtype=first.dtype)
+        count = np.full(len(rows), n_channels, dtype=count.dtype)
+        matrix = fits.Column("MATRIX", f"{n_channels}E", array=full)
     table = fits.BinTableHDU.from_columns([
         fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
         fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
         fits.Column("N_GRP", "I", array=groups),
         fits.Column("F_CHAN", "J", array=first),
         fits.Column("N_CHAN", "J", array=count),
-        fits.Column("MATRIX", f"{packed.shape[1]}E", array=packed),
-    ], name="SPECRESP MATRIX")
+        matrix,
+    ], name=extname)
     header = table.header
     header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "RSP_MATRIX", "HDUCLAS3": "REDIST",
-                   "HDUVERS": "1.3.0", "CHANTYPE": "PI", "DETCHANS": n_channels, "LO_THRES": 1e-7})
+                   "HDUVERS": "1.3.0", "CHANTYPE": "PI", "DETCHANS": n_channels, "LO_THRES": 1e-7,
+                   "NUMGRP": int(groups.sum()), "NUMELT": int(count.sum()), "EFFAREA": 1.0,
+                   "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"})
     header["TLMIN4"] = FIRST_CHANNEL
     header["TLMAX4"] = n_channels - 1 + FIRST_CHANNEL
     _stamp(header, instrument)
+    return table
+
+
+def _ebounds_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
+    n_channels = instrument.n_channels
     channel_edges = instrument.channel_edges_keV
     ebounds = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "J", array=np.arange(n_channels) + FIRST_CHANNEL),
+        fits.Column("CHANNEL", "I", array=np.arange(n_channels) + FIRST_CHANNEL),
         fits.Column("E_MIN", "E", unit="keV", array=channel_edges[:-1]),
         fits.Column("E_MAX", "E", unit="keV", array=channel_edges[1:]),
-    ], name="EBOUNDS")
+    ], name=extname)
     ebounds.header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "EBOUNDS",
-                           "HDUVERS": "1.2.0", "CHANTYPE": "PI", "DETCHANS": n_channels})
+                           "HDUVERS": "1.1.0", "CHANTYPE": "PI", "DETCHANS": n_channels})
     ebounds.header["TLMIN1"] = FIRST_CHANNEL
     ebounds.header["TLMAX1"] = n_channels - 1 + FIRST_CHANNEL
     _stamp(ebounds.header, instrument)
-    return fits.HDUList([_primary(instrument), table, ebounds])
+    return ebounds
+
+
+def rmf_hdulist(instrument: Instrument) -> fits.HDUList:
+    """OGIP RMF in the OSA layout of the instrument (see the module docstring).
+
+    ISGRI: PRIMARY, ``ISGR-EBDS-MOD``, ``ISGR-RMF.-RSP`` (the order of the real
+    ISGRI RMF). JEM-X: PRIMARY, GROUPING, ``JMX<n>-RMF.-RSP``,
+    ``JMX<n>-FBDS-MOD``, ``JMX<n>-AXIS-ARF`` (the on-axis effective area, the
+    ARF's) and ``JMX<n>-IMAG-ARF`` (the imaging efficiency, 1: the simulated
+    rates are already on the image scale), as the real JEM-X products list
+    them (oda_api Show_and_Save_Products notebook).
+    """
+    if instrument.key == "isgri":
+        return fits.HDUList([_primary(instrument), _ebounds_table(instrument, "ISGR-EBDS-MOD"),
+                             _matrix_table(instrument, "ISGR-RMF.-RSP")])
+    unit = instrument.instrume
+    members = [f"{unit}-RMF.-RSP", f"{unit}-FBDS-MOD", f"{unit}-AXIS-ARF", f"{unit}-IMAG-ARF"]
+    grouping = fits.BinTableHDU.from_columns([
+        fits.Column("MEMBER_XTENSION", "8A", array=["BINTABLE"] * 4),
+        fits.Column("MEMBER_NAME", "32A", array=members),
+        fits.Column("MEMBER_VERSION", "1J", array=np.ones(4, dtype=np.int32)),
+        fits.Column("MEMBER_POSITION", "1J", array=np.arange(3, 7, dtype=np.int32)),
+        fits.Column("MEMBER_LOCATION", "256A", array=[""] * 4),
+        fits.Column("MEMBER_URI_TYPE", "3A", array=[""] * 4),
+    ], name="GROUPING")
+    grouping.header["BASETYPE"] = "DAL_GROUP"
+    _stamp(grouping.header, instrument)
+    imaging = _arf_table(instrument, np.ones(len(instrument.true_centres_keV)), members[3], unit=None)
+    return fits.HDUList([_primary(instrument), grouping, _matrix_table(instrument, members[0]),
+                         _ebounds_table(instrument, members[1]),
+                         _arf_table(instrument, instrument.arf(0.0), members[2]), imaging])
 
 
 def spectrum_hdulist(instrument: Instrument, arrays: dict, name: str, ra: float, dec: float) -> fits.HDUList:
-    """OGIP type-I spectrum: PRIMARY + ``ISGR-EVTS-SPE`` (``JMX<n>-PHA1-SPE``)."""
+    """OGIP type-I spectrum: PRIMARY + ``ISGR-EVTS-SPE`` (``JMX<n>-PHA1-SPE``), keywords as the real one's.
+
+    The real ISGRI spectrum (oda_api TestAPI notebook) carries EXPOSURE,
+    EXP_SRC, ONTIME, TELAPSE, DEADC, TSTART/TSTOP (IJD), HDUCLAS2 ``TOTAL``,
+    ANCRFILE/RESPFILE ``NONE`` (set by the plugin) and channels from 0.
+    Here ONTIME is the summed good time, EXPOSURE = ONTIME × DEADC, EXP_SRC
+    the good time weighted by the field response at the source (s).
+    """
     n_channels = instrument.n_channels
     table = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "I", array=np.arange(n_channels) + FIRST_CHANNEL),
-        fits.Column("RATE", "E", unit="count/s", array=arrays["rate"]),
-        fits.Column("SYS_ERR", "E", array=np.zeros(n_channels)),
-        fits.Column("STAT_ERR", "E", unit="count/s", array=arrays["stat_err"]),
-        fits.Column("QUALITY", "I", array=arrays["quality"]),
-        fits.Column("GROUPING", "I", array=np.ones(n_channels, dtype=np.int16)),
+        fits.Column("CHANNEL", "1I", array=np.arange(n_channels) + FIRST_CHANNEL),
+        fits.Column("RATE", "1E", unit="count/s", array=arrays["rate"]),
+        fits.Column("SYS_ERR", "1E", array=np.zeros(n_channels)),
+        fits.Column("STAT_ERR", "1E", unit="count/s", array=arrays["stat_err"]),
+        fits.Column("QUALITY", "1I", array=arrays["quality"]),
+        fits.Column("GROUPING", "1I", array=np.ones(n_channels, dtype=np.int16)),
     ], name=instrument.spectrum_extname)
     header = table.header
+    ontime = float(arrays["exposure"])
     header.update({
-        "HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS2": "NET", "HDUCLAS3": "RATE", "HDUCLAS4": "TYPE:I",
-        "HDUVERS": "1.2.1", "POISSERR": False, "CHANTYPE": "PI", "DETCHANS": n_channels,
-        "EXPOSURE": (float(arrays["exposure"]), "[s] summed good time of the ScWs used"),
+        "HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS2": "TOTAL", "HDUCLAS3": "RATE",
+        "HDUVERS": "1.2.1", "CHANTYPE": "PI", "DETCHANS": n_channels,
+        "EXPOSURE": (ontime * DEADC_CARD[0], "[s] ONTIME x DEADC"),
+        "EXP_SRC": (float(arrays["exp_src"]), "[s] good time x field response at the source"),
+        "ONTIME": (ontime, "[s] summed good time of the ScWs used"),
+        "TELAPSE": (float(arrays["telapse"]), "[s] summed elapsed time of the ScWs used"),
+        "DEADC": DEADC_CARD,
         "BACKSCAL": 1.0, "AREASCAL": 1.0, "CORRSCAL": 0.0, "BACKFILE": "NONE", "CORRFILE": "NONE",
         "RESPFILE": "NONE", "ANCRFILE": "NONE", "NAME": str(name), "RA_OBJ": float(ra), "DEC_OBJ": float(dec),
-        "NSCW": int(arrays["n_scw"]), "TSTART": float(arrays["tstart"]), "TSTOP": float(arrays["tstop"]),
-        "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d"})
+        "EQUINOX": 2000.0, "RADECSYS": "FK5",
+        "TSTART": (float(arrays["tstart"]), "[d] IJD (TT)"), "TSTOP": (float(arrays["tstop"]), "[d] IJD (TT)"),
+        "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"})
+    if arrays["n_scw"]:
+        header["DATE-OBS"] = (osa_date(arrays["tstart"]), "UTC of TSTART")
+        header["DATE-END"] = (osa_date(arrays["tstop"]), "UTC of TSTOP")
     header["TLMIN1"] = FIRST_CHANNEL
     header["TLMAX1"] = n_channels - 1 + FIRST_CHANNEL
     _stamp(header, instrument)
@@ -255,4 +356,4 @@ def _cached_rmf(instrument: Instrument) -> fits.HDUList:
 
 
 __all__ = ["spectrum_arrays", "spectrum_products", "spectrum_hdulist", "arf_hdulist", "rmf_hdulist",
-           "channel_quality"]
+           "channel_quality", "wire_names", "FIRST_CHANNEL"]

@@ -426,16 +426,17 @@ def mint_token(home: Path, roles: str) -> str:
 
 @pytest.fixture
 def local_gallery(tmp_path, monkeypatch):
-    """A local MMODA (subprocess, private data folder) whose gallery answers; skipped while it has none."""
+    """A local MMODA (subprocess, private data folder) whose gallery answers."""
     home = tmp_path / "mmoda"
     monkeypatch.setenv("MMODA_LOCAL_HOME", str(home))
     monkeypatch.setenv("INTEGRAL_WORKFLOWS_CACHE", str(tmp_path / "chunks"))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     url = hosts.ensure_local_server(data_dir=home).url
     probe = requests.get(f"{url}/get_parents_term", params={"term": "isgri_image", "group": "products"}, timeout=30)
-    if probe.status_code == 404:
+    # without a token the real gallery endpoints answer 403: that is the gallery answering
+    if probe.status_code not in (200, 403):
         hosts.stop_local_server(home)
-        pytest.skip("the local MMODA serves no gallery yet (/get_parents_term answers 404)")
+        pytest.fail(f"the local MMODA's gallery does not answer: /get_parents_term gave HTTP {probe.status_code}")
     yield home, url
     hosts.stop_local_server(home)
 

@@ -9,8 +9,8 @@ from integral_workflows.jobs import (DONE, FAILED, SKIPPED, ChunkCache, FatalReq
                                      RetryPolicy, RunRecord, split_into_chunks)
 from integral_workflows.mosaic import SkyMosaic
 
-FAST = RetryPolicy(max_attempts=8, backoff_s=0.05, max_backoff_s=0.2, poll_interval_s=0.05, max_poll_interval_s=0.2,
-                   stall_timeout_s=1.5)
+FAST = RetryPolicy(budget_s=120.0, backoff_s=0.05, max_backoff_s=0.2, poll_interval_s=0.05, max_poll_interval_s=0.2,
+                   poll_failure_budget_s=2.0, stall_timeout_s=1.5)
 
 
 def crab_scws(server, *, good: int, belt: int = 0, start: float = 2000.0) -> list[str]:
@@ -45,6 +45,38 @@ def test_split_into_chunks(s_max, expected):
         assert [c.label for c in chunks] == ["rev0100", "rev0101", "rev0102"]
 
 
+def synthetic_scws(seed: int, revolutions: range, per_revolution: tuple[int, int]) -> list[str]:
+    """ScW ids of consecutive revolutions with a random number of pointings each."""
+    rng = np.random.default_rng(seed)
+    return [f"{rev:04d}{pointing:04d}0010.001" for rev in revolutions
+            for pointing in sorted(rng.choice(np.arange(1, 120), rng.integers(*per_revolution), replace=False))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_chunks_are_stable_when_the_period_grows_or_a_scw_is_lost(seed):
+    scws = synthetic_scws(seed, range(300, 360), (0, 15))
+    chunks = {c.scw_ids for c in split_into_chunks(scws, s_max=50)}
+    assert all(len(c) <= 50 for c in chunks) and sorted(s for c in chunks for s in c) == sorted(scws)
+    # one month (about 11 revolutions) earlier: only chunks holding the new ScWs change
+    earlier = synthetic_scws(seed + 100, range(289, 300), (0, 15)) + scws
+    new = {c.scw_ids for c in split_into_chunks(earlier, s_max=50)} - chunks
+    added = set(earlier) - set(scws)
+    # chunks to compute: those holding new ScWs, plus at most one old chunk re-cut at the boundary
+    assert len([c for c in new if not set(c) & added]) <= 1
+    # one ScW lost in the middle: one chunk changes
+    rng = np.random.default_rng(seed)
+    lost = scws[int(rng.integers(len(scws) // 4, 3 * len(scws) // 4))]
+    remaining = {c.scw_ids for c in split_into_chunks([s for s in scws if s != lost], s_max=50)}
+    assert len(remaining - chunks) == 1
+
+
+def test_a_crowded_revolution_is_cut_along_its_pointings():
+    scws = [f"0500{pointing:04d}0010.001" for pointing in range(1, 131)]
+    chunks = split_into_chunks(scws, s_max=50)
+    assert all(len(c.scw_ids) <= 50 for c in chunks) and sum(len(c.scw_ids) for c in chunks) == 130
+    assert all(c.label.startswith("rev0500.") for c in chunks)
+
+
 def test_split_refuses_zero_and_malformed_ids():
     with pytest.raises(ValueError, match="s_max=0"):
         split_into_chunks(["010000010010.001"], s_max=0)
@@ -52,7 +84,10 @@ def test_split_refuses_zero_and_malformed_ids():
         split_into_chunks(["0100000100"], s_max=5)
 
 
-def test_every_scw_ends_done_or_skipped_with_its_reason(server, tmp_path):
+@pytest.mark.parametrize("policy", ["skip-scw", "fail-job"])
+def test_every_scw_ends_done_or_skipped_with_its_reason(server_factory, tmp_path, policy):
+    """Whether the backend reports unanalysed ScWs in a finished job (as the real one) or fails the job."""
+    server = server_factory(scw_failure_policy=policy)
     scws = crab_scws(server, good=9, belt=3)
     record = runner_for(server, tmp_path).run(image_request(), split_into_chunks(scws, s_max=4))
     assert set(record.outcomes) == set(scws)
@@ -63,6 +98,10 @@ def test_every_scw_ends_done_or_skipped_with_its_reason(server, tmp_path):
     assert done_in_pieces == record.scws(DONE)
     mosaic = SkyMosaic.from_data_collection(record.pieces[0].data_collection())
     assert mosaic.simulated and np.isfinite(mosaic.significance).any()
+    # a second run reads the same accounting from its cache
+    again = runner_for(server, tmp_path).run(image_request(), split_into_chunks(scws, s_max=4))
+    assert again.submissions == 0
+    assert {s: o.status for s, o in again.outcomes.items()} == {s: o.status for s, o in record.outcomes.items()}
 
 
 def test_a_repeated_run_sends_no_job(server, tmp_path):
@@ -72,7 +111,7 @@ def test_a_repeated_run_sends_no_job(server, tmp_path):
     submitted = server.stats()["jobs_submitted"]
     second = runner_for(server, tmp_path).run(image_request(), chunks)
     assert server.stats()["jobs_submitted"] == submitted
-    assert second.submissions == 0 and second.cache_hits == 2
+    assert second.submissions == 0 and second.cache_hits == len(chunks)
     assert [p.job_id for p in second.pieces] == [p.job_id for p in first.pieces] or \
         sorted(p.job_id for p in second.pieces) == sorted(p.job_id for p in first.pieces)
 

@@ -276,3 +276,40 @@ def test_plot_in_years_and_mjd_with_mcrab_axis(tmp_path):
     lc.plot(curve, ax=ax, time_axis="mjd")
     assert ax.get_xlim()[0] > 59000
     plt.close(figure)
+
+
+# -- the real JEM-X light curve (tests/data/real_products/lc.fits, from oda_api's test data) ----------------------
+REAL_PRODUCTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products"
+
+
+def test_real_jemx_light_curve_is_read_and_stitched():
+    path = REAL_PRODUCTS / "lc.fits"
+    header = fits.getheader(path, 1)
+    curve = lc.LightCurve.read(path)
+    assert (curve.source, len(curve), curve.instrument, curve.band) == ("GRB221009A", 198, "JMX1", (4.12, 29.66))
+    assert curve.extname == "JMX1-SRC.-LCR" and not curve.simulated
+    # TIMEDEL column (d) with TIMEPIXR 0.5: TIME is the centre, half-widths 500 s
+    assert np.allclose(np.abs(curve.half_width) * 86400, 500.0, rtol=1e-6)
+    assert curve.time[0] - curve.half_width[0] == pytest.approx(header["TFIRST"], abs=1e-9)
+    # two chunks of the real curve stitch back into one; the repeated bin with a negative TIMEDEL (a ScW
+    # boundary in lc_pick's output) is dropped as having no duration
+    first, second = (curve.select(np.arange(len(curve)) < 100), curve.select(np.arange(len(curve)) >= 100))
+    stitched = lc.stitch([second, first])
+    assert len(stitched) == 197 and stitched.meta["NBADBIN"] == 1 and stitched.meta["NCHUNKS"] == 2
+    assert np.all(np.diff(stitched.time) > 0)
+    # ONTIME (days) = sum of FRACEXP x |TIMEDEL| over every row, the dropped one included
+    data = fits.getdata(path, 1)
+    dropped = np.abs(data["FRACEXP"] * data["TIMEDEL"])[data["TIMEDEL"] < 0].sum()
+    assert stitched.exposure.sum() == pytest.approx((header["ONTIME"] - dropped) * 86400, rel=1e-5)
+    assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"])
+
+
+def test_real_jemx_light_curve_through_the_oda_api_product():
+    product = NumpyDataProduct.from_fits_file(str(REAL_PRODUCTS / "lc.fits"),
+                                              meta_data={"src_name": "GRB221009A", "time_bin": 0.01157407,
+                                                         "time": "TIME", "rate": "RATE", "rate_err": "ERROR"})
+    product.name = "jemx_lc"
+    collection = DataCollection([product], instrument="jemx", product="jemx_lc")
+    curve = lc.LightCurve.from_data_collection(collection, "GRB221009A")
+    direct = lc.LightCurve.read(REAL_PRODUCTS / "lc.fits")
+    assert np.array_equal(curve.rate, direct.rate) and np.array_equal(curve.time, direct.time)

@@ -172,3 +172,21 @@ def test_faults_at_a_high_rate_still_deliver_every_good_scw(local_home, tmp_path
         assert set(statuses.values()) == {"done"}, step["name"]
     stats = server_stats(local_home)
     assert stats.get("faults_http_500", 0) + stats.get("faults_failed_jobs", 0) > 0
+
+
+def test_a_belt_scw_in_a_chunk_ends_skipped_with_the_backend_reason_in_the_manifest(local_home, tmp_path):
+    """Belt pointings kept in the selection reach MMODA; the backend reports them and the manifest says so."""
+    parameter_file = write_parameter_file(tmp_path, exclude_radiation_belts=False, min_good_time_s=0, s_max=20)
+    output_root = tmp_path / "outputs"
+    finished = run_all(parameter_file, "--output-root", output_root)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    run_dir = next((output_root / "long_term" / "Crab").iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    mosaic_step = next(step for step in manifest["steps"] if step["name"] == "mosaic")
+    outcomes = mosaic_step["jobs"]["scws"]
+    skipped = {scw: o for scw, o in outcomes.items() if o["status"] == "skipped"}
+    assert skipped, "the selection held belt pointings: some ScW must be skipped"
+    # each with the backend's reason and the job that reported it
+    assert all(o["reason"] and o["job_id"] for o in skipped.values()), skipped
+    assert any("radiation belt" in o["reason"] for o in skipped.values()), skipped
+    assert "done" in {o["status"] for o in outcomes.values()}

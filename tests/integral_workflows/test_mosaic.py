@@ -10,7 +10,7 @@ from astropy.table import Table
 
 from integral_workflows import mosaic
 from integral_workflows.catalog import default_catalog
-from integral_workflows.jobs import ChunkCache, JobRunner, split_into_chunks
+from integral_workflows.jobs import Chunk, ChunkCache, JobRunner, split_into_chunks
 from integral_workflows.mosaic import SkyMosaic
 
 from .test_jobs import FAST, crab_scws, image_request
@@ -23,7 +23,9 @@ def chunked_and_whole(server, tmp_path):
     """Chunk mosaics of 8 Crab ScWs (4 jobs) and the one-job mosaic of the same 8 ScWs."""
     scws = crab_scws(server, good=8)
     runner = JobRunner(server.url, backend_id="t", cache=ChunkCache(tmp_path / "c"), retry=FAST, progress=False)
-    chunks = runner.run(image_request(), split_into_chunks(scws, s_max=2))
+    # pairs (a one-ScW job answers on the ScW's own grid, as the real backend)
+    pairs = [Chunk(i, tuple(scws[2 * i:2 * i + 2]), f"pair{i}") for i in range(4)]
+    chunks = runner.run(image_request(), pairs)
     whole = runner.run(image_request(), split_into_chunks(scws, s_max=8))
     chunk_mosaics = [SkyMosaic.from_data_collection(p.data_collection()) for p in chunks.pieces]
     return chunk_mosaics, SkyMosaic.from_data_collection(whole.pieces[0].data_collection())
@@ -128,3 +130,30 @@ def test_source_rates_are_point_source_rates_wherever_the_source_falls_on_a_pixe
         bilinear.append(sky.value_at(wcs.pixel_to_world(x0, y0))[0] / true_rate)
     assert abs(np.mean(ratios) - 1.0) < 0.01
     assert np.mean(bilinear) < 0.95  # what the table would say without the PSF correction
+
+
+# -- the real gallery mosaic (tests/data/real_products, from oda_api's test data) -----------------------------------
+REAL_MOSAIC = (__import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products"
+               / "1E_1740_7_2942_isgri_mosaic_clean_significance25_40.fits.gz")
+
+
+def test_real_gallery_significance_mosaic_is_read_and_searched():
+    real = SkyMosaic.read(REAL_MOSAIC)
+    assert real.shape == (461, 433) and real.meta["IMATYPE"] == "SIGNIFICANCE" and not real.simulated
+    assert real.meta["DATE-OBS"] == "2017-03-06T13:26:48" and real.meta["TSTART"] < real.meta["TSTOP"]
+    assert np.allclose(real.significance, real.intensity, equal_nan=True)
+    # an empty sky's significance scatters as N(0, 1)
+    assert 0.8 < np.nanstd(real.significance) < 1.5
+    catalog = default_catalog(268.56, -28.83, 20.0)
+    sources = mosaic.find_sources(real, threshold=20.0, catalog=catalog, include_new_sources=True)
+    gx_1p4 = SkyCoord(263.0125 * u.deg, -24.7456 * u.deg)
+    found = SkyCoord(np.asarray(sources["ra"], float) * u.deg, np.asarray(sources["dec"], float) * u.deg)
+    assert found.separation(gx_1p4).min() < 0.1 * u.deg
+    assert sources["significance"][np.argmin(found.separation(gx_1p4))] > 25
+
+
+def test_real_gallery_mosaic_combines_with_itself_as_twice_the_data():
+    real = SkyMosaic.read(REAL_MOSAIC)
+    doubled = mosaic.combine([real, real])
+    assert np.nanmax(doubled.significance) == pytest.approx(np.sqrt(2) * np.nanmax(real.significance), rel=1e-6)
+    assert doubled.meta["TSTART"] == real.meta["TSTART"] and doubled.meta["DATE-END"] == real.meta["DATE-END"]

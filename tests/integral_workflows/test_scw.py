@@ -147,7 +147,8 @@ def test_missing_extents_fall_back_to_the_table_with_a_note(server, caplog):
 def test_bad_revolutions_are_removed(server):
     with requests.Session() as session:
         session.trust_env = False
-        start = session.get(f"{server.url}/gw/timesystem/api/v1.0/converttime/REVNUM/128/IJD", timeout=30).json()
+        start = float(session.get(f"{server.url}/gw/timesystem/api/v1.0/converttime/REVNUM/128/IJD",
+                                  timeout=30).text.split()[1])
     # Revolutions 128-131, whole sky.
     table = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1=start + 0.01, t2=start + 11.9, url=server.url)
     revolutions = set(table["revolution"])

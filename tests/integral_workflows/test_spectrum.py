@@ -452,3 +452,38 @@ def test_plot_draws_data_model_and_residuals(tmp_path):
     assert (tmp_path / "spectrum.png").stat().st_size > 1000
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+
+# -- the real ISGRI response (tests/data/real_products/isgri_rmf_Crab.fits, from oda_api's test data) --------------
+REAL_RMF = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products" / "isgri_rmf_Crab.fits"
+
+
+def test_real_isgri_rmf_is_read_as_file_and_as_oda_api_product():
+    response = sp.Response.read(None, REAL_RMF)
+    assert response.matrix.shape == (2466, 256) and response.instrument == "ISGRI" and not response.simulated
+    assert list(response.channel[:3]) == [0, 1, 2] and response.e_min[0] == pytest.approx(12.5)
+    assert np.all(np.diff(response.e_min) > 0) and np.all(response.matrix >= 0)
+    # OSA 11 keeps the effective area in this matrix (cm², no separate ARF needed here)
+    assert 500 < response.matrix.sum(axis=1).max() < 3000
+    product = NumpyDataProduct.from_fits_file(str(REAL_RMF), meta_data={"src_name": "Crab", "product": "isgri_rmf"})
+    from_product = sp.Response.from_products(None, product)
+    assert np.array_equal(from_product.matrix, response.matrix)
+
+
+def test_spectra_folded_through_the_real_isgri_response_combine_and_fit_back():
+    response = sp.Response.read(None, REAL_RMF)
+    model = sp.fold_power_law(response, 2.1, 6e-4, pivot_keV=100.0)
+    rng = np.random.default_rng(5)
+    good = (response.e_min > 20) & (response.e_max < 300)
+    chunks = []
+    for exposure in (2000.0, 3000.0):
+        error = 0.02 * model.max() * np.sqrt(2000.0 / exposure) * np.ones_like(model)
+        noisy = model + error * rng.normal(size=len(model))
+        spectrum = sp.Spectrum(source="Crab", channel=response.channel, rate=noisy, stat_err=error, sys_err=0.0,
+                               quality=np.where(good, 0, 1), grouping=1, exposure=exposure, instrument="ISGRI")
+        chunks.append((spectrum, response))
+    combined, combined_response = sp.combine(chunks)
+    assert combined.exposure == 5000.0 and np.allclose(combined_response.matrix, response.matrix)
+    fit = sp.fit_power_law(combined, combined_response, energy_range=(20.0, 300.0))
+    assert abs(fit.gamma - 2.1) < 4 * fit.gamma_error + 1e-3
+    assert abs(fit.norm / 6e-4 - 1) < 4 * fit.norm_error / 6e-4 + 1e-3

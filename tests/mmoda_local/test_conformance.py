@@ -1,7 +1,7 @@
 """Conformance with the real dispatcher, scenario by scenario.
 
 Each test repeats the oda_api 1.3.5 calls of one captured scenario
-(``shared/reference/dispatcher-captures/s*.py``) against a local MMODA,
+(``tests/data/dispatcher-captures/s*.py``) against a local MMODA,
 records every HTTP exchange, and compares it with the exchange captured from
 the real dispatcher: same endpoint, same status, same keys and value types in
 the JSON answers, and the same client-side exceptions.
@@ -18,9 +18,9 @@ from oda_api.api import DispatcherAPI, RemoteException, RequestNotUnderstood, Un
 
 from mmoda_local.protocol import strings_containing_null
 
-from ..conftest import SHARED_REFERENCE
+from ..conftest import TEST_DATA
 
-CAPTURES = SHARED_REFERENCE / "dispatcher-captures"
+CAPTURES = TEST_DATA / "dispatcher-captures"
 
 #: Places where the real and local answers legitimately differ in content, not in contract.
 VOLATILE = {
@@ -35,8 +35,6 @@ VOLATILE = {
 def captured(scenario: str) -> list[dict]:
     """Exchanges of a captured scenario, as recorded by the logging proxy."""
     path = CAPTURES / f"{scenario}_exchanges.jsonl"
-    if not path.exists():
-        pytest.skip(f"captures not available at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -6,7 +6,7 @@ executed notebook) is posted to a local MMODA with the unmodified client,
 found again with the client's gallery queries, updated by a second post with
 the same ``product_id``, and checked for tokens in everything stored. The
 answers' keys are compared with those of the captured gallery exchanges
-(``shared/reference/dispatcher-captures/gallery_exchanges.jsonl`` and the
+(``tests/data/dispatcher-captures/gallery_exchanges.jsonl`` and the
 fake gallery that answered them).
 """
 
@@ -30,13 +30,13 @@ from astropy.wcs import WCS
 from oda_api.api import RemoteException
 from oda_api.gallery_api import GalleryDispatcherAPI
 
-from ..conftest import SHARED_REFERENCE
+from ..conftest import TEST_DATA
 from .test_conformance import Recorder, shape_differences
 
 # integral_workflows' spectrum writer truncates a long header comment; harmless for these tests
 pytestmark = pytest.mark.filterwarnings("ignore:Card is too long, comment will be truncated")
 
-CAPTURES = SHARED_REFERENCE / "dispatcher-captures"
+CAPTURES = TEST_DATA / "dispatcher-captures"
 SIMULATED = "mmoda_local (SIMULATED DATA)"
 
 CRAB = SkyCoord(83.6332, 22.0145, unit="deg")
@@ -299,8 +299,6 @@ def test_writes_need_the_gallery_role_and_reads_do_not(gallery_server, tmp_path)
 def test_answers_have_the_captured_shapes(gallery_server, contributor, monkeypatch, tmp_path):
     """The s5 gallery calls, replayed: same requests as captured, answers shaped as the gallery's."""
     exchanges = CAPTURES / "gallery_exchanges.jsonl"
-    if not exchanges.exists():
-        pytest.skip(f"captures not available at {exchanges} (shared/ sits beside the repository in CI)")
     captured = [json.loads(line) for line in exchanges.read_text().splitlines() if line.strip()]
     fake_answers = _fake_gallery_answers(CAPTURES / "fake_gallery.py")
     recorder = Recorder(monkeypatch)

@@ -140,11 +140,35 @@ def test_spacecraft_bad_requests(scw_archive, when, ra, dec):
 
 
 # -- converttime --------------------------------------------------------------------------------------------------
-def test_converttime_known_value(scw_archive, no_network):
+def test_converttime_known_values_in_the_real_text_shapes(scw_archive, no_network):
+    # science notes §1: IJD 2000 -> UTC 2005-06-22T23:58:55.816; OSA prints IJDs with 20 decimals
     assert G.converttime(scw_archive, "IJD", "2000", "UTC") == (200, "2005-06-22T23:58:55.816")
-    assert G.converttime(scw_archive, "UTC", "2005-06-22T23:58:55.816", "IJD") == (200, pytest.approx(2000.0))
-    assert G.converttime(scw_archive, "IJD", "2000", "REVNUM") == (200, 328)
-    assert G.converttime(scw_archive, "MJD", "53544", "IJD") == (200, 2000.0)
+    status, text = G.converttime(scw_archive, "UTC", "2005-06-22T23:58:55.816", "IJD")
+    assert status == 200 and isinstance(text, str) and float(text) == pytest.approx(2000.0)
+    assert G.converttime(scw_archive, "IJD", "2000", "REVNUM") == (200, "0328")
+    assert G.converttime(scw_archive, "MJD", "53544", "IJD") == (200, "2000.00000000000000000000")
+
+
+def wrapper_revolution_bounds(text):
+    """What oda-integral-wrapper 1.5.19's get_utc_from_revnum does with the answer's text."""
+    try:
+        json_res = json.loads(text)
+        return json_res[1], json_res[2]
+    except ValueError:
+        split = text.split()
+        return split[1], split[2]
+
+
+def test_revolution_to_ijd_is_the_boundary_text_the_wrapper_splits(scw_archive):
+    status, text = G.converttime(scw_archive, "REVNUM", "0300", "IJD")
+    assert status == 200 and text.startswith("Boundary ")
+    start, stop = wrapper_revolution_bounds(text)
+    assert float(start) == pytest.approx(scw_archive.revolution_start(300), abs=1e-12)
+    assert float(stop) == pytest.approx(scw_archive.revolution_start(301), abs=1e-12)
+    # the wrapper then asks IJD -> UTC with these strings
+    assert G.converttime(scw_archive, "IJD", start, "UTC") == (200, A.ijd_to_utc_isot(float(start)))
+    # the OSA tool's own form: "Boundary 1088.19982851851864324999 1091.19060398148167223553"
+    assert len(start.split(".")[1]) == 20
 
 
 def test_converttime_round_trips(scw_archive):
@@ -154,40 +178,48 @@ def test_converttime_round_trips(scw_archive):
         status, utc = G.converttime(scw_archive, "IJD", repr(ijd), "UTC")
         assert status == 200 and isinstance(utc, str)
         status, back = G.converttime(scw_archive, "UTC", utc, "IJD")
-        assert abs(back - ijd) * 86400 < 1e-3
+        assert abs(float(back) - ijd) * 86400 < 1e-3
         status, rev = G.converttime(scw_archive, "IJD", repr(ijd), "REVNUM")
-        assert isinstance(rev, int)
-        start = G.converttime(scw_archive, "REVNUM", str(rev), "IJD")[1]
-        assert start <= ijd < G.converttime(scw_archive, "REVNUM", str(rev + 1), "IJD")[1]
+        assert status == 200 and len(rev) == 4
+        start, stop = (float(t) for t in G.converttime(scw_archive, "REVNUM", rev, "IJD")[1].split()[1:])
+        assert start <= ijd < stop
         assert G.converttime(scw_archive, "IJD", repr(start), "REVNUM") == (200, rev)
     for row in rng.choice(len(scw_archive), 20, replace=False):
         swid = str(scw_archive.table["SWID"][row])
-        status, ijd = G.converttime(scw_archive, "SCWID", swid + ".001", "IJD")
-        assert type(ijd) is float
-        assert status == 200 and ijd == float(scw_archive.table["TSTART"][row])
-        assert G.converttime(scw_archive, "IJD", repr(ijd), "SCWID") == (200, swid)
+        status, text = G.converttime(scw_archive, "SCWID", swid + ".001", "IJD")
+        # integralclient splits this answer at ":" into the ScW's start and stop
+        start, stop = (float(t) for t in text.split(":"))
+        assert status == 200 and start == float(scw_archive.table["TSTART"][row])
+        assert stop == float(scw_archive.table["TSTOP"][row])
+        assert G.converttime(scw_archive, "IJD", repr(start), "SCWID") == (200, swid)
         assert G.converttime(scw_archive, "ANY", swid, "SCWID") == (200, swid)
-        assert G.converttime(scw_archive, "SCWID", swid, "UTC")[1] == A.ijd_to_utc_isot(ijd)
-        middle = A.ijd_to_utc_isot(0.5 * (ijd + float(scw_archive.table["TSTOP"][row])))
+        assert G.converttime(scw_archive, "SCWID", swid, "UTC")[1] == A.ijd_to_utc_isot(start)
+        middle = A.ijd_to_utc_isot(0.5 * (start + stop))
         assert G.converttime(scw_archive, "UTC", middle, "SCWID") == (200, swid)
 
 
 def test_converttime_any(scw_archive):
     status, body = G.converttime(scw_archive, "ANY", "2000", "ANY")
     assert status == 200 and set(body) == {"IJD", "UTC", "REVNUM", "SCWID"}
-    assert body["IJD"] == 2000.0 and body["UTC"] == "2005-06-22T23:58:55.816" and body["REVNUM"] == 328
+    # the real service jsonifies the tool's texts: every value is a string
+    assert body == {"IJD": "2000.00000000000000000000", "UTC": "2005-06-22T23:58:55.816", "REVNUM": "0328",
+                    "SCWID": body["SCWID"]} and all(isinstance(v, str) for v in body.values())
     strict_json(body)
-    assert G.converttime(scw_archive, "ANY", "53544", "IJD") == (200, 2000.0)
-    assert G.converttime(scw_archive, "ANY", "2005-06-22T23:58:55.816", "IJD") == (200, pytest.approx(2000.0))
+    assert G.converttime(scw_archive, "ANY", "53544", "IJD") == (200, "2000.00000000000000000000")
+    assert float(G.converttime(scw_archive, "ANY", "2005-06-22T23:58:55.816", "IJD")[1]) == pytest.approx(2000.0)
+    # itime.Time.adopt of oda-integral-wrapper reads a revolution's IJD as "Boundary <start> <stop>"
+    status, body = G.converttime(scw_archive, "REVNUM", "300", "ANY")
+    assert body["IJD"].startswith("Boundary ") and body["REVNUM"] == "0300"
 
 
 @pytest.mark.parametrize("informat, value, outformat", [
     ("JD", "2000", "UTC"), ("IJD", "2000", "GPS"), ("IJD", "two thousand", "UTC"), ("UTC", "2000", "IJD"),
     ("REVNUM", "5000", "IJD"), ("REVNUM", "x", "IJD"), ("SCWID", "999999990010", "IJD"),
     ("IJD", "100", "REVNUM"), ("ANY", "whenever", "IJD"), ("IJD", "nan", "UTC")])
-def test_converttime_bad_requests(scw_archive, informat, value, outformat):
+def test_converttime_failures_are_the_real_500_problem_lists(scw_archive, informat, value, outformat):
     status, body = G.converttime(scw_archive, informat, value, outformat)
-    assert status == 400 and isinstance(body, list) and "problem" in body[0]
+    assert status == 500 and isinstance(body, list) and len(body) == 2
+    assert all({"error from converttime", "output", "traceback"} <= set(problem) for problem in body)
     strict_json(body)
 
 
@@ -195,4 +227,7 @@ def test_converttime_scwid_in_a_gap(scw_archive):
     tstart, tstop = np.asarray(scw_archive.table["TSTART"]), np.asarray(scw_archive.table["TSTOP"])
     i = int(np.flatnonzero(tstart[1:] - tstop[:-1] > 0.01)[0])
     status, body = G.converttime(scw_archive, "IJD", repr(float(tstop[i]) + 0.005), "SCWID")
-    assert status == 400 and "conversion impossible" in body[0]["problem"]
+    assert status == 500 and "conversion impossible" in body[0]["error from converttime"]
+    # ANY still answers, with the nearest ScW "is close" (itime.Time.adopt strips the suffix)
+    status, body = G.converttime(scw_archive, "IJD", repr(float(tstop[i]) + 0.005), "ANY")
+    assert status == 200 and body["SCWID"].endswith(" is close")

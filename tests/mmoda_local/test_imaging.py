@@ -239,13 +239,29 @@ def test_mosaic_hdulist_is_like_the_real_one(sky, instrument_name, band, extname
         grouping = read[1]
         assert grouping.header["GRPNAME"] == f"{extname}-IDX"
         assert list(grouping.data["IMATYPE"]) == [intensity_type, "VARIANCE", "SIGNIFICANCE", "EXPOSURE"]
-        for column in ("MEMBER_XTENSION", "MEMBER_NAME", "MEMBER_VERSION", "MEMBER_POSITION", "MEMBER_LOCATION",
-                       "MEMBER_URI_TYPE", "CHANMIN", "CHANMAX", "E_MIN", "E_MEAN", "E_MAX", "TFIRST", "TLAST",
-                       "TELAPSE", "ONTIME"):
-            assert column in grouping.columns.names
+        # the real GROUPING's columns and storage (oda_api TestAPI notebook)
+        assert grouping.columns.names == ["MEMBER_XTENSION", "MEMBER_NAME", "MEMBER_VERSION", "MEMBER_POSITION",
+                                          "MEMBER_LOCATION", "MEMBER_URI_TYPE", "IMATYPE", "CHANMIN", "CHANMAX",
+                                          "E_MIN", "E_MEAN", "E_MAX", "TFIRST", "TLAST", "TELAPSE", "ONTIME"]
+        assert [c.format for c in grouping.columns] == ["8A", "32A", "1J", "1J", "256A", "3A", "32A", "1I", "1I",
+                                                        "1E", "1E", "1E", "1D", "1D", "1D", "1D"]
+        assert grouping.header["TZERO8"] == 32768 and list(grouping.data["MEMBER_POSITION"]) == [3, 4, 5, 6]
+        # whole-mosaic times: the first ScW's start to the last one's stop, summed good and elapsed times
+        assert np.allclose(grouping.data["TFIRST"], rows["TSTART"][0])
+        assert np.allclose(grouping.data["TLAST"], rows["TSTOP"][-1])
+        assert np.allclose(grouping.data["ONTIME"], 4000.0) and np.allclose(grouping.data["TELAPSE"], 4400.0)
+        assert grouping.header["DATE-OBS"] < grouping.header["DATE-END"]
         for hdu, imatype in zip(read[2:], [intensity_type, "VARIANCE", "SIGNIFICANCE", "EXPOSURE"]):
             header = hdu.header
             assert header["IMATYPE"] == imatype
+            assert header["TFIRST"] == pytest.approx(rows["TSTART"][0]) == header["TSTART"]
+            assert header["TLAST"] == pytest.approx(rows["TSTOP"][-1]) == header["TSTOP"]
+            assert header["TELAPSE"] == pytest.approx(4400.0) and header["EXPOSURE"] == pytest.approx(4000.0)
+            assert header["DEADC"] == 1.0
+            assert header["DATE-OBS"] == imaging.osa_date(rows["TSTART"][0])
+            assert header["DATE-END"] == imaging.osa_date(rows["TSTOP"][-1])
+            assert header.get("BUNIT") == {"VARIANCE": "count2/s2", "SIGNIFICANCE": None,
+                                           "EXPOSURE": "s"}.get(imatype, "count/s")
             assert hdu.data.dtype == np.dtype(">f4")
             assert header["RADESYS"] == "FK5" and header["EQUINOX"] == 2000.0
             assert (header["E_MIN"], header["E_MAX"]) == band
@@ -264,11 +280,17 @@ def test_mosaic_hdulist_is_like_the_real_one(sky, instrument_name, band, extname
     assert len(catalog) >= 1 and catalog["src_names"][0] == "Crab"
 
 
+def test_osa_date_is_the_utc_of_an_ijd_without_fraction():
+    # The real GROUPING: TSTART 1169.97844975867 (IJD, TT) goes with DATE-OBS 2003-03-15T23:27:53.
+    assert imaging.osa_date(1169.97844975867) == "2003-03-15T23:27:53"
+    assert imaging.osa_date(1169.99912106495) == "2003-03-15T23:57:39"
+
+
 def test_products_survive_the_oda_api_encoding(sky, isgri):
     from oda_api.data_products import NumpyDataProduct, NumpyDataUnit
     hdulist, _, _ = imaging.image_products(scw_table(1), sky, isgri, 30, 60)
     product = NumpyDataProduct([NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdulist], name="mosaic_image")
-    decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode())))
+    decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode(), default=int)))
     rebuilt = decoded.to_fits_hdu_list()
     assert [hdu.name for hdu in rebuilt] == [hdu.name for hdu in hdulist]
     assert np.array_equal(rebuilt[2].data, hdulist[2].data, equal_nan=True)
@@ -279,3 +301,51 @@ def test_mosaic_grid_is_capped(sky, isgri):
     spread["RA_SCX"][1] = (CRAB_RA + 150.0) % 360
     grid = imaging.mosaic_grid(spread, isgri)
     assert grid.nx <= 2 * imaging.MAX_HALF_PIXELS + 1 and grid.ny <= 2 * imaging.MAX_HALF_PIXELS + 1
+
+
+# -- structure against the real products (tests/data/real_products; the oda_api TestAPI notebook's GROUPING) -------
+REAL_MOSAIC = (__import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products"
+               / "1E_1740_7_2942_isgri_mosaic_clean_significance25_40.fits.gz")
+#: The real ISGRI mosaic's GROUPING columns and dtypes as oda_api decodes them (TestAPI notebook, cell 30).
+REAL_GROUPING_DTYPE = [("MEMBER_XTENSION", "S8"), ("MEMBER_NAME", "S32"), ("MEMBER_VERSION", ">i4"),
+                       ("MEMBER_POSITION", ">i4"), ("MEMBER_LOCATION", "S256"), ("MEMBER_URI_TYPE", "S3"),
+                       ("IMATYPE", "S32"), ("CHANMIN", ">i2"), ("CHANMAX", ">i2"), ("E_MIN", ">f4"),
+                       ("E_MEAN", ">f4"), ("E_MAX", ">f4"), ("TFIRST", ">f8"), ("TLAST", ">f8"), ("TELAPSE", ">f8"),
+                       ("ONTIME", ">f8")]
+#: Header keywords of the real GROUPING (TestAPI notebook, cell 37) that the local one has too.
+REAL_GROUPING_KEYWORDS = ("BASETYPE", "DATE-END", "DATE-OBS", "DETNAM", "EXTNAME", "GRPNAME", "IDXMEMBR", "INSTRUME",
+                          "ISDCLEVL", "MJDREF", "ORIGIN", "TELESCOP", "TIMEREF", "TIMESYS", "TIMEUNIT", "TSTART",
+                          "TSTOP", "CREATOR", "TZERO8", "TZERO9")
+
+
+def test_local_mosaic_has_the_real_structure(server):
+    from oda_api.api import DispatcherAPI
+
+    disp = DispatcherAPI(url=server.url, instrument="mock")
+    disp.n_max_tries = 1
+    scws = ["066500220010.001", "066500230010.001", "066500240010.001"]
+    result = disp.get_product(instrument="isgri", product="isgri_image", product_type="Real", osa_version="OSA11.2",
+                              scw_list=scws, RA=83.633, DEC=22.0145, E1_keV=25.0, E2_keV=40.0, silent=True)
+    units = result.mosaic_image_0_mosaic.data_unit
+    grouping = units[1]
+    assert [(n, grouping.data.dtype[n].str.replace("|", "")) for n in grouping.data.dtype.names] == \
+        REAL_GROUPING_DTYPE
+    for key in REAL_GROUPING_KEYWORDS:
+        assert key in grouping.header, key
+    intensity = units[2].header
+    real = fits.getheader(REAL_MOSAIC)
+    # the real gallery mosaic's WCS and time keywords (its TELAPSE is in seconds despite its comment)
+    for key in ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "RADESYS", "EQUINOX", "TIMESYS", "TIMEUNIT", "MJDREF"):
+        assert intensity[key] == real[key], key
+    for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "DATE-OBS", "DATE-END", "MJD-OBS", "MJD-END", "TSTART",
+                "TSTOP", "TELAPSE"):
+        assert key in intensity and type(intensity[key]) is type(real[key]), key
+    assert len(intensity["DATE-OBS"]) == len(real["DATE-OBS"]) == 19
+    assert abs(intensity["CD2_2"]) == pytest.approx(abs(real["PC2_2"] * real["CDELT2"]), rel=1e-5)
+    # the whole mosaic's times (oda-integral-wrapper's mosaic combination reads TFIRST/TLAST, ONTIME, EXPOSURE)
+    starts = [float(s) for s in (units[2].header["TSTART"], units[2].header["TFIRST"])]
+    assert starts[0] == starts[1] == pytest.approx(grouping.data["TFIRST"][0])
+    assert intensity["TLAST"] > intensity["TFIRST"] + 2 * 1000 / 86400  # spans the three ScWs
+    assert intensity["ONTIME"] == pytest.approx(grouping.data["ONTIME"][0])
+    assert intensity["EXPOSURE"] == pytest.approx(intensity["ONTIME"] * intensity["DEADC"])
+    assert intensity["DATE-OBS"] == imaging.osa_date(intensity["TSTART"])

@@ -50,8 +50,14 @@ def test_ogip_light_curve_layout(sky, isgri):
         assert (header["TIMEPIXR"], header["MJDREF"], header["TIMESYS"], header["TIMEUNIT"]) == \
             (0.5, 51544.0, "TT", "d")
         assert (header["E_MIN"], header["E_MAX"]) == (30.0, 60.0)
-        assert header["TSTART"] == pytest.approx(rows["TSTART"][0])
-        assert header["TSTOP"] == pytest.approx(rows["TSTOP"][-1])
+        assert header["TSTART"] == pytest.approx(rows["TSTART"][0]) == header["TFIRST"]
+        assert header["TSTOP"] == pytest.approx(rows["TSTOP"][-1]) == header["TLAST"]
+        # as the real lc_pick output: TELAPSE = TSTOP - TSTART and ONTIME = sum of FRACEXP x width, in days
+        assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"])
+        assert header["ONTIME"] == pytest.approx(5 * 2000 / 86400, rel=1e-5)
+        assert (header["DEADC"], header["TIMEREF"], header["RA_OBJ"], header["DEC_OBJ"]) == \
+            (1.0, "LOCAL", CRAB_RA, CRAB_DEC)
+        assert 0 <= header["CHANMIN"] < header["CHANMAX"] < isgri.n_channels
         assert header["ORIGIN"] == ORIGIN and header["CREATOR"] == CREATOR
         assert "SIMULATED" in str(header["COMMENT"])
         data = table.data
@@ -65,6 +71,12 @@ def test_jemx_light_curve_smoke(sky):
     jemx = instrument_for("jemx", jemx_unit=1)
     hdulist = lightcurves.lightcurve_hdulist(scw_table(3), sky, jemx, 3, 20, "Crab", CRAB_RA, CRAB_DEC)
     assert hdulist[1].name == "JMX1-SRC.-LCR"
+    # the real JEM-X light curve's columns and formats (lc.fits of oda_api's test data)
+    assert hdulist[1].columns.names == list(lightcurves.JEMX_COLUMNS)
+    assert [c.format for c in hdulist[1].columns] == ["D", "E", "E", "E", "E", "D", "E", "D"]
+    data = hdulist[1].data
+    assert np.all(data["BARYTIME"] == 0) and np.all(data["BRATE"] > 0)
+    assert np.allclose(data["TIMEDEL"][:2] * 86400, [1000, 1200], rtol=1e-5)
     rate = hdulist[1].data["RATE"]
     assert len(rate) == 3 * 2 and np.all(np.abs(rate / jemx.crab_band_rate(3, 20) - 1) < 0.2)
 
@@ -153,5 +165,62 @@ def test_light_curve_survives_the_oda_api_encoding(sky, isgri):
     from oda_api.data_products import NumpyDataProduct, NumpyDataUnit
     hdulist = lightcurves.lightcurve_hdulist(scw_table(2), sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC)
     product = NumpyDataProduct([NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdulist], name="isgri_lc")
-    decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode())))
+    decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode(), default=int)))
     assert np.array_equal(decoded.data_unit[1].data["RATE"], hdulist[1].data["RATE"])
+
+
+# -- structure against the real JEM-X light curve (tests/data/real_products/lc.fits) -------------------------------
+REAL_PRODUCTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products"
+#: Keywords of the real lc_pick output that the local light curves carry too (issue 9, part 3).
+REAL_LC_KEYWORDS = ("TSTART", "TSTOP", "TFIRST", "TLAST", "TELAPSE", "ONTIME", "DEADC", "TIMEDEL", "TIMEPIXR",
+                    "TIMEREF", "TIMESYS", "TIMEUNIT", "MJDREF", "NAME", "RA_OBJ", "DEC_OBJ", "E_MIN", "E_MAX", "EUNIT",
+                    "CHANMIN", "CHANMAX", "CHANTYPE", "TELESCOP", "INSTRUME", "EQUINOX", "RADECSYS", "TIMVERS",
+                    "REVOL", "ORIGIN", "CREATOR")
+
+
+def local_light_curve(server, instrument: str, **extra):
+    from oda_api.api import DispatcherAPI
+
+    disp = DispatcherAPI(url=server.url, instrument="mock")
+    disp.n_max_tries = 1
+    product = f"{instrument}_lc"
+    result = disp.get_product(instrument=instrument, product=product, product_type="Real", osa_version="OSA11.2",
+                              scw_list=["066500220010.001", "066500230010.001"], RA=83.633, DEC=22.0145,
+                              time_bin=1000, silent=True, **extra)
+    return next(p for p in result._p_list if p.meta_data["src_name"] == "Crab")
+
+
+def test_local_jemx_light_curve_has_the_real_structure(server):
+    product = local_light_curve(server, "jemx", jemx_num=1, E1_keV=3.0, E2_keV=20.0)
+    local = product.data_unit[1]
+    real = fits.open(REAL_PRODUCTS / "lc.fits")[1]
+    assert [u.name for u in product.data_unit] == ["PRIMARY", real.name]
+    assert local.data.dtype.names == tuple(real.columns.names)
+    assert [local.data.dtype[n].str for n in local.data.dtype.names] == \
+        [real.data.dtype[n].str for n in real.columns.names]
+    for key in REAL_LC_KEYWORDS:
+        assert key in real.header and key in local.header, key
+        assert type(local.header[key]) is type(real.header[key]), key
+    for header, data in ((real.header, real.data), (local.header, local.data)):
+        # days throughout: TELAPSE = TSTOP - TSTART, ONTIME = sum of FRACEXP x |TIMEDEL|
+        assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"])
+        assert header["ONTIME"] == pytest.approx(np.sum(data["FRACEXP"] * np.abs(data["TIMEDEL"])), rel=1e-4)
+        assert header["TFIRST"] == pytest.approx(data["TIME"][0] - data["TIMEDEL"][0] / 2, abs=1e-8)
+        assert (header["TIMEUNIT"], header["TIMESYS"], header["MJDREF"], header["TIMEPIXR"]) == ("d", "TT", 51544.0,
+                                                                                                 0.5)
+    assert local.header["SIMULATD"] and "mmoda_local" in local.header["ORIGIN"]
+
+
+def test_local_isgri_light_curve_has_the_real_column_set_and_keywords(server):
+    product = local_light_curve(server, "isgri", E1_keV=20.0, E2_keV=40.0)
+    local = product.data_unit[1]
+    assert local.name == "ISGR-SRC.-LCR"
+    # the real ISGRI columns and dtypes (protocol notes §4.2, from the oda_api TestAPI notebook)
+    assert [(n, local.data.dtype[n].str) for n in local.data.dtype.names] == [
+        ("TIME", ">f8"), ("TOT_COUNTS", ">f4"), ("BACKV", ">f4"), ("BACKE", ">f4"), ("RATE", ">f4"),
+        ("ERROR", ">f4"), ("FRACEXP", ">f4"), ("XAX_E", ">f4")]
+    for key in REAL_LC_KEYWORDS + ("DETNAM",):
+        assert key in local.header, key
+    assert local.header["ONTIME"] == pytest.approx(np.sum(local.data["FRACEXP"] * 2 * local.data["XAX_E"]),
+                                                   rel=1e-5)
+    assert product.meta_data["time_bin"] == local.header["TIMEDEL"]

@@ -34,7 +34,7 @@ def get(server, product: str, rows, **extra):
     disp = DispatcherAPI(url=server.url, instrument="mock")
     disp.n_max_tries = 1
     token = server.token("general, unige-hpc-full")
-    return disp.get_product(instrument="isgri", product=product, product_type="Dummy", osa_version="OSA11.2",
+    return disp.get_product(instrument="isgri", product=product, product_type="Real", osa_version="OSA11.2",
                             scw_list=[f"{s}.001" for s in rows["SWID"]], RA=83.633, DEC=22.0145, token=token,
                             silent=True, **extra)
 
@@ -85,7 +85,7 @@ def test_a_field_without_sources_has_standard_normal_significance(server):
                                 & (np.asarray(table["GOOD_ISGRI"]) > 1500))
     row = table[candidates[:1]]
     disp = DispatcherAPI(url=server.url, instrument="mock")
-    image = disp.get_product(instrument="isgri", product="isgri_image", product_type="Dummy", osa_version="OSA11.2",
+    image = disp.get_product(instrument="isgri", product="isgri_image", product_type="Real", osa_version="OSA11.2",
                              scw_list=[f"{row['SWID'][0]}.001"], E1_keV=30.0, E2_keV=60.0,
                              RA=float(row["RA_SCX"][0]), DEC=float(row["DEC_SCX"][0]), silent=True)
     sky = SkyMosaic.from_data_collection(image)
