@@ -36,24 +36,53 @@ def baseline_workload() -> float:
 
 
 def crab_scws(server: ServerThread, count: int) -> list[str]:
+    """The first ``count`` usable Crab-field ScW ids (out of the belts, ISGRI time) of the server's archive."""
     archive = server.backend.analysis.archive
     table = archive.table[archive.select(1000.0, 9000.0, ra=83.633, dec=22.0145, radius=10.0)]
-    usable = [f"{s}.001" for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_ISGRI"])
-              if not belt and good > 0]
+    usable = [
+        f"{s}.001"
+        for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_ISGRI"])
+        if not belt and good > 0
+    ]
     return usable[:count]
 
 
 def timed_product(url: str, token: str, scws: list[str], product: str, **extra) -> float:
+    """Wall time, in seconds, of one ISGRI ``product`` over ``scws`` asked through oda_api.
+
+    Parameters
+    ----------
+    url, token
+        The local MMODA and the token to send.
+    scws
+        The ScW ids of the request.
+    product
+        The MMODA product name (``isgri_image``, ``isgri_lc``, ``isgri_spectrum``).
+    **extra
+        Further parameters of the request (``time_bin``, ``detection_threshold`` ...).
+    """
     disp = DispatcherAPI(url=url, instrument="mock")
     started = time.perf_counter()
     # query_type Dummy: answered synchronously, as the real dispatcher does, so no 1-s polling sleeps are timed
-    disp.get_product(instrument="isgri", product=product, product_type="Dummy", osa_version="OSA11.2",
-                     E1_keV=28.0, E2_keV=40.0, scw_list=scws, RA=83.633, DEC=22.0145, token=token, silent=True,
-                     **extra)
+    disp.get_product(
+        instrument="isgri",
+        product=product,
+        product_type="Dummy",
+        osa_version="OSA11.2",
+        E1_keV=28.0,
+        E2_keV=40.0,
+        scw_list=scws,
+        RA=83.633,
+        DEC=22.0145,
+        token=token,
+        silent=True,
+        **extra,
+    )
     return time.perf_counter() - started
 
 
 def main() -> None:
+    """Time each product ``--repeat`` times on fresh servers and print the medians and their ratios to the baseline."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

@@ -27,7 +27,8 @@ def _canonical(name: str) -> str:
 
 def _declared() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in project["dependencies"] + extras["test"] + extras["lab"]]
 
 
 def _constraints() -> dict[str, str]:
@@ -38,8 +39,9 @@ def test_the_package_declares_compatible_ranges_not_exact_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
     for requirement in _declared():
-        assert not any(spec.operator == "==" for spec in requirement.specifier), \
+        assert not any(spec.operator == "==" for spec in requirement.specifier), (
             f"{requirement}: exact pins belong in constraints.txt"
+        )
 
 
 def test_every_dependency_is_pinned_in_the_constraints_within_its_range():
@@ -47,8 +49,9 @@ def test_every_dependency_is_pinned_in_the_constraints_within_its_range():
     for requirement in _declared():
         name = _canonical(requirement.name)
         assert name in pins, f"{requirement.name} has no exact version in constraints.txt"
-        assert requirement.specifier.contains(Version(pins[name]), prereleases=True), \
+        assert requirement.specifier.contains(Version(pins[name]), prereleases=True), (
             f"constraints.txt pins {requirement.name}=={pins[name]}, outside {requirement.specifier}"
+        )
 
 
 def test_environment_yml_pins_the_constraints_versions():

@@ -51,8 +51,9 @@ def sources_table(names, ra, dec, *, significance=None) -> Table:
     """A catalogue table with ``name``, ``ra``, ``dec`` (deg) and ``significance``."""
     names = [str(n) for n in names]
     significance = np.full(len(names), np.nan) if significance is None else np.asarray(significance, float)
-    table = Table({"name": names, "ra": np.asarray(ra, float), "dec": np.asarray(dec, float),
-                   "significance": significance})
+    table = Table(
+        {"name": names, "ra": np.asarray(ra, float), "dec": np.asarray(dec, float), "significance": significance}
+    )
     table["ra"].unit = table["dec"].unit = u.deg
     return table
 
@@ -85,13 +86,16 @@ def reference_catalog(ra: float, dec: float, radius_deg: float, *, isdc_cat_url:
     path = isdc_cat_url
     if "://" in isdc_cat_url:
         from astropy.utils.data import download_file
+
         path = download_file(isdc_cat_url, cache=True)
     table = Table.read(path)
+
     def pick(*names):
         for name in names:
             if name in table.colnames:
                 return table[name]
         raise ValueError(f"isdc_cat_url {isdc_cat_url}: none of the columns {names} found ({table.colnames})")
+
     names = [str(n).strip() for n in pick("NAME", "name", "src_names", "SOURCE")]
     ra_all = np.asarray(pick("RA_OBJ", "RA", "ra"), float)
     dec_all = np.asarray(pick("DEC_OBJ", "DEC", "dec"), float)
@@ -103,7 +107,8 @@ def with_target(catalog: Table, name: str, ra: float, dec: float, *, match_radiu
     """The catalogue with the target added when no entry lies within ``match_radius_deg`` of it."""
     if len(catalog):
         separation = SkyCoord(ra * u.deg, dec * u.deg).separation(
-            SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg))
+            SkyCoord(np.asarray(catalog["ra"], float) * u.deg, np.asarray(catalog["dec"], float) * u.deg)
+        )
         if np.min(separation.deg) <= match_radius_deg:
             return catalog
     log.info("adding the target %s to the extraction catalogue", name)
@@ -111,6 +116,7 @@ def with_target(catalog: Table, name: str, ra: float, dec: float, *, match_radiu
     if not len(catalog):
         return added
     from astropy.table import vstack
+
     return vstack([catalog[list(added.colnames)], added])
 
 
@@ -118,14 +124,39 @@ def to_api_catalog(catalog: Table) -> str:
     """The catalogue as the JSON ``selected_catalog`` MMODA expects."""
     n = len(catalog)
     significance = [0.0 if not np.isfinite(s) else float(s) for s in np.asarray(catalog["significance"], float)]
-    columns = [list(range(n)), [str(s) for s in catalog["name"]], significance,
-               [float(x) for x in catalog["ra"]], [float(x) for x in catalog["dec"]], [-32768] * n, [2] * n,
-               [0] * n, [0.00028] * n]
-    descr = [["meta_ID", "<i8"], ["src_names", "<U64"], ["significance", "<f8"], ["ra", "<f8"], ["dec", "<f8"],
-             ["NEW_SOURCE", "<i8"], ["ISGRI_FLAG", "<i8"], ["FLAG", "<i8"], ["ERR_RAD", "<f8"]]
-    return json.dumps({"cat_frame": "fk5", "cat_coord_units": "deg", "cat_column_list": columns,
-                       "cat_column_names": list(COLUMNS), "cat_column_descr": descr, "cat_lat_name": "dec",
-                       "cat_lon_name": "ra"})
+    columns = [
+        list(range(n)),
+        [str(s) for s in catalog["name"]],
+        significance,
+        [float(x) for x in catalog["ra"]],
+        [float(x) for x in catalog["dec"]],
+        [-32768] * n,
+        [2] * n,
+        [0] * n,
+        [0.00028] * n,
+    ]
+    descr = [
+        ["meta_ID", "<i8"],
+        ["src_names", "<U64"],
+        ["significance", "<f8"],
+        ["ra", "<f8"],
+        ["dec", "<f8"],
+        ["NEW_SOURCE", "<i8"],
+        ["ISGRI_FLAG", "<i8"],
+        ["FLAG", "<i8"],
+        ["ERR_RAD", "<f8"],
+    ]
+    return json.dumps(
+        {
+            "cat_frame": "fk5",
+            "cat_coord_units": "deg",
+            "cat_column_list": columns,
+            "cat_column_names": list(COLUMNS),
+            "cat_column_descr": descr,
+            "cat_lat_name": "dec",
+            "cat_lon_name": "ra",
+        }
+    )
 
 
 def read_api_catalog(value: str | Path) -> Table:
@@ -138,16 +169,23 @@ def read_api_catalog(value: str | Path) -> Table:
         names = catalog["cat_column_names"]
         columns = dict(zip(names, catalog["cat_column_list"]))
         lon, lat = catalog.get("cat_lon_name", "ra"), catalog.get("cat_lat_name", "dec")
-        return sources_table(columns["src_names"], columns[lon], columns[lat],
-                             significance=columns.get("significance"))
+        return sources_table(columns["src_names"], columns[lon], columns[lat], significance=columns.get("significance"))
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"api_catalog_file is not an API catalog (cat_column_names/cat_column_list): {exc!r}") \
-            from None
+        raise ValueError(
+            f"api_catalog_file is not an API catalog (cat_column_names/cat_column_list): {exc!r}"
+        ) from None
 
 
-def extraction_catalog(*, target_name: str, ra: float, dec: float, radius_deg: float,
-                       api_catalog_file: str | None = None, use_default_catalog: bool = False,
-                       image_sources: Table | None = None) -> tuple[Table, str]:
+def extraction_catalog(
+    *,
+    target_name: str,
+    ra: float,
+    dec: float,
+    radius_deg: float,
+    api_catalog_file: str | None = None,
+    use_default_catalog: bool = False,
+    image_sources: Table | None = None,
+) -> tuple[Table, str]:
     """The sources to extract light curves and spectra for, by the seed-001 rules.
 
     Parameters
@@ -175,8 +213,9 @@ def extraction_catalog(*, target_name: str, ra: float, dec: float, radius_deg: f
     elif use_default_catalog:
         catalog, origin = default_catalog(ra, dec, radius_deg), "the ISDC reference catalogue (default catalog)"
     elif image_sources is not None:
-        catalog = sources_table(image_sources["name"], image_sources["ra"], image_sources["dec"],
-                                significance=image_sources["significance"])
+        catalog = sources_table(
+            image_sources["name"], image_sources["ra"], image_sources["dec"], significance=image_sources["significance"]
+        )
         origin = "sources detected in the mosaic (make_image)"
     else:
         catalog, origin = sources_table([], [], []), "the target only"
@@ -193,7 +232,7 @@ def catalog_for_extraction(parameters, *, target, session, scw_table, source_cat
 
     Parameters
     ----------
-    parameters : integral_workflows.params.WorkflowParameters
+    parameters : parameter model
         The run's parameters.
     target : integral_workflows.targets.Target
         The target (resolved position).
@@ -219,18 +258,28 @@ def catalog_for_extraction(parameters, *, target, session, scw_table, source_cat
             image_sources = Table.read(source_catalog_file)
         else:
             chosen = scw.sample(scw_table, parameters["n_scw_image"], seed=parameters["random_seed"])
-            image_record = session.fetch(queries.image_request(parameters, ra=target.ra, dec=target.dec),
-                                         scw.scw_ids(chosen), s_max=parameters["s_max"],
-                                         description="catalogue image")
-            image = mosaic.combine(mosaic.SkyMosaic.from_data_collection(piece.data_collection())
-                                   for piece in image_record.pieces)
-            image_sources = mosaic.find_sources(image, threshold=parameters["detection_threshold"],
-                                                catalog=default_catalog(target.ra, target.dec,
-                                                                        parameters["radius"] + 15.0),
-                                                include_new_sources=parameters["include_new_sources"])
-    chosen_catalog, origin = extraction_catalog(target_name=target.name, ra=target.ra, dec=target.dec,
-                                                radius_deg=parameters["radius"],
-                                                api_catalog_file=parameters["api_catalog_file"],
-                                                use_default_catalog=parameters["use_default_catalog"],
-                                                image_sources=image_sources)
+            image_record = session.fetch(
+                queries.image_request(parameters, ra=target.ra, dec=target.dec),
+                scw.scw_ids(chosen),
+                s_max=parameters["s_max"],
+                description="catalogue image",
+            )
+            image = mosaic.combine(
+                mosaic.SkyMosaic.from_data_collection(piece.data_collection()) for piece in image_record.pieces
+            )
+            image_sources = mosaic.find_sources(
+                image,
+                threshold=parameters["detection_threshold"],
+                catalog=default_catalog(target.ra, target.dec, parameters["radius"] + 15.0),
+                include_new_sources=parameters["include_new_sources"],
+            )
+    chosen_catalog, origin = extraction_catalog(
+        target_name=target.name,
+        ra=target.ra,
+        dec=target.dec,
+        radius_deg=parameters["radius"],
+        api_catalog_file=parameters["api_catalog_file"],
+        use_default_catalog=parameters["use_default_catalog"],
+        image_sources=image_sources,
+    )
     return chosen_catalog, origin, image_record

@@ -73,18 +73,41 @@ from astropy.time import Time
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EPHEMERIDES", "HORIZONS_IDS", "IJD_MJD_OFFSET", "SpacecraftService", "SpacecraftServiceError",
-           "canonical_body", "de421_path", "resolve_ephemeris", "to_time", "geocentric_positions",
-           "barycentric_directions", "horizons_request", "horizons_positions", "observer_centric",
-           "body_track", "separation_deg"]
+__all__ = [
+    "EPHEMERIDES",
+    "HORIZONS_IDS",
+    "IJD_MJD_OFFSET",
+    "SpacecraftService",
+    "SpacecraftServiceError",
+    "canonical_body",
+    "de421_path",
+    "resolve_ephemeris",
+    "to_time",
+    "geocentric_positions",
+    "barycentric_directions",
+    "horizons_request",
+    "horizons_positions",
+    "observer_centric",
+    "body_track",
+    "separation_deg",
+]
 
 #: MJD of IJD 0 (2000-01-01T00:00:00 TT).
 IJD_MJD_OFFSET = 51544.0
 #: Ephemeris choices of :func:`resolve_ephemeris` (and of the ``ephemeris`` workflow parameter).
 EPHEMERIDES = ("auto", "de421", "builtin", "horizons")
 #: Horizons ids of the bodies (planet centres, not barycentres: 599 is Jupiter, 5 would be its system barycentre).
-HORIZONS_IDS = {"sun": "10", "moon": "301", "mercury": "199", "venus": "299", "mars": "499", "jupiter": "599",
-                "saturn": "699", "uranus": "799", "neptune": "899"}
+HORIZONS_IDS = {
+    "sun": "10",
+    "moon": "301",
+    "mercury": "199",
+    "venus": "299",
+    "mars": "499",
+    "jupiter": "599",
+    "saturn": "699",
+    "uranus": "799",
+    "neptune": "899",
+}
 #: Horizons' code of the geocentre as observer (``500@399``: body centre of the Earth).
 HORIZONS_GEOCENTRE = "500@399"
 #: Path of the spacecraft service under a dispatcher URL.
@@ -162,8 +185,10 @@ def resolve_ephemeris(ephemeris: str = "auto") -> str:
         if path is not None and jplephem_present:
             return str(path)
         if choice.lower() == "de421":
-            raise ValueError("the DE421 kernel needs the packages skyfield-data and jplephem (pip install "
-                             "skyfield-data jplephem); use ephemeris='builtin' otherwise")
+            raise ValueError(
+                "the DE421 kernel needs the packages skyfield-data and jplephem (pip install "
+                "skyfield-data jplephem); use ephemeris='builtin' otherwise"
+            )
         log.info("skyfield-data/jplephem not installed: astropy's built-in ephemeris is used (good to ~40″)")
         return "builtin"
     if choice.lower() == "horizons":
@@ -215,8 +240,9 @@ def _barycentric_km(body: str, times: Time, ephemeris: str) -> np.ndarray:
     return get_body_barycentric(body, times, ephemeris=ephemeris).xyz.to_value(u.km).T.reshape(-1, 3)
 
 
-def geocentric_positions(body: str, times: Any, *, ephemeris: str = "auto") -> tuple[np.ndarray, np.ndarray,
-                                                                                      np.ndarray]:
+def geocentric_positions(
+    body: str, times: Any, *, ephemeris: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Astrometric geocentric RA, Dec (deg, ICRS axes) and distance (km) of a body at many times.
 
     The body's barycentric position is taken at the time its light left it
@@ -295,8 +321,9 @@ def _vector_to_radec(vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _radec_to_vector(ra, dec, distance) -> np.ndarray:
     ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
     distance = np.asarray(distance, dtype=float)
-    return np.stack([distance * np.cos(dec) * np.cos(ra), distance * np.cos(dec) * np.sin(ra),
-                     distance * np.sin(dec)], axis=-1)
+    return np.stack(
+        [distance * np.cos(dec) * np.cos(ra), distance * np.cos(dec) * np.sin(ra), distance * np.sin(dec)], axis=-1
+    )
 
 
 def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
@@ -308,6 +335,7 @@ def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
 
 
 # -- Horizons (online option) ----------------------------------------------------------------------------------
+
 
 def _horizons_epochs(times: Any) -> list[float]:
     """Julian dates in UTC, which is what Horizons reads for observer ephemerides (TLIST)."""
@@ -340,14 +368,16 @@ def horizons_request(body: str, times: Any, *, location: str = HORIZONS_GEOCENTR
 
     epochs = _horizons_epochs(times)
     if len(epochs) > HORIZONS_MAX_EPOCHS:
-        raise ValueError(f"{len(epochs)} epochs in one Horizons request: at most {HORIZONS_MAX_EPOCHS} "
-                         "(horizons_positions splits longer lists)")
+        raise ValueError(
+            f"{len(epochs)} epochs in one Horizons request: at most {HORIZONS_MAX_EPOCHS} "
+            "(horizons_positions splits longer lists)"
+        )
     return Horizons(id=HORIZONS_IDS[canonical_body(body)], location=location, epochs=epochs)
 
 
-def horizons_positions(body: str, times: Any, *, location: str = HORIZONS_GEOCENTRE) -> tuple[np.ndarray,
-                                                                                               np.ndarray,
-                                                                                               np.ndarray]:
+def horizons_positions(
+    body: str, times: Any, *, location: str = HORIZONS_GEOCENTRE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Astrometric RA, Dec (deg) and distance (km) of a body from JPL Horizons (online only).
 
     Parameters
@@ -369,8 +399,9 @@ def horizons_positions(body: str, times: Any, *, location: str = HORIZONS_GEOCEN
     moments = to_time(times).reshape(-1)
     ra, dec, distance = [], [], []
     for start in range(0, len(moments), HORIZONS_MAX_EPOCHS):
-        table = horizons_request(body, moments[start:start + HORIZONS_MAX_EPOCHS], location=location).ephemerides(
-            quantities="1,20")
+        table = horizons_request(body, moments[start : start + HORIZONS_MAX_EPOCHS], location=location).ephemerides(
+            quantities="1,20"
+        )
         ra.append(np.asarray(table["RA"], dtype=float))
         dec.append(np.asarray(table["DEC"], dtype=float))
         distance.append(np.asarray(table["delta"], dtype=float) * _AU_KM)
@@ -379,20 +410,22 @@ def horizons_positions(body: str, times: Any, *, location: str = HORIZONS_GEOCEN
 
 # -- INTEGRAL's position ----------------------------------------------------------------------------------------
 
+
 class SpacecraftService:
     """INTEGRAL's geocentric position from the MMODA spacecraft service, batched and cached.
 
     Parameters
     ----------
-    url : str
-        Dispatcher URL (production, or the local MMODA's).
+    session : integral_workflows.session.Session or str
+        The network seam (or a dispatcher URL, which joins the session open
+        for it: :func:`integral_workflows.session.session_for`).
     cache_dir : str or Path, optional
         Folder of a JSON cache of answers, one file per ``backend_id``;
         in memory only when None.
     backend_id : str, optional
-        Identity of the backend for the cache file (the URL by default; the
-        local MMODA's simulation fingerprint, whose port changes, is better:
-        :attr:`integral_workflows.session.Session.backend_id`).
+        Identity of the backend for the cache file; the session's by default
+        (for the local MMODA the fingerprint of its simulation, whose port
+        changes).
     max_workers : int
         Requests in flight at once.
     timeout_s : float
@@ -407,16 +440,25 @@ class SpacecraftService:
     less than 2″).
     """
 
-    def __init__(self, url: str, *, cache_dir: str | Path | None = None, backend_id: str | None = None,
-                 max_workers: int = 8, timeout_s: float = 30.0):
-        self.url = url.rstrip("/")
+    def __init__(
+        self,
+        session,
+        *,
+        cache_dir: str | Path | None = None,
+        backend_id: str | None = None,
+        max_workers: int = 8,
+        timeout_s: float = 30.0,
+    ):
+        from .session import session_for
+
+        self.session = session_for(url=session) if isinstance(session, str) else session
         self.max_workers = max(1, int(max_workers))
         self.timeout_s = float(timeout_s)
         self._memory: dict[int, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
         self._file = None
         if cache_dir is not None:
-            key = hashlib.sha256((backend_id or self.url).encode()).hexdigest()[:16]
+            key = hashlib.sha256((backend_id or self.session.backend_id).encode()).hexdigest()[:16]
             self._file = Path(cache_dir).expanduser() / f"spacecraft_{key}.json"
             self._load()
         self.requests_sent = 0
@@ -446,36 +488,32 @@ class SpacecraftService:
             utc_mjd = moments.utc.mjd
         return np.rint((np.asarray(utc_mjd, dtype=float) - IJD_MJD_OFFSET) * 86400.0).astype(np.int64)
 
-    def _ask(self, second: int) -> tuple[float, float, float]:
-        import requests
+    @property
+    def url(self) -> str:
+        """The dispatcher asked."""
+        return self.session.url
 
+    def _ask(self, second: int) -> tuple[float, float, float]:
         moment = Time(IJD_MJD_OFFSET + second / 86400.0, format="mjd", scale="utc")
-        address = f"{self.url}/{SPACECRAFT_PATH}/{moment.strftime('%Y-%m-%dT%H:%M:%S')}/0/0"
-        with requests.Session() as session:
-            if self.url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-                session.trust_env = False  # loopback: never through a proxy
-            problem = ""
-            for _ in range(3):
-                try:
-                    response = session.get(address, timeout=self.timeout_s)
-                except requests.RequestException as error:
-                    problem = f"{type(error).__name__}: {error}"
-                    continue
-                if response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}"
-                    continue
-                break
-            else:
-                raise SpacecraftServiceError(f"the spacecraft service {address} did not answer: {problem}")
+        path = f"{SPACECRAFT_PATH}/{moment.strftime('%Y-%m-%dT%H:%M:%S')}/0/0"
+        address = f"{self.session.url}/{path}"
+        # connection errors and 5xx are retried by the session within its budget
+        response = self.session.get(path, timeout_s=self.timeout_s, what="the spacecraft service")
+        if response.status_code >= 500:
+            raise SpacecraftServiceError(
+                f"the spacecraft service {address} kept failing: HTTP {response.status_code}: {response.text[:300]}"
+            )
         if response.status_code != 200:
-            raise SpacecraftServiceError(f"the spacecraft service refused {address} (HTTP {response.status_code}): "
-                                         f"{response.text[:300]}")
+            raise SpacecraftServiceError(
+                f"the spacecraft service refused {address} (HTTP {response.status_code}): {response.text[:300]}"
+            )
         try:
             ephs = response.json()["ephs"]
             value = (float(ephs["ra"]), float(ephs["dec"]), float(ephs["alt"]))
         except (ValueError, KeyError, TypeError) as error:
-            raise SpacecraftServiceError(f"the spacecraft service answered without ephs ra/dec/alt at {address}: "
-                                         f"{response.text[:300]}") from error
+            raise SpacecraftServiceError(
+                f"the spacecraft service answered without ephs ra/dec/alt at {address}: {response.text[:300]}"
+            ) from error
         with self._lock:
             self.requests_sent += 1
         return value
@@ -537,8 +575,14 @@ def observer_centric(ra, dec, distance_km, observer_km) -> tuple[np.ndarray, np.
     return new_ra, new_dec, shift
 
 
-def body_track(body: str, times: Any, *, ephemeris: str = "auto", spacecraft: SpacecraftService | None = None,
-               scw_ids: Sequence[str] | None = None) -> Table:
+def body_track(
+    body: str,
+    times: Any,
+    *,
+    ephemeris: str = "auto",
+    spacecraft: SpacecraftService | None = None,
+    scw_ids: Sequence[str] | None = None,
+) -> Table:
     """The body's position at each time, from the geocentre and (with ``spacecraft``) from INTEGRAL.
 
     Parameters
@@ -569,7 +613,9 @@ def body_track(body: str, times: Any, *, ephemeris: str = "auto", spacecraft: Sp
     else:
         resolved = resolve_ephemeris(ephemeris)
         ra_geo, dec_geo, distance = geocentric_positions(body, moments, ephemeris=resolved)
-        used = "astropy builtin" if resolved == "builtin" else f"JPL {Path(resolved).stem.upper()} ({Path(resolved).name})"
+        used = (
+            "astropy builtin" if resolved == "builtin" else f"JPL {Path(resolved).stem.upper()} ({Path(resolved).name})"
+        )
     if spacecraft is not None and len(moments):
         ra, dec, shift = observer_centric(ra_geo, dec_geo, distance, spacecraft.positions_km(moments))
     else:
@@ -582,13 +628,25 @@ def body_track(body: str, times: Any, *, ephemeris: str = "auto", spacecraft: Sp
     table["distance_au"] = distance / _AU_KM
     table["ra"], table["dec"] = ra, dec
     table["parallax_arcsec"] = shift
-    for name, unit in (("ijd", u.d), ("ra_geo", u.deg), ("dec_geo", u.deg), ("distance_au", u.au), ("ra", u.deg),
-                       ("dec", u.deg), ("parallax_arcsec", u.arcsec)):
+    for name, unit in (
+        ("ijd", u.d),
+        ("ra_geo", u.deg),
+        ("dec_geo", u.deg),
+        ("distance_au", u.au),
+        ("ra", u.deg),
+        ("dec", u.deg),
+        ("parallax_arcsec", u.arcsec),
+    ):
         table[name].unit = unit
     table["ra_geo"].description = "astrometric geocentric right ascension (ICRS axes)"
     table["ra"].description = "right ascension seen from INTEGRAL (parallax applied when known)"
-    table.meta.update({"body": canonical_body(body).capitalize(), "ephemeris": used,
-                       "parallax": "INTEGRAL position from the spacecraft service" if spacecraft is not None
-                       else "not applied (geocentric)"})
+    table.meta.update(
+        {
+            "body": canonical_body(body).capitalize(),
+            "ephemeris": used,
+            "parallax": "INTEGRAL position from the spacecraft service"
+            if spacecraft is not None
+            else "not applied (geocentric)",
+        }
+    )
     return table
-

@@ -7,13 +7,12 @@ restricted: the MMODA token must hold the role ``gallery contributor``. The
 token comes from ``ODA_TOKEN`` or ``.oda-token`` (:func:`integral_workflows.hosts.discover_token`),
 never from a parameter, and nothing uploaded or saved carries it.
 
-Three ways to upload, all through :func:`upload_products`:
-
-- a product notebook with ``upload_to_gallery = True`` (:func:`upload_step`,
-  or :func:`upload_notebook_products` for the revolution notebook);
-- ``notebooks/gallery_upload.ipynb`` on an existing run folder
-  (:func:`products_from_run`, then :func:`upload_products`);
-- from Python: describe a :class:`GalleryProduct` and call :func:`upload_product`.
+The notebooks' products reach the gallery one way: :func:`upload_run_products` on the
+folder they ran in, which reads the product descriptors each notebook recorded in its step
+record (``<step>.step.json``) and uploads the images, light curves and spectra among them.
+A pipeline calls it from a hook after a step, ``notebooks/gallery_upload.ipynb`` on a run
+folder, and a notebook run with ``upload_to_gallery = True`` on its own output folder.
+From Python, a :class:`GalleryProduct` can also be uploaded alone (:func:`upload_product`).
 
 What an upload sends
 --------------------
@@ -67,7 +66,6 @@ import html
 import json
 import logging
 import math
-import os
 import re
 import tempfile
 import time
@@ -77,16 +75,38 @@ from typing import Any
 
 import yaml
 
-from . import hosts, params, provenance
+from . import hosts, provenance
+from .products import GALLERY_KINDS, Product, isot_seconds
+from .session import BackendUnavailable, Session, session_for
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GALLERY_ROLE", "GALLERY_INSTRUMENTS", "PRODUCT_KINDS", "GalleryError", "GalleryPermissionError",
-    "GalleryUploadError", "GalleryUnavailableError", "RetryPolicy", "GalleryProduct", "UploadResult",
-    "isot_seconds", "product_type", "product_id", "detected_sources_html", "build_upload_request",
-    "upload_product", "upload_products", "step_products", "products_from_run", "find_executed_notebook",
-    "upload_notebook_products", "upload_step", "write_upload_record", "products_table", "results_table",
+    "GALLERY_ROLE",
+    "GALLERY_INSTRUMENTS",
+    "PRODUCT_KINDS",
+    "GalleryError",
+    "GalleryPermissionError",
+    "GalleryUploadError",
+    "GalleryUnavailableError",
+    "RetryPolicy",
+    "GalleryProduct",
+    "UploadResult",
+    "isot_seconds",
+    "product_type",
+    "product_id",
+    "detected_sources_html",
+    "build_upload_request",
+    "upload_product",
+    "upload_products",
+    "gallery_product",
+    "recorded_steps",
+    "run_products",
+    "find_executed_notebook",
+    "upload_run_products",
+    "write_upload_record",
+    "products_table",
+    "results_table",
     "list_products",
 ]
 
@@ -98,19 +118,21 @@ GALLERY_INSTRUMENTS = ("isgri", "jemx1", "jemx2")
 PRODUCT_KINDS = ("image", "lc", "spectrum")
 #: Where a notebook records what it uploaded: ``<output_dir>/<step>_gallery.json``.
 UPLOAD_RECORD_SUFFIX = "_gallery.json"
-#: Set (to ``1``) by ``run_all.py`` while it executes steps: a notebook with ``upload_to_gallery`` then leaves
-#: the upload to the runner, which makes it once the notebook has finished, so that the executed notebook
-#: attached to the products is the complete one.
-UPLOAD_AFTER_STEP_ENV = "INTEGRAL_WORKFLOWS_GALLERY_AFTER_STEP"
 
 _ISOT_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 _STATUS_IN_REMOTE_EXCEPTION = re.compile(r"status code:->\s*(\d{3})")
 # Texts of refusals for lack of rights: the real dispatcher's 403 bodies (note its spelling "priviledge"),
 # the expired/invalid token messages and plain HTTP reason phrases.
-_PERMISSION_TEXT = re.compile(r"privile?dge|not sufficient|roles?\b|forbidden|unauthori[sz]ed|"
-                              r"token provided is (?:expired|not valid)|" + re.escape(GALLERY_ROLE), re.IGNORECASE)
-_SERVER_ERROR_TEXT = re.compile(r"\b5\d\d\b|internal server error|bad gateway|service unavailable|"
-                                r"gateway time-?out|temporarily|overloaded|try again later", re.IGNORECASE)
+_PERMISSION_TEXT = re.compile(
+    r"privile?dge|not sufficient|roles?\b|forbidden|unauthori[sz]ed|"
+    r"token provided is (?:expired|not valid)|" + re.escape(GALLERY_ROLE),
+    re.IGNORECASE,
+)
+_SERVER_ERROR_TEXT = re.compile(
+    r"\b5\d\d\b|internal server error|bad gateway|service unavailable|"
+    r"gateway time-?out|temporarily|overloaded|try again later",
+    re.IGNORECASE,
+)
 _TEXT_SUFFIXES = (".ipynb", ".yaml", ".yml", ".json", ".ecsv", ".reg", ".txt", ".html", ".csv")
 
 
@@ -131,15 +153,18 @@ class GalleryUnavailableError(GalleryError):
 
 
 def _permission_message(detail: str) -> str:
-    return (f"the MMODA gallery refused the upload for lack of rights ({detail}). Uploading to the product "
-            f"gallery needs a token with the role '{GALLERY_ROLE}'. Ask the MMODA team (the 'Contact us' form of "
-            f"the MMODA web site) to grant that role to your account, then sign in again, copy the new token "
-            f"(the roles are written into it) into $ODA_TOKEN or a .oda-token file, and upload again, e.g. with "
-            f"notebooks/gallery_upload.ipynb on the run folder. With the local MMODA: "
-            f"python -m mmoda_local token --roles 'general,{GALLERY_ROLE}' --data-dir <its data folder>.")
+    return (
+        f"the MMODA gallery refused the upload for lack of rights ({detail}). Uploading to the product "
+        f"gallery needs a token with the role '{GALLERY_ROLE}'. Ask the MMODA team (the 'Contact us' form of "
+        f"the MMODA web site) to grant that role to your account, then sign in again, copy the new token "
+        f"(the roles are written into it) into $ODA_TOKEN or a .oda-token file, and upload again, e.g. with "
+        f"notebooks/gallery_upload.ipynb on the run folder. With the local MMODA: "
+        f"python -m mmoda_local token --roles 'general,{GALLERY_ROLE}' --data-dir <its data folder>."
+    )
 
 
 # -- retries -------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
@@ -174,45 +199,6 @@ class RetryPolicy:
 
 
 # -- products ------------------------------------------------------------------------------------------------------
-
-def isot_seconds(value: Any, *, round_up: bool = False) -> str:
-    """A time as UTC ISOT with whole seconds, the only ISOT form the gallery client accepts.
-
-    Parameters
-    ----------
-    value : str or datetime.datetime or astropy.time.Time
-        ``'2005-03-01T00:00:00.123'``, a datetime or a Time.
-    round_up : bool
-        Round a fraction of a second up (for the end of a span) instead of down.
-
-    Returns
-    -------
-    str
-        ``YYYY-MM-DDThh:mm:ss``.
-
-    Raises
-    ------
-    ValueError
-        If the value is not a time.
-    """
-    import datetime as dt
-
-    if hasattr(value, "utc") and hasattr(value, "datetime"):  # astropy Time
-        value = value.utc.datetime
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "T")
-        match = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?$", text)
-        if match is None:
-            raise ValueError(f"{value!r} is not a UTC ISOT time (YYYY-MM-DDThh:mm:ss[.fff])")
-        moment = dt.datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S")
-        fraction = bool(match[2]) and int(match[2]) > 0
-    elif isinstance(value, dt.datetime):
-        moment, fraction = value.replace(microsecond=0, tzinfo=None), value.microsecond > 0
-    else:
-        raise ValueError(f"{value!r} is not a time")
-    if fraction and round_up:
-        moment += dt.timedelta(seconds=1)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def product_type(instrument: str, kind: str) -> str:
@@ -358,8 +344,10 @@ class GalleryProduct:
         product_type(self.instrument, self.kind)  # validates both
         for name in ("t1", "t2"):
             if not _ISOT_SECONDS.match(str(getattr(self, name))):
-                raise ValueError(f"{name} = {getattr(self, name)!r}: the gallery takes UTC ISOT with whole seconds "
-                                 f"(use isot_seconds())")
+                raise ValueError(
+                    f"{name} = {getattr(self, name)!r}: the gallery takes UTC ISOT with whole seconds "
+                    f"(use isot_seconds())"
+                )
         if not self.title.strip():
             raise ValueError("a gallery product needs a title")
         object.__setattr__(self, "src_names", tuple(str(name) for name in self.src_names))
@@ -390,7 +378,7 @@ class GalleryProduct:
             files.append(self.notebook)
         return files
 
-    def replace(self, **changes: Any) -> "GalleryProduct":
+    def replace(self, **changes: Any) -> GalleryProduct:
         """A copy with ``changes`` (e.g. ``notebook=...``)."""
         return dataclasses.replace(self, **changes)
 
@@ -409,6 +397,7 @@ class GalleryProduct:
         -------
         dict
         """
+
         def path_text(path: Path | None) -> str | None:
             if path is None:
                 return None
@@ -420,21 +409,37 @@ class GalleryProduct:
             return Path(path).as_posix()
 
         data = {
-            "title": self.title, "instrument": self.instrument, "kind": self.kind, "product_id": self.product_id,
-            "product_type": self.product_type, "t1": self.t1, "t2": self.t2, "src_names": list(self.src_names),
-            "ra": self.ra, "dec": self.dec, "e1_kev": self.e1_kev, "e2_kev": self.e2_kev,
-            "obsids": list(self.obsids), "revolutions": list(self.revolutions), "image": path_text(self.image),
-            "fits_files": [path_text(path) for path in self.fits_files], "region_file": path_text(self.region_file),
-            "sources_table": path_text(self.sources_table), "notebook": path_text(self.notebook),
-            "produced_by": self.produced_by, "fields": dict(self.fields), "simulated": self.simulated,
+            "title": self.title,
+            "instrument": self.instrument,
+            "kind": self.kind,
+            "product_id": self.product_id,
+            "product_type": self.product_type,
+            "t1": self.t1,
+            "t2": self.t2,
+            "src_names": list(self.src_names),
+            "ra": self.ra,
+            "dec": self.dec,
+            "e1_kev": self.e1_kev,
+            "e2_kev": self.e2_kev,
+            "obsids": list(self.obsids),
+            "revolutions": list(self.revolutions),
+            "image": path_text(self.image),
+            "fits_files": [path_text(path) for path in self.fits_files],
+            "region_file": path_text(self.region_file),
+            "sources_table": path_text(self.sources_table),
+            "notebook": path_text(self.notebook),
+            "produced_by": self.produced_by,
+            "fields": dict(self.fields),
+            "simulated": self.simulated,
         }
         if include_parameters:
             data["parameters"] = dict(self.parameters)
         return provenance.scrub(data)[0]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, base: str | Path | None = None,
-                  parameters: Mapping[str, Any] | None = None) -> "GalleryProduct":
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base: str | Path | None = None, parameters: Mapping[str, Any] | None = None
+    ) -> GalleryProduct:
         """Rebuild a product from :meth:`as_dict`, relative paths taken relative to ``base``.
 
         Parameters
@@ -450,24 +455,41 @@ class GalleryProduct:
         -------
         GalleryProduct
         """
+
         def path_of(text: str | None) -> Path | None:
             if text is None:
                 return None
             path = Path(text)
             return path if path.is_absolute() or base is None else Path(base) / path
 
-        return cls(title=data["title"], instrument=data["instrument"], kind=data["kind"],
-                   product_id=data["product_id"], t1=data["t1"], t2=data["t2"], src_names=data.get("src_names", ()),
-                   ra=data.get("ra"), dec=data.get("dec"), e1_kev=data.get("e1_kev"), e2_kev=data.get("e2_kev"),
-                   obsids=data.get("obsids", ()), revolutions=data.get("revolutions", ()),
-                   image=path_of(data.get("image")), fits_files=[path_of(p) for p in data.get("fits_files", ())],
-                   region_file=path_of(data.get("region_file")), sources_table=path_of(data.get("sources_table")),
-                   notebook=path_of(data.get("notebook")), produced_by=data.get("produced_by", ""),
-                   parameters=dict(data.get("parameters") or parameters or {}), fields=dict(data.get("fields") or {}),
-                   simulated=bool(data.get("simulated", False)))
+        return cls(
+            title=data["title"],
+            instrument=data["instrument"],
+            kind=data["kind"],
+            product_id=data["product_id"],
+            t1=data["t1"],
+            t2=data["t2"],
+            src_names=data.get("src_names", ()),
+            ra=data.get("ra"),
+            dec=data.get("dec"),
+            e1_kev=data.get("e1_kev"),
+            e2_kev=data.get("e2_kev"),
+            obsids=data.get("obsids", ()),
+            revolutions=data.get("revolutions", ()),
+            image=path_of(data.get("image")),
+            fits_files=[path_of(p) for p in data.get("fits_files", ())],
+            region_file=path_of(data.get("region_file")),
+            sources_table=path_of(data.get("sources_table")),
+            notebook=path_of(data.get("notebook")),
+            produced_by=data.get("produced_by", ""),
+            parameters=dict(data.get("parameters") or parameters or {}),
+            fields=dict(data.get("fields") or {}),
+            simulated=bool(data.get("simulated", False)),
+        )
 
 
 # -- the request ---------------------------------------------------------------------------------------------------
+
 
 def _finite(value: Any) -> float | None:
     if value is None:
@@ -490,12 +512,16 @@ def detected_sources_html(table: Any) -> str:
     str
         ``<table>`` with one row per source.
     """
-    rows = ["<table>", "<tr><th>Name</th><th>RA</th><th>Dec</th><th>Significance</th><th>Flux (cts/s)</th>"
-                       "<th>Unc</th></tr>"]
+    rows = [
+        "<table>",
+        "<tr><th>Name</th><th>RA</th><th>Dec</th><th>Significance</th><th>Flux (cts/s)</th><th>Unc</th></tr>",
+    ]
     for row in table:
-        rows.append(f"<tr><td>{html.escape(str(row['name']))}</td><td>{float(row['ra']):.4f}</td>"
-                    f"<td>{float(row['dec']):.4f}</td><td>{float(row['significance']):.1f}</td>"
-                    f"<td>{float(row['rate']):.4g}</td><td>{float(row['rate_error']):.2g}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(str(row['name']))}</td><td>{float(row['ra']):.4f}</td>"
+            f"<td>{float(row['dec']):.4f}</td><td>{float(row['significance']):.1f}</td>"
+            f"<td>{float(row['rate']):.4g}</td><td>{float(row['rate_error']):.2g}</td></tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -507,8 +533,7 @@ def _secrets(token: str | None) -> list[str]:
 def _scrubbed_copy(source: Path, destination: Path, *, token: str | None) -> Path:
     text, count = provenance.scrub_text(source.read_text(encoding="utf-8"), secrets=_secrets(token))
     if count:
-        log.warning("%d token-like string(s) removed from the copy of %s that goes to the gallery", count,
-                    source.name)
+        log.warning("%d token-like string(s) removed from the copy of %s that goes to the gallery", count, source.name)
     destination.write_text(text, encoding="utf-8")
     return destination
 
@@ -516,12 +541,15 @@ def _scrubbed_copy(source: Path, destination: Path, *, token: str | None) -> Pat
 def _parameters_text(parameters: Mapping[str, Any], *, token: str | None) -> tuple[str, str]:
     """The parameters as YAML (for the attachment) and as JSON (``additional_information``), scrubbed."""
     clean = provenance.scrub(dict(parameters), secrets=_secrets(token))[0]
-    return (yaml.safe_dump(clean, sort_keys=False, allow_unicode=True),
-            "parameters = " + json.dumps(clean, indent=4, ensure_ascii=False))
+    return (
+        yaml.safe_dump(clean, sort_keys=False, allow_unicode=True),
+        "parameters = " + json.dumps(clean, indent=4, ensure_ascii=False),
+    )
 
 
-def build_upload_request(product: GalleryProduct, *, token: str | None, workdir: str | Path,
-                         validate_sources: bool = True) -> dict:
+def build_upload_request(
+    product: GalleryProduct, *, token: str | None, workdir: str | Path, validate_sources: bool = True
+) -> dict:
     """The keyword arguments of ``post_data_product_to_gallery`` for a product.
 
     Scrubbed copies of the notebook and of the parameters (YAML) are written
@@ -552,8 +580,9 @@ def build_upload_request(product: GalleryProduct, *, token: str | None, workdir:
         argument holds the token.
     """
     workdir = Path(workdir)
-    missing = [str(path) for path in [product.image, *product.attachments()] if path is not None and
-               not Path(path).is_file()]
+    missing = [
+        str(path) for path in [product.image, *product.attachments()] if path is not None and not Path(path).is_file()
+    ]
     if missing:
         raise GalleryUploadError(f"product {product.title!r}: missing file(s) {missing}")
     attachments = list(product.fits_files)
@@ -566,12 +595,20 @@ def build_upload_request(product: GalleryProduct, *, token: str | None, workdir:
     yaml_path = workdir / f"{stem}_parameters.yaml"
     yaml_path.write_text(yaml_text, encoding="utf-8")
 
-    fields: dict[str, Any] = {"instrument": product.instrument, "product_type": product.product_type,
-                              "T1": product.t1, "T2": product.t2}
+    fields: dict[str, Any] = {
+        "instrument": product.instrument,
+        "product_type": product.product_type,
+        "T1": product.t1,
+        "T2": product.t2,
+    }
     if product.src_names:
         fields["src_name"] = list(product.src_names)
-    for name, value in (("RA", product.ra), ("DEC", product.dec), ("e1_kev", product.e1_kev),
-                        ("e2_kev", product.e2_kev)):
+    for name, value in (
+        ("RA", product.ra),
+        ("DEC", product.dec),
+        ("e1_kev", product.e1_kev),
+        ("e2_kev", product.e2_kev),
+    ):
         if _finite(value) is not None:
             fields[name] = _finite(value)
     if product.obsids:
@@ -585,12 +622,21 @@ def build_upload_request(product: GalleryProduct, *, token: str | None, workdir:
         fields["produced_by"] = product.produced_by
     fields.update({key: value for key, value in product.fields.items() if value is not None})
 
-    request = dict(product_title=product.title, product_id=product.product_id,
-                   gallery_image_path=str(product.image) if product.image is not None else None,
-                   fits_file_path=[str(path) for path in attachments] or None, yaml_file_path=str(yaml_path),
-                   token=token, insert_new_source=True, validate_source=validate_sources,
-                   force_insert_not_valid_new_source=True, apply_fields_source_resolution=False,
-                   in_evidence=False, observation_time_format="ISOT", **fields)
+    request = dict(
+        product_title=product.title,
+        product_id=product.product_id,
+        gallery_image_path=str(product.image) if product.image is not None else None,
+        fits_file_path=[str(path) for path in attachments] or None,
+        yaml_file_path=str(yaml_path),
+        token=token,
+        insert_new_source=True,
+        validate_source=validate_sources,
+        force_insert_not_valid_new_source=True,
+        apply_fields_source_resolution=False,
+        in_evidence=False,
+        observation_time_format="ISOT",
+        **fields,
+    )
     _refuse_secrets(request, token=token)
     return request
 
@@ -611,7 +657,8 @@ def _refuse_secrets(request: Mapping[str, Any], *, token: str | None) -> None:
         if _file_holds(path, [secret.encode("utf-8") for secret in secrets]):
             raise GalleryUploadError(f"refusing to upload {path.name}: it holds the MMODA token")
         if path.suffix.lower() in _TEXT_SUFFIXES and provenance.contains_secret(
-                path.read_text(encoding="utf-8", errors="replace"), secrets=()):
+            path.read_text(encoding="utf-8", errors="replace"), secrets=()
+        ):
             raise GalleryUploadError(f"refusing to upload {path.name}: it holds something shaped like a token")
 
 
@@ -631,6 +678,7 @@ def _file_holds(path: Path, needles: Sequence[bytes], *, block_bytes: int = 1 <<
 
 
 # -- the upload ----------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class UploadResult:
@@ -677,11 +725,18 @@ def _first_value(node: Mapping[str, Any], key: str) -> Any:
 
 def _result_from_answer(product: GalleryProduct, answer: Mapping[str, Any], attempts: int) -> UploadResult:
     created, changed = _first_value(answer, "created"), _first_value(answer, "changed")
-    return UploadResult(product_id=product.product_id, title=str(_first_value(answer, "title") or product.title),
-                        instrument=product.instrument, product_type=product.product_type,
-                        link=str(answer["_links"]["self"]["href"]).split("?")[0], node_id=_first_value(answer, "nid"),
-                        created=str(created), changed=str(changed), updated=created is not None and created != changed,
-                        attempts=attempts)
+    return UploadResult(
+        product_id=product.product_id,
+        title=str(_first_value(answer, "title") or product.title),
+        instrument=product.instrument,
+        product_type=product.product_type,
+        link=str(answer["_links"]["self"]["href"]).split("?")[0],
+        node_id=_first_value(answer, "nid"),
+        created=str(created),
+        changed=str(changed),
+        updated=created is not None and created != changed,
+        attempts=attempts,
+    )
 
 
 class _Transient(Exception):
@@ -694,18 +749,25 @@ def _classify(text: str, *, status: int | None) -> Exception:
         return GalleryPermissionError(_permission_message(text.strip()[:300] or f"HTTP {status}"))
     if (status is not None and status >= 500) or (status is None and _SERVER_ERROR_TEXT.search(text)):
         return _Transient(text.strip()[:300] or f"HTTP {status}")
-    return GalleryUploadError(f"the gallery refused the product: {text.strip()[:500]}"
-                              + (f" (HTTP {status})" if status else ""))
+    return GalleryUploadError(
+        f"the gallery refused the product: {text.strip()[:500]}" + (f" (HTTP {status})" if status else "")
+    )
 
 
-def _attempt(api, request: Mapping[str, Any], *, token: str | None) -> Mapping[str, Any] | Exception:
-    """One call of the client; returns the answer, or the exception that classifies the failure."""
+def _attempt(session: Session, api, request: Mapping[str, Any], *, token: str | None) -> Mapping[str, Any] | Exception:
+    """One call of the client through the session; returns the answer, or the exception that classifies the failure.
+
+    A gallery the session finds gone (:class:`BackendUnavailable`) is a :class:`GalleryUnavailableError`, not
+    retried: waiting does not bring back a server that has exited.
+    """
     import requests
     from oda_api.api import RemoteException, UserError
 
     secrets = _secrets(token)
     try:
-        answer = api.post_data_product_to_gallery(**request)
+        answer = session.call(api, api.post_data_product_to_gallery, **request)
+    except BackendUnavailable as error:
+        return GalleryUnavailableError(provenance.scrub_text(str(error), secrets=secrets)[0])
     except (requests.ConnectionError, requests.Timeout) as error:
         # The client puts the token in GET query strings: the error's URL would show it.
         return _Transient(provenance.scrub_text(f"{type(error).__name__}: {error}", secrets=secrets)[0])
@@ -718,32 +780,49 @@ def _attempt(api, request: Mapping[str, Any], *, token: str | None) -> Mapping[s
             return GalleryUploadError(f"the gallery answered something that is not JSON: {body.strip()[:300]}")
         return _classify(body if match else text, status=status)
     except UserError as error:
-        return GalleryUploadError(f"the gallery client refused the product: "
-                                  f"{provenance.scrub_text(str(error), secrets=secrets)[0]}")
+        return GalleryUploadError(
+            f"the gallery client refused the product: {provenance.scrub_text(str(error), secrets=secrets)[0]}"
+        )
     except (KeyError, TypeError, IndexError) as error:
         # The client reads _links/created/changed of a 200 answer without checking they are there.
         return GalleryUploadError(f"the gallery's answer lacks an expected field ({type(error).__name__}: {error})")
     if isinstance(answer, Mapping) and isinstance(answer.get("_links"), Mapping) and "self" in answer["_links"]:
         return answer
     if isinstance(answer, Mapping):
-        text = " - ".join(str(answer[key]) for key in ("error_message", "drupal_helper_error_message", "error",
-                                                         "message") if answer.get(key))
+        text = " - ".join(
+            str(answer[key])
+            for key in ("error_message", "drupal_helper_error_message", "error", "message")
+            if answer.get(key)
+        )
     else:
         text = str(answer)
     return _classify(provenance.scrub_text(text or "no product in the answer", secrets=secrets)[0], status=None)
 
 
-def upload_product(product: GalleryProduct, *, url: str, token: str | None = None,
-                   policy: RetryPolicy | None = None, validate_sources: bool = True,
-                   sleep: Callable[[float], None] = time.sleep) -> UploadResult:
+def upload_product(
+    product: GalleryProduct,
+    *,
+    url: str | None = None,
+    session: Session | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    validate_sources: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> UploadResult:
     """Upload (or update) one product with ``GalleryDispatcherAPI.post_data_product_to_gallery``.
+
+    The request goes through the network seam (:class:`integral_workflows.session.Session`): the client is
+    built by :meth:`Session.dispatcher` and called through :meth:`Session.call`, so a gallery whose server is
+    gone fails at once instead of being retried.
 
     Parameters
     ----------
     product : GalleryProduct
         The product and its files.
-    url : str
-        The dispatcher whose gallery receives it.
+    url : str, optional
+        The dispatcher whose gallery receives it (joins the session open for it, if any).
+    session : Session, optional
+        The session to use instead of ``url``.
     token : str, optional
         The MMODA token; :func:`integral_workflows.hosts.discover_token` by default.
     policy : RetryPolicy, optional
@@ -767,6 +846,7 @@ def upload_product(product: GalleryProduct, *, url: str, token: str | None = Non
         The gallery refused the product, or a file is missing.
     GalleryUnavailableError
         Transient failures until the retries ran out.
+        Also at once, without retries, when the session finds the gallery's server gone.
     """
     from oda_api.gallery_api import GalleryDispatcherAPI
 
@@ -774,33 +854,53 @@ def upload_product(product: GalleryProduct, *, url: str, token: str | None = Non
     token = token if token is not None else hosts.discover_token()
     if not token:
         raise GalleryPermissionError(_permission_message("no MMODA token: neither $ODA_TOKEN nor a .oda-token file"))
-    # An explicit token stops oda_api from discovering (and logging) one itself.
-    api = GalleryDispatcherAPI(url=url, instrument="mock", token=token)
+    session = session_for(session, url=url)
+    url = session.url
+    api = session.dispatcher(api_class=GalleryDispatcherAPI)
     last = ""
     with tempfile.TemporaryDirectory(prefix="gallery-upload-") as workdir:
         request = build_upload_request(product, token=token, workdir=workdir, validate_sources=validate_sources)
         for attempt in range(1, policy.attempts + 1):
-            outcome = _attempt(api, request, token=token)
+            outcome = _attempt(session, api, request, token=token)
             if not isinstance(outcome, Exception):
                 result = _result_from_answer(product, outcome, attempt)
-                log.info("gallery: %s %r (%s) at %s", "updated" if result.updated else "posted", result.title,
-                         product.product_id, result.link)
+                log.info(
+                    "gallery: %s %r (%s) at %s",
+                    "updated" if result.updated else "posted",
+                    result.title,
+                    product.product_id,
+                    result.link,
+                )
                 return result
             if not isinstance(outcome, _Transient):
                 raise outcome
             last = str(outcome)
             if attempt < policy.attempts:
                 delay = policy.delay(attempt)
-                log.warning("gallery upload of %r failed (%s), attempt %d of %d; retrying in %.1f s", product.title,
-                            last, attempt, policy.attempts, delay)
+                log.warning(
+                    "gallery upload of %r failed (%s), attempt %d of %d; retrying in %.1f s",
+                    product.title,
+                    last,
+                    attempt,
+                    policy.attempts,
+                    delay,
+                )
                 sleep(delay)
-    raise GalleryUnavailableError(f"the gallery at {url} kept failing for {product.title!r} after {policy.attempts} "
-                                  f"attempts; last error: {last}")
+    raise GalleryUnavailableError(
+        f"the gallery at {url} kept failing for {product.title!r} after {policy.attempts} attempts; last error: {last}"
+    )
 
 
-def upload_products(products: Sequence[GalleryProduct], *, host_type: str | None = None, url: str | None = None,
-                    token: str | None = None, policy: RetryPolicy | None = None, validate_sources: bool = True,
-                    sleep: Callable[[float], None] = time.sleep) -> list[UploadResult]:
+def upload_products(
+    products: Sequence[GalleryProduct],
+    *,
+    host_type: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    validate_sources: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[UploadResult]:
     """Upload several products to the gallery of ``host_type`` (or of ``url``).
 
     Parameters
@@ -832,240 +932,150 @@ def upload_products(products: Sequence[GalleryProduct], *, host_type: str | None
     if host_type is not None:
         simulated = [product.title for product in products if product.simulated]
         if simulated and host_type != "local":
-            raise GalleryUploadError(f"{len(simulated)} product(s) come from the local MMODA's simulated sky "
-                                     f"(e.g. {simulated[0]!r}): they may go to the local gallery only, not to "
-                                     f"host_type {host_type!r}")
+            raise GalleryUploadError(
+                f"{len(simulated)} product(s) come from the local MMODA's simulated sky "
+                f"(e.g. {simulated[0]!r}): they may go to the local gallery only, not to "
+                f"host_type {host_type!r}"
+            )
         url = hosts.dispatcher_url(host_type)
     token = token if token is not None else hosts.discover_token()
     results = []
     for product in products:
-        results.append(upload_product(product, url=url, token=token, policy=policy,
-                                      validate_sources=validate_sources, sleep=sleep))
+        results.append(
+            upload_product(product, url=url, token=token, policy=policy, validate_sources=validate_sources, sleep=sleep)
+        )
     return results
 
 
 # -- products of the suite's notebooks -----------------------------------------------------------------------------
 
 _INSTRUMENT_LABELS = {"isgri": "ISGRI", "jemx1": "JEM-X1", "jemx2": "JEM-X2"}
+_KIND_LABELS = {"image": "mosaic", "light_curve": "light curve", "spectrum": "spectrum"}
 
 
-def _gallery_instrument(parameters: Mapping[str, Any]) -> str:
-    if parameters.get("instrument", "isgri") == "jemx":
-        return f"jemx{int(parameters.get('jemx_unit', 1))}"
-    return "isgri"
+def _default_title(product: Product, t1: str, t2: str) -> str:
+    band = f" {product.band[0]:g}-{product.band[1]:g} keV" if product.band and product.kind != "spectrum" else ""
+    return (
+        f"{product.source or 'field'} {_INSTRUMENT_LABELS[product.instrument]} {_KIND_LABELS[product.kind]}"
+        f"{band}, {t1[:10]} to {t2[:10]}"
+    )
 
 
-def _fits_position(path: Path) -> tuple[float | None, float | None]:
-    from astropy.io import fits
-
-    try:
-        with fits.open(path) as hdus:
-            for hdu in hdus:
-                if "RA_OBJ" in hdu.header and "DEC_OBJ" in hdu.header:
-                    return float(hdu.header["RA_OBJ"]), float(hdu.header["DEC_OBJ"])
-    except (OSError, ValueError):
-        pass
-    return None, None
-
-
-def _source_positions(folder: Path) -> dict[str, tuple[float, float]]:
-    """Positions of the sources a mosaic step found in ``folder`` (its ``sources.ecsv``), by name."""
-    from astropy.table import Table
-
-    path = folder / "sources.ecsv"
-    if not path.is_file():
-        return {}
-    table = Table.read(path)
-    return {str(row["name"]): (float(row["ra"]), float(row["dec"])) for row in table}
-
-
-def _period(parameters: Mapping[str, Any]) -> tuple[str, str]:
-    return isot_seconds(parameters["T1"]), isot_seconds(parameters["T2"], round_up=True)
-
-
-def _long_term_base(parameters: Mapping[str, Any], instrument: str) -> dict:
-    t1, t2 = _period(parameters)
-    return {"instrument": instrument, "T1": t1, "T2": t2, "radius": parameters.get("radius"),
-            "osa_version": parameters.get("osa_version")}
-
-
-def _named_sources(path: Path) -> list[str]:
-    from astropy.table import Table
-
-    table = Table.read(path)
-    if "new_source" in table.colnames:
-        table = table[~table["new_source"].astype(bool)]
-    return [str(name) for name in table["name"]]
-
-
-def _mosaic_products(folder: Path, parameters: Mapping[str, Any], *, simulated: bool) -> list[GalleryProduct]:
-    fits_file, png, region, sources = (folder / name for name in ("mosaic.fits", "mosaic.png", "sources.reg",
-                                                                    "sources.ecsv"))
-    if not fits_file.is_file():
-        return []
-    instrument = _gallery_instrument(parameters)
-    t1, t2 = _period(parameters)
-    defining = dict(_long_term_base(parameters, instrument), src_name=parameters["src_name"],
-                    product_type=product_type(instrument, "image"), E1_keV=f"{float(parameters['E1_keV']):.1f}",
-                    E2_keV=f"{float(parameters['E2_keV']):.1f}",
-                    detection_threshold=parameters.get("detection_threshold"))
-    ra, dec = _fits_position(fits_file)
-    if ra is None:
-        ra, dec = parameters.get("RA"), parameters.get("DEC")
-    title = (f"{parameters['src_name']} {_INSTRUMENT_LABELS[instrument]} mosaic {float(parameters['E1_keV']):g}-"
-             f"{float(parameters['E2_keV']):g} keV, {t1[:10]} to {t2[:10]}")
-    return [GalleryProduct(title=title, instrument=instrument, kind="image", product_id=product_id(defining), t1=t1,
-                           t2=t2, src_names=_named_sources(sources) if sources.is_file() else (), ra=ra, dec=dec,
-                           e1_kev=parameters["E1_keV"], e2_kev=parameters["E2_keV"],
-                           image=png if png.is_file() else None, fits_files=(fits_file,),
-                           region_file=region if region.is_file() else None,
-                           sources_table=sources if sources.is_file() else None, produced_by="mosaic.ipynb",
-                           parameters=dict(parameters), simulated=simulated)]
-
-
-def _source_products(kind: str, folder: Path, parameters: Mapping[str, Any], sources: Sequence[str], *,
-                     simulated: bool) -> list[GalleryProduct]:
-    instrument = _gallery_instrument(parameters)
-    t1, t2 = _period(parameters)
-    positions = _source_positions(folder)
-    products = []
-    for name in sources:
-        stem = provenance.file_stem(name)
-        if kind == "lc":
-            fits_files = [folder / f"lightcurve_{stem}.fits"]
-            png = folder / f"lightcurve_{stem}.png"
-            label, notebook = "light curve", "lightcurve.ipynb"
-        else:
-            fits_files = [folder / f"spectrum_{stem}{suffix}.fits" for suffix in ("", "_arf", "_rmf")]
-            png = folder / f"spectrum_{stem}.png"
-            label, notebook = "spectrum", "spectrum.ipynb"
-        if not fits_files[0].is_file():
-            log.info("no %s file for %s in %s: not uploaded", label, name, folder)
-            continue
-        defining = dict(_long_term_base(parameters, instrument), source_name=name,
-                        product_type=product_type(instrument, kind))
-        fields = {}
-        band = ""
-        if kind == "lc":
-            defining.update(E1_keV=f"{float(parameters['E1_keV']):.1f}", E2_keV=f"{float(parameters['E2_keV']):.1f}",
-                            time_bin=parameters.get("lc_time_bin"))
-            fields["time_bin"] = parameters.get("lc_time_bin")
-            band = f" {float(parameters['E1_keV']):g}-{float(parameters['E2_keV']):g} keV"
-        ra, dec = positions.get(name, (None, None))
-        products.append(GalleryProduct(
-            title=f"{name} {_INSTRUMENT_LABELS[instrument]} {label}{band}, {t1[:10]} to {t2[:10]}",
-            instrument=instrument, kind=kind, product_id=product_id(defining), t1=t1, t2=t2, src_names=(name,),
-            ra=ra, dec=dec, e1_kev=parameters["E1_keV"] if kind == "lc" else None,
-            e2_kev=parameters["E2_keV"] if kind == "lc" else None, image=png if png.is_file() else None,
-            fits_files=[path for path in fits_files if path.is_file()], produced_by=notebook,
-            parameters=dict(parameters), fields=fields, simulated=simulated))
-    return products
-
-
-def _sources_from_files(folder: Path, prefix: str, products: Iterable[str]) -> list[str]:
-    names = []
-    for name in products:
-        if name.startswith(prefix) and name.endswith(".fits") and not name.endswith(("_arf.fits", "_rmf.fits")):
-            names.append(name[len(prefix):-len(".fits")])
-    return names
-
-
-def step_products(step: str, folder: str | Path, *, parameters: Mapping[str, Any],
-                  sources: Sequence[str] | None = None, record: Mapping[str, Any] | None = None,
-                  notebook: str | Path | None = None) -> list[GalleryProduct]:
-    """The gallery products a step of the suite made in ``folder``.
+def gallery_product(
+    product: Product,
+    *,
+    parameters: Mapping[str, Any],
+    produced_by: str,
+    notebook: str | Path | None = None,
+    simulated: bool = False,
+) -> GalleryProduct:
+    """The gallery's view of a product descriptor (image, light curve or spectrum).
 
     Parameters
     ----------
-    step : str
-        ``mosaic`` (one image), ``lightcurve`` or ``spectrum`` (one product
-        per source), ``revolution_mosaics`` (as its step record describes
-        them); other steps make no gallery product.
-    folder : path-like
-        Where the step's files are.
+    product : Product
+        A descriptor whose ``kind`` the gallery shows (:attr:`Product.in_gallery`).
     parameters : mapping
-        The run's parameters (JSON-safe values).
-    sources : sequence of str, optional
-        Sources of a light-curve or spectrum step; by default the record's
-        ``extra['sources']``, else the file names.
-    record : mapping, optional
-        The step's record (``<step>.step.json``) or manifest entry.
+        The run's parameters (JSON-safe), attached to the gallery entry.
+    produced_by : str
+        The notebook that made it (``mosaic.ipynb``).
     notebook : path-like, optional
         The executed notebook to attach.
+    simulated : bool
+        Made from the local MMODA's simulated sky.
 
     Returns
     -------
-    list of GalleryProduct
+    GalleryProduct
+        Its product id is :func:`product_id` of the descriptor's identity and product type.
     """
-    folder = Path(folder)
-    parameters = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
-        else dict(parameters)
-    simulated = parameters.get("host_type") == "local"
-    record = record or {}
-    extra = record.get("extra") or {}
-    if step == "mosaic":
-        products = _mosaic_products(folder, parameters, simulated=simulated)
-    elif step in ("lightcurve", "spectrum"):
-        prefix = "lightcurve_" if step == "lightcurve" else "spectrum_"
-        names = list(sources) if sources is not None else list(extra.get("sources") or [])
-        if not names:
-            names = _sources_from_files(folder, prefix, [p["path"] for p in record.get("products", [])])
-        products = _source_products("lc" if step == "lightcurve" else "spectrum", folder, parameters, names,
-                                    simulated=simulated)
-    elif step == "revolution_mosaics":
-        products = [GalleryProduct.from_dict(data, base=folder, parameters=parameters)
-                    for data in extra.get("gallery_products") or []]
-    else:
-        products = []
-    if notebook is not None:
-        products = [product.replace(notebook=Path(notebook)) for product in products]
-    return products
+    if not product.in_gallery:
+        raise ValueError(f"the gallery shows images, light curves and spectra, not {product.kind!r}")
+    kind = GALLERY_KINDS[product.kind]
+    if product.period is None:
+        raise ValueError(f"product {product.path.name} has no period: the gallery needs T1 and T2")
+    t1, t2 = isot_seconds(product.period[0]), isot_seconds(product.period[1], round_up=True)
+    details = dict(product.details)
+    ra, dec = product.position if product.position else (None, None)
+    band = product.band if product.kind != "spectrum" else None
+    fields = {"time_bin": details["time_bin"]} if details.get("time_bin") is not None else {}
+    return GalleryProduct(
+        title=product.title or _default_title(product, t1, t2),
+        instrument=product.instrument,
+        kind=kind,
+        product_id=product_id({**product.identity, "product_type": product_type(product.instrument, kind)}),
+        t1=t1,
+        t2=t2,
+        src_names=details.get("src_names") or ([product.source] if product.source else []),
+        ra=ra,
+        dec=dec,
+        e1_kev=band[0] if band else None,
+        e2_kev=band[1] if band else None,
+        obsids=details.get("obsids") or (),
+        revolutions=details.get("revolutions") or (),
+        image=product.plot,
+        fits_files=(product.path, *product.companions),
+        region_file=product.region,
+        sources_table=product.sources,
+        notebook=Path(notebook) if notebook else None,
+        produced_by=produced_by,
+        parameters=dict(parameters),
+        fields=fields,
+        simulated=simulated,
+    )
 
 
-def products_from_run(run_dir: str | Path, *, steps: Sequence[str] | None = None) -> list[GalleryProduct]:
-    """The gallery products of a run folder of ``run_all.py``, read from its ``manifest.json``.
+def recorded_steps(run_folder: str | Path) -> list[str]:
+    """The steps whose notebooks recorded their products in ``run_folder`` (``<step>.step.json``)."""
+    suffix = provenance.STEP_RECORD_SUFFIX
+    return sorted(path.name[: -len(suffix)] for path in Path(run_folder).glob(f"*{suffix}"))
+
+
+def run_products(
+    run_folder: str | Path, *, steps: Sequence[str] | None = None, notebooks: Mapping[str, str | Path] | None = None
+) -> list[GalleryProduct]:
+    """The gallery products a finished run folder holds, from the descriptors its notebooks recorded.
 
     Parameters
     ----------
-    run_dir : path-like
-        A run folder (``outputs/<workflow>/...``).
+    run_folder : path-like
+        A folder where notebooks ran (each wrote ``<step>.step.json`` in its outputs cell).
     steps : sequence of str, optional
-        Only these steps (e.g. ``["mosaic"]``); all by default.
+        Only these steps; every recorded step by default.
+    notebooks : mapping, optional
+        Step → its executed notebook, to attach; by default the run folder's ``NN_<step>.ipynb``.
 
     Returns
     -------
     list of GalleryProduct
-        With the executed notebook of their step attached.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder holds no ``manifest.json``.
     """
-    from .runner import COMPLETE_STATUSES, MANIFEST_NAME, REUSED, load_manifest
-
-    run_dir = Path(run_dir)
-    manifest = load_manifest(run_dir)
-    if manifest is None:
-        raise FileNotFoundError(f"{run_dir / MANIFEST_NAME} does not exist (or is unreadable): give a run folder "
-                                f"of run_all.py")
-    parameters = manifest.get("parameters") or {}
+    run_folder = Path(run_folder)
     products = []
-    for entry in manifest.get("steps", []):
-        if steps and entry["name"] not in steps:
+    for step in steps or recorded_steps(run_folder):
+        record = provenance.read_step_record(run_folder, step)
+        if record is None:
+            log.info("step %s recorded nothing in %s: no product to upload", step, run_folder)
             continue
-        if entry.get("status") not in (*COMPLETE_STATUSES, REUSED):
-            log.info("step %s is %s: its products are not uploaded", entry["name"], entry.get("status"))
-            continue
-        folder = (run_dir / entry.get("location", ".")).resolve()
-        executed = entry.get("executed_notebook")
-        notebook = folder / executed if executed and (folder / executed).is_file() else None
-        products += step_products(entry["name"], folder, parameters=parameters, record=entry, notebook=notebook)
+        notebook = (notebooks or {}).get(step) or find_executed_notebook(run_folder, step)
+        parameters = record.get("parameters") or {}
+        simulated = bool((record.get("extra") or {}).get("simulated", parameters.get("host_type") == "local"))
+        for data in record.get("descriptors") or []:
+            product = Product.from_dict(data, base=run_folder)
+            if product.in_gallery:
+                products.append(
+                    gallery_product(
+                        product,
+                        parameters=parameters,
+                        produced_by=f"{step}.ipynb",
+                        notebook=notebook,
+                        simulated=simulated,
+                    )
+                )
     return products
 
 
 def find_executed_notebook(output_dir: str | Path, step: str) -> Path | None:
-    """The executed notebook of ``step`` that ``run_all.py`` writes in a run folder (``NN_<step>.ipynb``).
+    """The executed notebook of ``step`` in a run folder (``NN_<step>.ipynb``, as ``run_all.py`` names it).
 
     Parameters
     ----------
@@ -1083,144 +1093,69 @@ def find_executed_notebook(output_dir: str | Path, step: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def _parameterised_notebook(step: str, parameters: Mapping[str, Any], workdir: Path) -> Path | None:
-    """The step's source notebook with its parameters injected as papermill does: a notebook that reruns it."""
-    import nbformat
-    from papermill.iorw import load_notebook_node
-    from papermill.parameterize import parameterize_notebook
+def upload_run_products(
+    run_folder: str | Path,
+    *,
+    steps: Sequence[str] | None = None,
+    notebooks: Mapping[str, str | Path] | None = None,
+    host_type: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    dry_run: bool = False,
+    record: bool = True,
+) -> list[UploadResult]:
+    """Upload a finished run folder's products to the gallery: the one way products reach it.
 
-    from .runner import PROJECT_ROOT, notebook_parameters
-
-    source = PROJECT_ROOT / "notebooks" / f"{step}.ipynb"
-    if not source.is_file():
-        return None
-    declared = notebook_parameters(source)
-    values = {name: value for name, value in dict(parameters).items() if name in declared}
-    notebook = parameterize_notebook(load_notebook_node(str(source)), values)
-    path = workdir / f"{step}.ipynb"
-    nbformat.write(notebook, str(path))
-    return path
-
-
-def upload_notebook_products(products: Sequence[GalleryProduct], *, step: str, output_dir: str | Path,
-                             parameters: Mapping[str, Any], host_type: str | None = None,
-                             url: str | None = None, token: str | None = None,
-                             policy: RetryPolicy | None = None, defer: bool | None = None) -> list[UploadResult]:
-    """Upload products from inside the notebook that made them (``upload_to_gallery = True``).
-
-    Under ``run_all.py`` nothing is sent from the notebook: the runner uploads
-    the step's products once the notebook has finished, with the complete
-    executed notebook attached (:func:`upload_finished_step`). Elsewhere
-    (papermill CLI, JupyterLab) the notebook attached is the source notebook
-    with these parameters injected: the notebook that reruns it. What was
-    uploaded is recorded in ``<output_dir>/<step>_gallery.json``.
+    The products are those the notebooks recorded (:meth:`integral_workflows.notebook.NotebookRun.record_outputs`),
+    each with its files, the executed notebook and the run's parameters (scrubbed of any token).
+    A pipeline calls it from a hook after a step; the ``gallery_upload`` notebook calls it on a run
+    folder; a notebook run with ``upload_to_gallery`` calls it on its own output folder.
 
     Parameters
     ----------
-    products : sequence of GalleryProduct
-        The notebook's products.
-    step : str
-        The notebook's step name (its file name without ``.ipynb``).
-    output_dir : path-like
-        The notebook's output folder.
-    parameters : mapping
-        The notebook's parameters (``WorkflowParameters``).
-    host_type, url, token, policy
-        As for :func:`upload_products`; ``host_type`` defaults to the
-        parameters' ``host_type``.
-    defer : bool, optional
-        Leave the upload to ``run_all.py``; by default when
-        :data:`UPLOAD_AFTER_STEP_ENV` is set.
-
-    Returns
-    -------
-    list of UploadResult
-        Empty when deferred.
-    """
-    if defer is None:
-        defer = os.environ.get(UPLOAD_AFTER_STEP_ENV) == "1"
-    if defer:
-        log.warning("%d product(s) of %s: run_all.py uploads them to the gallery once this notebook has finished, "
-                    "with the executed notebook attached", len(products), step)
-        return []
-    values = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
-        else dict(parameters)
-    if host_type is None and url is None:
-        host_type = values.get("host_type", "production")
-    with tempfile.TemporaryDirectory(prefix="gallery-notebook-") as workdir:
-        notebook = find_executed_notebook(output_dir, step) or _parameterised_notebook(step, values, Path(workdir))
-        attached = [product.replace(notebook=notebook, parameters=product.parameters or values)
-                    for product in products]
-        results = upload_products(attached, host_type=host_type, url=url, token=token, policy=policy)
-    write_upload_record(results, Path(output_dir) / f"{step}{UPLOAD_RECORD_SUFFIX}")
-    return results
-
-
-def upload_finished_step(step: str, run_dir: str | Path, *, parameters: Mapping[str, Any],
-                         record: Mapping[str, Any], notebook: str | Path | None,
-                         token: str | None = None, policy: RetryPolicy | None = None) -> list[UploadResult]:
-    """Upload the products of a step ``run_all.py`` has just executed, with its complete executed notebook.
-
-    Parameters
-    ----------
-    step : str
-        The step name.
-    run_dir : path-like
-        The run folder (the step's files and executed notebook).
-    parameters : mapping
-        The run's parameters; ``host_type`` chooses the gallery.
-    record : mapping
-        The step's record (its ``products`` and ``extra``).
-    notebook : path-like or None
-        The executed notebook.
+    run_folder : path-like
+        The folder the notebooks wrote their products and step records into.
+    steps : sequence of str, optional
+        Only the products of these steps; all recorded steps by default.
+    notebooks : mapping, optional
+        Step → executed notebook to attach (default: ``NN_<step>.ipynb`` in the folder, if any).
+    host_type : str, optional
+        The gallery of this MMODA; by default the ``host_type`` the step ran with.
+    url : str, optional
+        A dispatcher URL instead of ``host_type``.
     token, policy
-        As for :func:`upload_products`.
+        As for :func:`upload_product`.
+    dry_run : bool
+        Describe the products and upload nothing.
+    record : bool
+        Write ``<run_folder>/<step>_gallery.json`` per step with what was uploaded.
 
     Returns
     -------
     list of UploadResult
-        Also written to ``<run_dir>/<step>_gallery.json``; empty when the
-        step makes no gallery product.
+        One per product (empty for a dry run).
+
+    Raises
+    ------
+    GalleryPermissionError, GalleryUploadError, GalleryUnavailableError
+        As :func:`upload_products`.
     """
-    values = params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters) \
-        else dict(parameters)
-    products = step_products(step, run_dir, parameters=values, record=record, notebook=notebook)
-    if not products:
-        return []
-    products = [product.replace(parameters=product.parameters or values) for product in products]
-    results = upload_products(products, host_type=values.get("host_type", "production"), token=token, policy=policy)
-    write_upload_record(results, Path(run_dir) / f"{step}{UPLOAD_RECORD_SUFFIX}")
+    run_folder = Path(run_folder)
+    results: list[UploadResult] = []
+    for step in steps or recorded_steps(run_folder):
+        products = run_products(run_folder, steps=[step], notebooks=notebooks)
+        if not products or dry_run:
+            log.info("%s: %d gallery product(s)%s", step, len(products), " (dry run: not uploaded)" if dry_run else "")
+            continue
+        target_host = host_type if url is None else None
+        if target_host is None and url is None:
+            target_host = products[0].parameters.get("host_type", "production")
+        step_results = upload_products(products, host_type=target_host, url=url, token=token, policy=policy)
+        if record:
+            write_upload_record(step_results, run_folder / f"{step}{UPLOAD_RECORD_SUFFIX}")
+        results += step_results
     return results
-
-
-def upload_step(step: str, *, output_dir: str | Path, parameters: Mapping[str, Any],
-                sources: Sequence[str] | None = None, host_type: str | None = None, url: str | None = None,
-                token: str | None = None, policy: RetryPolicy | None = None) -> list[UploadResult]:
-    """Upload the products a long-term notebook (``mosaic``, ``lightcurve``, ``spectrum``) just wrote.
-
-    Parameters
-    ----------
-    step : str
-        ``mosaic``, ``lightcurve`` or ``spectrum``.
-    output_dir : path-like
-        The notebook's output folder.
-    parameters : mapping
-        The notebook's parameters.
-    sources : sequence of str, optional
-        Light curves and spectra: the sources extracted.
-    host_type, url, token, policy
-        As for :func:`upload_notebook_products`.
-
-    Returns
-    -------
-    list of UploadResult
-    """
-    products = step_products(step, output_dir, parameters=parameters, sources=sources)
-    if not products:
-        log.warning("step %s wrote no product the gallery shows in %s: nothing uploaded", step, output_dir)
-        return []
-    return upload_notebook_products(products, step=step, output_dir=output_dir, parameters=parameters,
-                                    host_type=host_type, url=url, token=token, policy=policy)
 
 
 def write_upload_record(results: Sequence[UploadResult], path: str | Path) -> Path:
@@ -1236,30 +1171,50 @@ def write_upload_record(results: Sequence[UploadResult], path: str | Path) -> Pa
     -------
     Path
     """
-    return provenance.write_json(path, {"uploaded_utc": provenance.utc_now(),
-                                        "products": [result.as_dict() for result in results]},
-                                 what="gallery upload record")
+    return provenance.write_json(
+        path,
+        {"uploaded_utc": provenance.utc_now(), "products": [result.as_dict() for result in results]},
+        what="gallery upload record",
+    )
 
 
 def products_table(products: Sequence[GalleryProduct]):
     """The products as an astropy Table (title, instrument, type, product id, span, sources, files)."""
     from astropy.table import Table
 
-    rows = [(p.title, p.instrument, p.product_type, p.product_id, p.t1, p.t2, ", ".join(p.src_names),
-             ", ".join(p.obsids), len(p.attachments()) + (p.image is not None)) for p in products]
-    return Table(rows=rows or None, names=("title", "instrument", "product_type", "product_id", "t1", "t2",
-                                           "sources", "obsids", "files"),
-                 dtype=(str, str, str, str, str, str, str, str, int))
+    rows = [
+        (
+            p.title,
+            p.instrument,
+            p.product_type,
+            p.product_id,
+            p.t1,
+            p.t2,
+            ", ".join(p.src_names),
+            ", ".join(p.obsids),
+            len(p.attachments()) + (p.image is not None),
+        )
+        for p in products
+    ]
+    return Table(
+        rows=rows or None,
+        names=("title", "instrument", "product_type", "product_id", "t1", "t2", "sources", "obsids", "files"),
+        dtype=(str, str, str, str, str, str, str, str, int),
+    )
 
 
 def results_table(results: Sequence[UploadResult]):
     """Upload results as an astropy Table (title, product id, posted/updated, link, changed, attempts)."""
     from astropy.table import Table
 
-    rows = [(r.title, r.product_id, "updated" if r.updated else "posted", r.link, r.changed, r.attempts)
-            for r in results]
-    return Table(rows=rows or None, names=("title", "product_id", "action", "link", "changed", "attempts"),
-                 dtype=(str, str, str, str, str, int))
+    rows = [
+        (r.title, r.product_id, "updated" if r.updated else "posted", r.link, r.changed, r.attempts) for r in results
+    ]
+    return Table(
+        rows=rows or None,
+        names=("title", "product_id", "action", "link", "changed", "attempts"),
+        dtype=(str, str, str, str, str, int),
+    )
 
 
 def list_products(*, url: str, token: str | None = None, **conditions: Any) -> list:
@@ -1284,9 +1239,10 @@ def list_products(*, url: str, token: str | None = None, **conditions: Any) -> l
     from oda_api.gallery_api import GalleryDispatcherAPI
 
     token = token if token is not None else hosts.discover_token()
-    api = GalleryDispatcherAPI(url=url, instrument="mock", token=token or "")
+    session = session_for(url=url)
+    api = session.dispatcher(api_class=GalleryDispatcherAPI)
     try:
-        answer = api.get_list_products_with_conditions(token=token, **conditions)
+        answer = session.call(api, api.get_list_products_with_conditions, token=token, **conditions)
     except ValueError as error:  # the client parses an error page as JSON without checking it is JSON
         log.warning("the gallery's answer to a product query is not JSON (%s)", error)
         return []

@@ -28,13 +28,32 @@ from pathlib import Path
 
 import requests
 
-from .params import HOST_TYPES, ParameterError
+from .parameters import ParameterError
+from .parameters.types import HOST_TYPES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRODUCTION_URL", "STAGING_URL", "ESA_URL", "REMOTE_URLS", "LocalServer", "LocalServerError",
-           "HostUnreachableError", "FoundToken", "find_token", "discover_token", "local_data_dir",
-           "ensure_local_server", "stop_local_server", "dispatcher_url", "make_dispatcher", "check_reachable"]
+__all__ = [
+    "ESA_URL",
+    "PRODUCTION_URL",
+    "REMOTE_URLS",
+    "STAGING_URL",
+    "FoundToken",
+    "HostUnreachableError",
+    "LocalServer",
+    "LocalServerError",
+    "check_reachable",
+    "discover_token",
+    "dispatcher_url",
+    "ensure_local_server",
+    "find_token",
+    "local_data_dir",
+    "probe_local_server",
+    "process_alive",
+    "restart_local_server",
+    "started_by_this_process",
+    "stop_local_server",
+]
 
 #: UNIGE production dispatcher (MMODA's documented default; oda_api falls back to it too).
 PRODUCTION_URL = "https://www.astro.unige.ch/mmoda/dispatch-data"
@@ -89,6 +108,7 @@ class HostUnreachableError(ConnectionError):
 
 
 # -- token -----------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class FoundToken:
@@ -159,14 +179,24 @@ def find_token(*, now: float | None = None) -> FoundToken | None:
             continue
         expires_at = claims.get("exp")
         if isinstance(expires_at, (int, float)) and expires_at <= now:
-            log.warning("the token in %s expired %.1f h ago; skipped (get a new one from the MMODA web page)",
-                        location, (now - expires_at) / 3600)
+            log.warning(
+                "the token in %s expired %.1f h ago; skipped (get a new one from the MMODA web page)",
+                location,
+                (now - expires_at) / 3600,
+            )
             continue
         log.info("using the MMODA token from %s", location)
-        return FoundToken(value=token, location=location,
-                          expires_at=float(expires_at) if isinstance(expires_at, (int, float)) else None)
-    log.info("no MMODA token found ($%s, ./%s, ~/%s): anonymous access, public data only",
-             TOKEN_ENV, TOKEN_FILE_NAME, TOKEN_FILE_NAME)
+        return FoundToken(
+            value=token,
+            location=location,
+            expires_at=float(expires_at) if isinstance(expires_at, (int, float)) else None,
+        )
+    log.info(
+        "no MMODA token found ($%s, ./%s, ~/%s): anonymous access, public data only",
+        TOKEN_ENV,
+        TOKEN_FILE_NAME,
+        TOKEN_FILE_NAME,
+    )
     return None
 
 
@@ -189,6 +219,7 @@ def discover_token() -> str | None:
 
 
 # -- local server ------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class LocalServer:
@@ -240,6 +271,8 @@ def local_data_dir(data_dir: str | Path | None = None) -> Path:
 #: Servers this process started, kept so that they can be reaped (no zombies) and so that
 #: dropping the Popen does not warn "subprocess is still running".
 _started_here: dict[int, subprocess.Popen] = {}
+#: The ``serve`` options each of them was started with (a restart repeats them).
+_serve_args_here: dict[int, tuple[str, ...]] = {}
 
 
 def _read_state(data_dir: Path) -> dict | None:
@@ -281,14 +314,22 @@ def _is_local_mmoda(pid: int) -> bool:
     return b"mmoda_local" in command
 
 
-def _healthy(url: str, *, timeout_s: float = 2.0) -> bool:
+def _health(url: str, *, timeout_s: float = 2.0) -> str:
+    """``ok``, ``refused`` (nothing listens: the server is gone) or ``silent`` (no answer in time, or not ok)."""
     # The server is on loopback: a proxy from the environment must not be asked.
     with requests.Session() as session:
         session.trust_env = False
         try:
-            return session.get(url.rstrip("/") + HEALTH_PATH, timeout=timeout_s).status_code == 200
+            ok = session.get(url.rstrip("/") + HEALTH_PATH, timeout=timeout_s).status_code == 200
+        except requests.ConnectionError as error:
+            return "refused" if "refused" in str(error).lower() else "silent"
         except requests.RequestException:
-            return False
+            return "silent"
+    return "ok" if ok else "silent"
+
+
+def _healthy(url: str, *, timeout_s: float = 2.0) -> bool:
+    return _health(url, timeout_s=timeout_s) == "ok"
 
 
 def _running_server(data_dir: Path) -> LocalServer | None:
@@ -310,9 +351,11 @@ def _exclusive_lock(data_dir: Path, *, timeout_s: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LocalServerError(f"another process holds {path} for more than {timeout_s:.0f} s "
-                                           "(a server still starting?); try again, or remove the file if no "
-                                           "process uses it") from None
+                    raise LocalServerError(
+                        f"another process holds {path} for more than {timeout_s:.0f} s "
+                        "(a server still starting?); try again, or remove the file if no "
+                        "process uses it"
+                    ) from None
                 time.sleep(0.1)
         try:
             yield
@@ -342,6 +385,7 @@ def _terminate(pid: int, *, timeout_s: float) -> None:
         if child is not None:
             child.wait(timeout=5)
     _started_here.pop(pid, None)
+    _serve_args_here.pop(pid, None)
 
 
 def _start_server(data_dir: Path, serve_args: Sequence[str], *, timeout_s: float) -> LocalServer:
@@ -349,38 +393,62 @@ def _start_server(data_dir: Path, serve_args: Sequence[str], *, timeout_s: float
     # Waiting for a *fresh* state file: one left by a dead server must not be mistaken for the new one.
     state_file.unlink(missing_ok=True)
     output_file = data_dir / OUTPUT_FILE_NAME
-    command = [sys.executable, "-m", "mmoda_local", "serve", "--data-dir", str(data_dir), "--port", "0",
-               *map(str, serve_args)]
+    command = [
+        sys.executable,
+        "-m",
+        "mmoda_local",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        "0",
+        *map(str, serve_args),
+    ]
     with open(output_file, "ab") as output:
-        output.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} started by pid {os.getpid()}: "
-                     f"{' '.join(command)}\n".encode())
+        output.write(
+            f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} started by pid {os.getpid()}: {' '.join(command)}\n".encode()
+        )
         output.flush()
         # A new session detaches the server from the notebook's terminal and signals: it outlives the kernel.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     _started_here[process.pid] = process
+    _serve_args_here[process.pid] = tuple(map(str, serve_args))
     log.info("starting the local MMODA (pid %d, data in %s); the first start may take a while", process.pid, data_dir)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         exit_code = process.poll()
         if exit_code is not None:
             _started_here.pop(process.pid, None)
-            raise LocalServerError(f"the local MMODA exited with code {exit_code} while starting; "
-                                   f"its output ({output_file}) ends with:\n{_tail(output_file)}", pid=process.pid)
+            _serve_args_here.pop(process.pid, None)
+            raise LocalServerError(
+                f"the local MMODA exited with code {exit_code} while starting; "
+                f"its output ({output_file}) ends with:\n{_tail(output_file)}",
+                pid=process.pid,
+            )
         state = _read_state(data_dir)
         if state is not None and state["pid"] == process.pid and _healthy(state["url"]):
             log.info("local MMODA ready at %s (pid %d)", state["url"], process.pid)
             return LocalServer(url=state["url"], pid=process.pid, data_dir=data_dir, started=True)
         time.sleep(0.2)
-    raise LocalServerError(f"the local MMODA (pid {process.pid}) did not answer {HEALTH_PATH} within "
-                           f"{timeout_s:.0f} s; it is left running in case it is only slow (the first start builds "
-                           f"the ScW archive). See {output_file}; stop it with "
-                           f"integral_workflows.hosts.stop_local_server(). Its output ends with:\n{_tail(output_file)}",
-                           pid=process.pid)
+    raise LocalServerError(
+        f"the local MMODA (pid {process.pid}) did not answer {HEALTH_PATH} within "
+        f"{timeout_s:.0f} s; it is left running in case it is only slow (the first start builds "
+        f"the ScW archive). See {output_file}; stop it with "
+        f"integral_workflows.hosts.stop_local_server(). Its output ends with:\n{_tail(output_file)}",
+        pid=process.pid,
+    )
 
 
-def ensure_local_server(*, data_dir: str | Path | None = None, serve_args: Sequence[str] = (),
-                        timeout_s: float = 120.0) -> LocalServer:
+def ensure_local_server(
+    *, data_dir: str | Path | None = None, serve_args: Sequence[str] = (), timeout_s: float = 120.0
+) -> LocalServer:
     """Return the running local MMODA of ``data_dir``, starting it if needed.
 
     A server whose state file names a live process that answers
@@ -430,6 +498,112 @@ def ensure_local_server(*, data_dir: str | Path | None = None, serve_args: Seque
         return _start_server(directory, serve_args, timeout_s=timeout_s)
 
 
+def started_by_this_process(pid: int) -> bool:
+    """Whether the local MMODA with process id ``pid`` was started by this process (through this module).
+
+    Parameters
+    ----------
+    pid : int
+        The server's process id.
+
+    Returns
+    -------
+    bool
+    """
+    return pid in _serve_args_here
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a dead child not yet reaped counts as dead).
+
+    Parameters
+    ----------
+    pid : int
+
+    Returns
+    -------
+    bool
+    """
+    return _process_alive(pid)
+
+
+def probe_local_server(url: str, *, pid: int | None = None, timeout_s: float = 10.0) -> bool:
+    """Whether the local MMODA at ``url`` is alive: its process runs and it answers ``/local/health``.
+
+    A server busy computing may be slow to answer: it is asked again until
+    ``timeout_s`` has passed before being declared silent. A known process
+    that has exited is declared dead at once, and so is a URL where nothing
+    listens any more (connections refused three times over a second).
+
+    Parameters
+    ----------
+    url : str
+        Its dispatcher URL.
+    pid : int, optional
+        Its process id, when known (from its state file).
+    timeout_s : float
+        Longest time spent probing.
+
+    Returns
+    -------
+    bool
+    """
+    deadline = time.monotonic() + timeout_s
+    refusals = 0
+    while True:
+        if pid is not None and not _process_alive(pid):
+            return False
+        remaining = deadline - time.monotonic()
+        health = _health(url, timeout_s=max(0.5, min(remaining, timeout_s / 3)))
+        if health == "ok":
+            return True
+        refusals = refusals + 1 if health == "refused" else 0
+        if refusals >= 3 or time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def restart_local_server(server: LocalServer, *, timeout_s: float = 120.0) -> LocalServer:
+    """Start again, with the same options, a local MMODA this process started and that died or hung.
+
+    Parameters
+    ----------
+    server : LocalServer
+        The server as it was (from :func:`ensure_local_server`).
+    timeout_s : float
+        Longest wait for the new server to answer.
+
+    Returns
+    -------
+    LocalServer
+        The new server (another port, the same data directory), or the one
+        that answers there meanwhile.
+
+    Raises
+    ------
+    LocalServerError
+        If this process did not start ``server``, or it cannot be started.
+    """
+    if not started_by_this_process(server.pid):
+        raise LocalServerError(
+            f"the local MMODA (pid {server.pid}) was not started by this process: it is not restarted from here",
+            pid=server.pid,
+        )
+    serve_args = _serve_args_here[server.pid]
+    with _exclusive_lock(server.data_dir, timeout_s=timeout_s):
+        running = _running_server(server.data_dir)
+        if running is not None:
+            return running  # it answers again, or another process started a new one meanwhile
+        if _process_alive(server.pid):
+            log.warning("the local MMODA (pid %d) does not answer %s: stopping it", server.pid, HEALTH_PATH)
+        _terminate(server.pid, timeout_s=10.0)
+        _serve_args_here.pop(server.pid, None)
+        current = _read_state(server.data_dir)
+        if current is not None and current["pid"] == server.pid:
+            (server.data_dir / STATE_FILE_NAME).unlink(missing_ok=True)
+        return _start_server(server.data_dir, serve_args, timeout_s=timeout_s)
+
+
 def stop_local_server(data_dir: str | Path | None = None, *, timeout_s: float = 15.0) -> bool:
     """Stop the local MMODA of ``data_dir``, if one runs.
 
@@ -464,10 +638,13 @@ def stop_local_server(data_dir: str | Path | None = None, *, timeout_s: float = 
 
 # -- dispatchers -------------------------------------------------------------------------------------------------------
 
+
 def _check_host_type(host_type: str) -> str:
     if host_type not in HOST_TYPES:
-        raise ParameterError(f"host_type = {host_type!r} is not allowed; allowed: one of "
-                             f"{', '.join(repr(h) for h in HOST_TYPES)}", name="host_type")
+        raise ParameterError(
+            f"host_type = {host_type!r} is not allowed; allowed: one of {', '.join(repr(h) for h in HOST_TYPES)}",
+            name="host_type",
+        )
     return host_type
 
 
@@ -484,7 +661,7 @@ def dispatcher_url(host_type: str, *, data_dir: str | Path | None = None) -> str
     Returns
     -------
     str
-        The URL to give ``DispatcherAPI(url=...)``.
+        The dispatcher URL (clients are built by :meth:`integral_workflows.session.Session.dispatcher`).
 
     Raises
     ------
@@ -494,42 +671,6 @@ def dispatcher_url(host_type: str, *, data_dir: str | Path | None = None) -> str
     if _check_host_type(host_type) == "local":
         return ensure_local_server(data_dir=data_dir).url
     return REMOTE_URLS[host_type]
-
-
-def make_dispatcher(host_type: str, *, instrument: str = "mock", wait: bool = False,
-                    data_dir: str | Path | None = None, token: str | None = None):
-    """Build an ``oda_api.api.DispatcherAPI`` for ``host_type``, with its URL always explicit.
-
-    Parameters
-    ----------
-    host_type : str
-        ``'production'``, ``'staging'``, ``'esa'`` or ``'local'``.
-    instrument : str
-        The dispatcher's default instrument.
-    wait : bool
-        Whether ``get_product`` blocks until the job is done.
-    data_dir : str or Path, optional
-        Data directory of the local server (``'local'`` only).
-    token : str, optional
-        The MMODA token; :func:`discover_token` by default. It is kept on the
-        client for ``api/meta-data`` calls; products that need it must still
-        be asked with ``get_product(..., token=...)`` (oda_api's rule).
-
-    Returns
-    -------
-    oda_api.api.DispatcherAPI
-        The client.
-    """
-    from oda_api.api import DispatcherAPI
-
-    url = dispatcher_url(host_type, data_dir=data_dir)
-    token = token if token is not None else discover_token()
-    # An explicit token stops oda_api from running its own discovery, which logs the token's payload and, for a
-    # malformed one, the token itself. "" is the only value that does so when there is none; None is restored after.
-    dispatcher = DispatcherAPI(url=url, instrument=instrument, wait=wait, token=token or "")
-    if not token:
-        dispatcher.token = None
-    return dispatcher
 
 
 def check_reachable(url: str, *, host_type: str, timeout_s: float = 10.0) -> None:
@@ -551,11 +692,15 @@ def check_reachable(url: str, *, host_type: str, timeout_s: float = 10.0) -> Non
         status; the message names the URL and suggests ``host_type: local``.
     """
     if host_type == "local":
-        advice = ("The local MMODA is not running at that URL: integral_workflows.hosts.ensure_local_server() "
-                  "starts it (its output goes to server.out in its data directory).")
+        advice = (
+            "The local MMODA is not running at that URL: integral_workflows.hosts.ensure_local_server() "
+            "starts it (its output goes to server.out in its data directory)."
+        )
     else:
-        advice = ("For offline work use the local MMODA over a simulated sky: set `host_type: local` "
-                  "(parameter host_type='local').")
+        advice = (
+            "For offline work use the local MMODA over a simulated sky: set `host_type: local` "
+            "(parameter host_type='local')."
+        )
     try:
         with requests.Session() as session:
             if url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
@@ -563,10 +708,16 @@ def check_reachable(url: str, *, host_type: str, timeout_s: float = 10.0) -> Non
             response = session.get(url, timeout=timeout_s)
     except requests.RequestException as error:
         reason = type(error).__name__
-        raise HostUnreachableError(f"MMODA dispatcher {url} (host_type: {host_type}) is unreachable "
-                                   f"({reason}: {error}). {advice}", url=url, host_type=host_type) from None
+        raise HostUnreachableError(
+            f"MMODA dispatcher {url} (host_type: {host_type}) is unreachable ({reason}: {error}). {advice}",
+            url=url,
+            host_type=host_type,
+        ) from None
     if response.status_code >= 500:
-        raise HostUnreachableError(f"MMODA dispatcher {url} (host_type: {host_type}) answers HTTP "
-                                   f"{response.status_code}: the service is down or failing. {advice}",
-                                   url=url, host_type=host_type)
+        raise HostUnreachableError(
+            f"MMODA dispatcher {url} (host_type: {host_type}) answers HTTP "
+            f"{response.status_code}: the service is down or failing. {advice}",
+            url=url,
+            host_type=host_type,
+        )
     log.debug("%s (host_type %s) answers HTTP %d", url, host_type, response.status_code)

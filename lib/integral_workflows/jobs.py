@@ -8,9 +8,13 @@ long period becomes many asynchronous jobs. This module
   a longer period or a lost ScW changes only the chunks whose content
   changed), ``-1`` one job per revolution, ``< -1`` aligned groups of
   ``|s_max|`` revolutions;
-- submits the chunks with bounded concurrency and polls them
-  (:class:`JobRunner`), retrying transient faults (connection errors, HTTP
-  500, failed or stalled jobs) with exponential backoff up to a limit;
+- submits the chunks with bounded concurrency and polls them through the
+  network seam (:class:`JobRunner` with a
+  :class:`~integral_workflows.session.Session`), retrying transient faults
+  (connection errors, HTTP 500, failed jobs, jobs silent for longer than a
+  bound derived from their size) with backoff until a time budget is spent
+  (:class:`RetryPolicy`); a backend that is gone stops the run
+  (:class:`BackendUnavailable`);
 - accounts for the ScWs the backend cannot analyse (radiation belts, no
   data), whichever way it reports them: the real backend finishes the job
   with the other ScWs and reports each such ScW in the job monitor with its
@@ -23,7 +27,8 @@ long period becomes many asynchronous jobs. This module
   sends no job;
 - records the outcome of every ScW (*done*, *skipped* with the reason, or
   *failed* with the error) in :class:`RunRecord`, which the run's manifest
-  stores. Nothing is dropped silently.
+  stores, and refuses failed ScWs beyond an allowed fraction
+  (:meth:`RunRecord.raise_if_failed`). Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -38,12 +43,20 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import requests
-from oda_api.api import (DataCollection, DispatcherAPI, DispatcherException, FailedToFindAnyUsefulResults,
-                         RemoteException, RequestNotUnderstood, Unauthorized, UserError)
+from oda_api.api import (
+    DataCollection,
+    DispatcherException,
+    FailedToFindAnyUsefulResults,
+    RemoteException,
+    RequestNotUnderstood,
+    Unauthorized,
+    UserError,
+)
+
 # the text bar works in terminals and notebooks alike, without ipywidgets
 from tqdm import tqdm
 
@@ -59,6 +72,51 @@ DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
 class FatalRequestError(RuntimeError):
     """The backend refuses the request itself (bad parameters, missing rights): retrying cannot help."""
+
+
+class BackendUnavailable(ConnectionError):
+    """The MMODA backend stopped answering and could not be brought back: the step must fail.
+
+    Raised by the network seam (:class:`integral_workflows.session.Session`)
+    once its liveness probe says the backend is gone; every later call of
+    that session raises it at once.
+
+    Attributes
+    ----------
+    url : str
+        The dispatcher that stopped answering.
+    record : RunRecord or None
+        The run it interrupted (every ScW not done is recorded *failed*), when
+        raised by :meth:`JobRunner.run`.
+    """
+
+    def __init__(self, message: str, *, url: str = "", record: RunRecord | None = None):
+        super().__init__(message)
+        self.url = url
+        self.record = record
+
+
+class TooManyFailures(RuntimeError):
+    """More ScWs failed than the user allowed (:meth:`RunRecord.raise_if_failed`).
+
+    Attributes
+    ----------
+    failed : list of str
+        The ScWs that failed.
+    total : int
+        The ScWs of the run.
+    allowed_fraction : float
+        The fraction of failed ScWs that was allowed.
+    record : RunRecord
+        The run.
+    """
+
+    def __init__(self, message: str, *, failed: Sequence[str], total: int, allowed_fraction: float, record: RunRecord):
+        super().__init__(message)
+        self.failed = list(failed)
+        self.total = total
+        self.allowed_fraction = allowed_fraction
+        self.record = record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +139,7 @@ class Chunk:
 
     @property
     def revolutions(self) -> list[str]:
+        """The revolutions (``RRRR``) the chunk's ScWs belong to, sorted."""
         return sorted({scw[:4] for scw in self.scw_ids})
 
 
@@ -117,8 +176,10 @@ def split_into_chunks(scw_ids: Sequence[str], *, s_max: int) -> list[Chunk]:
         In time order.
     """
     if s_max == 0:
-        raise ValueError("s_max=0 is not allowed: use > 0 (ScWs per job), -1 (per revolution) "
-                         "or < -1 (groups of |s_max| revolutions)")
+        raise ValueError(
+            "s_max=0 is not allowed: use > 0 (ScWs per job), -1 (per revolution) "
+            "or < -1 (groups of |s_max| revolutions)"
+        )
     ordered = sorted(set(scw_ids))
     bad = [scw for scw in ordered if not SCW_ID.fullmatch(scw)]
     if bad:
@@ -169,7 +230,7 @@ def _aligned_blocks(ordered: list[str], s_max: int) -> list[tuple[str, list[str]
         elif size == 1:
             # several versions of one ScW: plain slices (nothing else can share this block)
             for i in range(lo, hi, s_max):
-                blocks.append((f"{label}.{(i - lo) // s_max}", scws[i:min(hi, i + s_max)]))
+                blocks.append((f"{label}.{(i - lo) // s_max}", scws[i : min(hi, i + s_max)]))
         else:
             by_pointing(revolution, scws, first, size // 2)
             by_pointing(revolution, scws, first + size // 2, size // 2)
@@ -200,14 +261,24 @@ class ProductRequest:
 
     def query(self, scw_ids: Sequence[str]) -> dict:
         """Keyword arguments for ``DispatcherAPI.get_product``."""
-        return dict(self.parameters, instrument=self.instrument, product=self.product, product_type="Real",
-                    scw_list=list(scw_ids))
+        return dict(
+            self.parameters,
+            instrument=self.instrument,
+            product=self.product,
+            product_type="Real",
+            scw_list=list(scw_ids),
+        )
 
     def cache_key(self, scw_ids: Sequence[str], *, backend: str) -> str:
         """Key of a chunk's result: the normalised query, its ScWs and the backend's identity."""
-        normalised = {"version": CACHE_VERSION, "backend": backend, "instrument": self.instrument,
-                      "product": self.product, "scws": sorted(scw_ids),
-                      "parameters": {k: _normalise(v) for k, v in sorted(self.parameters.items())}}
+        normalised = {
+            "version": CACHE_VERSION,
+            "backend": backend,
+            "instrument": self.instrument,
+            "product": self.product,
+            "scws": sorted(scw_ids),
+            "parameters": {k: _normalise(v) for k, v in sorted(self.parameters.items())},
+        }
         return hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -240,7 +311,7 @@ class Piece:
     scw_ids: tuple
     job_id: str
     from_cache: bool
-    cache: "ChunkCache | None" = None
+    cache: ChunkCache | None = None
     cache_key: str = ""
     answer: dict | None = None
     elapsed_s: float = 0.0
@@ -356,6 +427,7 @@ class ChunkCache:
         return self.folder / f"{key}.json.gz"
 
     def get(self, key: str) -> dict | None:
+        """The answer stored under ``key``, or None if there is none or its file cannot be read."""
         path = self._path(key)
         if not path.exists():
             return None
@@ -367,6 +439,7 @@ class ChunkCache:
             return None
 
     def put(self, key: str, record: dict) -> None:
+        """Store ``record`` under ``key``, atomically (written to a temporary file, then renamed)."""
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with gzip.open(tmp, "wt", compresslevel=1) as handle:
@@ -386,6 +459,7 @@ class ScwOutcome:
     attempts: int = 0
 
     def as_dict(self) -> dict:
+        """The outcome as a plain dict of its fields."""
         return dataclasses.asdict(self)
 
 
@@ -403,12 +477,14 @@ class RunRecord:
     retries: int = 0
 
     def counts(self) -> dict:
+        """Number of ScWs per status (done, skipped, failed)."""
         counts = {DONE: 0, SKIPPED: 0, FAILED: 0}
         for outcome in self.outcomes.values():
             counts[outcome.status] += 1
         return counts
 
     def scws(self, status: str) -> list[str]:
+        """The ids of the ScWs whose outcome has ``status``, sorted."""
         return sorted(scw for scw, outcome in self.outcomes.items() if outcome.status == status)
 
     def outcome_table(self, *, statuses: Sequence[str] = (DONE, SKIPPED, FAILED)):
@@ -416,18 +492,64 @@ class RunRecord:
         from astropy.table import Table
 
         rows = [o for _, o in sorted(self.outcomes.items()) if o.status in statuses]
-        return Table({"scw_id": [o.scw_id for o in rows], "status": [o.status for o in rows],
-                      "reason": [o.reason for o in rows], "chunk": [o.chunk for o in rows],
-                      "job_id": [o.job_id for o in rows], "attempts": [o.attempts for o in rows]},
-                     dtype=[str, str, str, str, str, int])
+        return Table(
+            {
+                "scw_id": [o.scw_id for o in rows],
+                "status": [o.status for o in rows],
+                "reason": [o.reason for o in rows],
+                "chunk": [o.chunk for o in rows],
+                "job_id": [o.job_id for o in rows],
+                "attempts": [o.attempts for o in rows],
+            },
+            dtype=[str, str, str, str, str, int],
+        )
 
     def summary(self) -> str:
         """One line: ScWs done/skipped/failed, jobs sent, cache hits, retries, elapsed time."""
         counts = self.counts()
         elapsed = (self.finished or time.time()) - self.started
-        return (f"{counts[DONE]} ScWs done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed; "
-                f"{self.submissions} jobs sent, {self.cache_hits} chunks from the cache, {self.retries} retries, "
-                f"{elapsed:.1f} s")
+        return (
+            f"{counts[DONE]} ScWs done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed; "
+            f"{self.submissions} jobs sent, {self.cache_hits} chunks from the cache, {self.retries} retries, "
+            f"{elapsed:.1f} s"
+        )
+
+    def raise_if_failed(self, *, allowed_fraction: float = 0.0, what: str = "") -> None:
+        """Raise :class:`TooManyFailures` if more than ``allowed_fraction`` of the ScWs failed.
+
+        ScWs the backend *skipped* (no data, radiation belts) are facts about
+        the data, not failures; *failed* ones are those the backend could not
+        deliver (faults that outlasted the retry budget, a refused request).
+
+        Parameters
+        ----------
+        allowed_fraction : float
+            Largest tolerated fraction of failed ScWs among all ScWs of the
+            run, in [0, 1]; 0 (default) tolerates none.
+        what : str, optional
+            What the run made (named in the message), e.g. ``"isgri_image"``.
+
+        Raises
+        ------
+        TooManyFailures
+            With the count, the fraction allowed and the first reasons.
+        """
+        if not 0.0 <= allowed_fraction <= 1.0:
+            raise ValueError(f"allowed_fraction = {allowed_fraction}: must be within [0, 1]")
+        failed = self.scws(FAILED)
+        total = len(self.outcomes)
+        if not failed or len(failed) <= allowed_fraction * total:
+            return
+        reasons = "; ".join(f"{scw}: {self.outcomes[scw].reason}" for scw in failed[:3])
+        raise TooManyFailures(
+            f"{len(failed)} of {total} ScWs{f' of {what}' if what else ''} failed ({len(failed) / total:.1%}; "
+            f"allowed: {allowed_fraction:.1%}), e.g. {reasons}. Run again to retry them (finished chunks come from "
+            "the cache), or allow a fraction of failed ScWs explicitly (allowed_failed_fraction).",
+            failed=failed,
+            total=total,
+            allowed_fraction=allowed_fraction,
+            record=self,
+        )
 
     def as_dict(self) -> dict:
         """JSON-safe summary for the manifest."""
@@ -458,12 +580,14 @@ class _ScwsRejected(Exception):
 
 @dataclasses.dataclass
 class RetryPolicy:
-    """How hard to try.
+    """How hard to try, and how long to wait for what.
 
     Transient faults (connection errors, HTTP 500, jobs failed by the
     machinery, stalls) are retried until a time budget per chunk is spent, not
     a fixed number of times, so every good ScW is delivered whatever the fault
-    rate below 1, as long as the budget allows.
+    rate below 1, as long as the budget allows. :meth:`for_local` and
+    :meth:`for_remote` are the settings the session uses for each kind of
+    backend.
 
     Attributes
     ----------
@@ -479,10 +603,27 @@ class RetryPolicy:
     poll_failure_budget_s : float
         Polls failing in transit for this long in a row make the job be resubmitted.
     stall_timeout_s : float
-        A job whose progress does not change for this long while running is
-        resubmitted.
+        A running job whose progress (status, job-monitor entries) does not
+        change for :meth:`stall_bound` seconds is resubmitted; this is the
+        bound's fixed part.
+    stall_per_scw_s : float
+        The bound's part per ScW of the job (the backend's last step combines
+        every ScW of the job, and takes longer for more).
+    max_stall_timeout_s : float or None
+        Upper limit of the bound.
     queue_timeout_s : float or None
         A job left waiting in the backend's queue longer than this is resubmitted.
+    request_timeout_s : float
+        Timeout of one HTTP request (connect and read), seconds.
+    request_budget_s : float
+        Time one gateway request (ScW list, time conversion, spacecraft) may
+        spend retrying connection errors and 5xx answers.
+    dead_after_s : float
+        A remote backend that answers nothing (connection errors, 502-504)
+        for this long in a row, and then not its root URL either, is declared
+        unavailable. A local one is probed at once on its health URL, for up
+        to this long while it is merely slow (a local one whose process has
+        exited, or whose port refuses connections, is declared gone at once).
     """
 
     budget_s: float = 3600.0
@@ -493,10 +634,92 @@ class RetryPolicy:
     max_poll_interval_s: float = 10.0
     poll_failure_budget_s: float = 120.0
     stall_timeout_s: float = 900.0
+    stall_per_scw_s: float = 0.0
+    max_stall_timeout_s: float | None = None
     queue_timeout_s: float | None = None
+    request_timeout_s: float = 120.0
+    request_budget_s: float = 600.0
+    dead_after_s: float = 300.0
+
+    @classmethod
+    def for_local(cls, **changes) -> RetryPolicy:
+        """Settings for the local MMODA: it reports every ScW as it goes, so silence means a stall.
+
+        A job of ``n`` ScWs that shows no progress for ``2 + 0.15 n`` s (at
+        most 60 s) is resubmitted: the local MMODA reports each ScW as it
+        goes, and its last step, which combines the ScWs, was measured at
+        0.11 s per ScW (5.7 s for a 50-ScW ISGRI image). A resubmitted job
+        that is in fact running is only attached to again, never computed
+        twice, so a false alarm on a loaded machine costs under a second.
+
+        Parameters
+        ----------
+        **changes
+            Fields to set differently.
+
+        Returns
+        -------
+        RetryPolicy
+        """
+        # a local server is not relieved by waiting: short backoff, frequent polls
+        settings = {
+            "budget_s": 900.0,
+            "poll_interval_s": 0.25,
+            "max_poll_interval_s": 1.0,
+            "backoff_s": 0.1,
+            "max_backoff_s": 0.5,
+            "poll_failure_budget_s": 30.0,
+            "stall_timeout_s": 2.0,
+            "stall_per_scw_s": 0.15,
+            "max_stall_timeout_s": 60.0,
+            "queue_timeout_s": 60.0,
+            "request_timeout_s": 60.0,
+            "request_budget_s": 120.0,
+            "dead_after_s": 30.0,
+        }
+        return cls(**{**settings, **changes})
+
+    @classmethod
+    def for_remote(cls, **changes) -> RetryPolicy:
+        """Settings for a real MMODA, whose OSA jobs take minutes per ScW and may queue.
+
+        A job of ``n`` ScWs that shows no progress for ``900 + 30 n`` s (at
+        most an hour) is resubmitted.
+
+        Parameters
+        ----------
+        **changes
+            Fields to set differently.
+
+        Returns
+        -------
+        RetryPolicy
+        """
+        settings = {
+            "budget_s": 3 * 3600.0,
+            "poll_interval_s": 5.0,
+            "max_poll_interval_s": 30.0,
+            "backoff_s": 2.0,
+            "max_backoff_s": 60.0,
+            "poll_failure_budget_s": 300.0,
+            "stall_timeout_s": 900.0,
+            "stall_per_scw_s": 30.0,
+            "max_stall_timeout_s": 3600.0,
+            "queue_timeout_s": None,
+            "request_timeout_s": 120.0,
+            "request_budget_s": 600.0,
+            "dead_after_s": 300.0,
+        }
+        return cls(**{**settings, **changes})
 
     def backoff(self, attempt: int) -> float:
+        """Wait before attempt ``attempt + 1``, seconds."""
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, attempt - 1))
+
+    def stall_bound(self, n_scws: int) -> float:
+        """Longest silence of a running job of ``n_scws`` ScWs before it counts as stalled, seconds."""
+        bound = self.stall_timeout_s + self.stall_per_scw_s * max(0, int(n_scws))
+        return bound if self.max_stall_timeout_s is None else min(bound, self.max_stall_timeout_s)
 
     def exhausted(self, attempts: int, started: float) -> bool:
         """Whether a chunk that has failed ``attempts`` times since ``started`` must give up."""
@@ -508,39 +731,54 @@ class RetryPolicy:
 class JobRunner:
     """Runs the chunks of a product request against an MMODA dispatcher.
 
+    Every exchange with the dispatcher goes through ``session``, the network
+    seam, which builds the ``DispatcherAPI`` clients, adds the token, and
+    decides whether a connection failure is transient or the backend is gone.
+
     Parameters
     ----------
-    url : str
-        Dispatcher URL (always explicit; see :mod:`integral_workflows.hosts`).
-    backend_id : str
-        Identity of the backend for the cache key (the URL for a real MMODA,
-        a fingerprint of the simulation for the local one).
-    token : str or None, optional
-        MMODA token (from ``ODA_TOKEN`` / ``.oda-token``); never logged.
+    session : integral_workflows.session.Session
+        The network seam (anything with ``backend_id``, ``retry``,
+        ``dispatcher()``, ``submit(disp, query)``, ``poll(disp)`` and
+        ``is_dead``).
     cache : ChunkCache or None, optional
         Where finished chunks are kept.
     max_concurrent : int, optional
         Jobs in flight at once.
     retry : RetryPolicy, optional
-        Retry and polling settings.
+        Retry and polling settings; the session's by default.
     progress : bool, optional
         Show a progress bar (terminal or notebook).
     """
 
-    def __init__(self, url: str, *, backend_id: str, token: str | None = None, cache: ChunkCache | None = None,
-                 max_concurrent: int = 4, retry: RetryPolicy | None = None, progress: bool = True):
-        self.url = url
-        self.backend_id = backend_id
-        self._token = token
+    def __init__(
+        self,
+        session,
+        *,
+        cache: ChunkCache | None = None,
+        max_concurrent: int = 4,
+        retry: RetryPolicy | None = None,
+        progress: bool = True,
+    ):
+        self.session = session
+        self.backend_id = session.backend_id
         self.cache = cache
         self.max_concurrent = max(1, int(max_concurrent))
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or getattr(session, "retry", None) or RetryPolicy()
         self.progress = progress
         self._lock = threading.Lock()
+        # set when the backend is gone: waiting threads wake up and stop at once
+        self._stop = threading.Event()
 
     # -- public ------------------------------------------------------------------------------------------------
-    def run(self, request: ProductRequest, chunks: Iterable[Chunk], *, record: RunRecord | None = None,
-            description: str = "") -> RunRecord:
+    def run(
+        self,
+        request: ProductRequest,
+        chunks: Iterable[Chunk],
+        *,
+        record: RunRecord | None = None,
+        description: str = "",
+    ) -> RunRecord:
         """Run every chunk; return the record of pieces and ScW outcomes.
 
         Raises
@@ -548,22 +786,37 @@ class JobRunner:
         FatalRequestError
             If the backend refuses the request itself (after recording every
             ScW not yet done as failed).
+        BackendUnavailable
+            If the backend stops answering for good (every ScW not done is
+            recorded failed; the record is the exception's ``record``).
         """
         chunks = list(chunks)
         record = record or RunRecord()
         total = sum(len(c.scw_ids) for c in chunks)
         state = {"running": 0, "done": 0, "failed": 0, "skipped": 0}
-        bar = tqdm(total=total, unit="ScW", desc=description or request.product, disable=not self.progress,
-                   dynamic_ncols=True, leave=True)
+        bar = tqdm(
+            total=total,
+            unit="ScW",
+            desc=description or request.product,
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
         def update(**changes):
             with self._lock:
                 for key, delta in changes.items():
                     state[key] += delta
-                bar.set_postfix(chunks_running=state["running"], done=state["done"], skipped=state["skipped"],
-                                failed=state["failed"], refresh=False)
+                bar.set_postfix(
+                    chunks_running=state["running"],
+                    done=state["done"],
+                    skipped=state["skipped"],
+                    failed=state["failed"],
+                    refresh=False,
+                )
 
         fatal: list[BaseException] = []
+        gone: list[BackendUnavailable] = []
 
         def work(chunk: Chunk):
             update(running=1)
@@ -574,6 +827,14 @@ class JobRunner:
                 self._record(record, chunk.scw_ids, FAILED, chunk, reason=str(exc))
                 update(failed=len(chunk.scw_ids))
                 bar.update(len(chunk.scw_ids))
+            except BackendUnavailable as exc:
+                gone.append(exc)
+                self._stop.set()
+                with self._lock:
+                    unfinished = [scw for scw in chunk.scw_ids if scw not in record.outcomes]
+                self._record(record, unfinished, FAILED, chunk, reason=f"backend unavailable: {exc}")
+                update(failed=len(unfinished))
+                bar.update(len(unfinished))
             finally:
                 update(running=-1)
 
@@ -585,10 +846,22 @@ class JobRunner:
         finally:
             bar.close()
             record.finished = time.time()
+        # in chunk order, not in the order jobs happened to finish: products combined from the pieces are then
+        # the same numbers whatever the timing (retries, stalls, concurrency)
+        record.pieces.sort(key=lambda piece: (piece.chunk.index, piece.scw_ids[:1]))
         for scw in (s for c in chunks for s in c.scw_ids):
             if scw not in record.outcomes:
                 # every ScW must end somewhere: this would be a bug, make it visible
                 self._record(record, [scw], FAILED, None, reason="no outcome recorded (internal error)")
+        if gone:
+            counts = record.counts()
+            raise BackendUnavailable(
+                f"{gone[0]} -- {counts[FAILED]} of {total} ScWs of "
+                f"{description or request.product} were not analysed ({counts[DONE]} done, "
+                f"{counts[SKIPPED]} skipped)",
+                url=gone[0].url,
+                record=record,
+            ) from gone[0]
         if fatal:
             raise FatalRequestError(str(fatal[0])) from fatal[0]
         return record
@@ -603,8 +876,9 @@ class JobRunner:
             try:
                 piece = self._obtain(request, chunk, pending, record)
             except _ScwsRejected as rejected:
-                rejected_scws = [s for s in pending if s in rejected.reasons] or \
-                    ([pending[0]] if len(pending) == 1 else [])
+                rejected_scws = [s for s in pending if s in rejected.reasons] or (
+                    [pending[0]] if len(pending) == 1 else []
+                )
                 if not rejected_scws:
                     # the backend named no ScW: isolate by halves
                     half = len(pending) // 2
@@ -627,16 +901,22 @@ class JobRunner:
                 with self._lock:
                     record.retries += 1
                 if self.retry.exhausted(attempts, started):
-                    log.error("%s: giving up after %d attempts in %.0f s: %s", chunk.label, attempts,
-                              time.time() - started, exc)
-                    self._record(record, pending, FAILED, chunk, reason=f"{exc} (after {attempts} attempts)",
-                                 attempts=attempts)
+                    log.error(
+                        "%s: giving up after %d attempts in %.0f s: %s",
+                        chunk.label,
+                        attempts,
+                        time.time() - started,
+                        exc,
+                    )
+                    self._record(
+                        record, pending, FAILED, chunk, reason=f"{exc} (after {attempts} attempts)", attempts=attempts
+                    )
                     update(failed=len(pending))
                     bar.update(len(pending))
                     return
                 wait = self.retry.backoff(attempts)
-                log.warning("%s: %s; retrying in %.0f s (attempt %d)", chunk.label, exc, wait, attempts + 1)
-                time.sleep(wait)
+                log.warning("%s: %s; retrying in %.1f s (attempt %d)", chunk.label, exc, wait, attempts + 1)
+                self._stop.wait(wait)
                 continue
             self._accept(record, piece, attempts + 1)
             update(done=len(piece.scw_ids), skipped=len(piece.skipped))
@@ -657,8 +937,7 @@ class JobRunner:
                 piece = self._obtain(request, alone, [scw], record)
             except _ScwsRejected as rejected:
                 reason = rejected.reasons.get(scw, rejected.message) or first_reason
-                self._record(record, [scw], SKIPPED, chunk, reason=reason, job_id=rejected.job_id,
-                             attempts=attempt + 1)
+                self._record(record, [scw], SKIPPED, chunk, reason=reason, job_id=rejected.job_id, attempts=attempt + 1)
                 update(skipped=1)
                 bar.update(1)
                 return
@@ -670,7 +949,7 @@ class JobRunner:
                     update(failed=1)
                     bar.update(1)
                     return
-                time.sleep(self.retry.backoff(attempt))
+                self._stop.wait(self.retry.backoff(attempt))
                 continue
             self._accept(record, piece, attempt + 1)
             update(done=len(piece.scw_ids), skipped=len(piece.skipped))
@@ -681,9 +960,16 @@ class JobRunner:
         with self._lock:
             if piece.scw_ids:
                 record.pieces.append(piece)
-            record.jobs.append({"chunk": piece.chunk.label, "job_id": piece.job_id, "scws": len(piece.scw_ids),
-                                "skipped": len(piece.skipped), "from_cache": piece.from_cache,
-                                "elapsed_s": piece.elapsed_s})
+            record.jobs.append(
+                {
+                    "chunk": piece.chunk.label,
+                    "job_id": piece.job_id,
+                    "scws": len(piece.scw_ids),
+                    "skipped": len(piece.skipped),
+                    "from_cache": piece.from_cache,
+                    "elapsed_s": piece.elapsed_s,
+                }
+            )
         self._record(record, piece.scw_ids, DONE, piece.chunk, job_id=piece.job_id, attempts=attempts)
         for scw, reason in piece.skipped.items():
             self._record(record, [scw], SKIPPED, piece.chunk, reason=reason, job_id=piece.job_id, attempts=attempts)
@@ -705,8 +991,11 @@ class JobRunner:
                 log.info("%s: %d ScWs from the cache", chunk.label, len(scws))
                 if "_rejected" in cached:
                     # a "no useful data" verdict is a fact about the data: the backend keeps it, so do we
-                    raise _ScwsRejected(cached["_rejected"]["reasons"], cached["_rejected"]["message"],
-                                        job_id=cached["_rejected"].get("job_id", ""))
+                    raise _ScwsRejected(
+                        cached["_rejected"]["reasons"],
+                        cached["_rejected"]["message"],
+                        job_id=cached["_rejected"].get("job_id", ""),
+                    )
                 return self._piece(chunk, scws, cached, from_cache=True, key=key)
         with self._lock:
             record.submissions += 1
@@ -715,8 +1004,16 @@ class JobRunner:
             response_json = self._submit_and_wait(request, chunk, scws)
         except _ScwsRejected as rejected:
             if self.cache is not None and rejected.reasons:
-                self.cache.put(key, {"_rejected": {"reasons": rejected.reasons, "message": rejected.message,
-                                                   "job_id": rejected.job_id}})
+                self.cache.put(
+                    key,
+                    {
+                        "_rejected": {
+                            "reasons": rejected.reasons,
+                            "message": rejected.message,
+                            "job_id": rejected.job_id,
+                        }
+                    },
+                )
             raise
         response_json["_elapsed_s"] = time.time() - started
         response_json["_instrument"], response_json["_product"] = request.instrument, request.product
@@ -728,29 +1025,28 @@ class JobRunner:
         """A piece from a finished job's answer: the ScWs analysed, and those reported as not analysed."""
         skipped = unanalysed_scws(answer.get("_reports", []), scws)
         if skipped:
-            log.info("%s: the backend did not analyse %d of %d ScWs (%s)", chunk.label, len(skipped), len(scws),
-                     "; ".join(f"{scw} {why}" for scw, why in list(skipped.items())[:3]))
+            log.info(
+                "%s: the backend did not analyse %d of %d ScWs (%s)",
+                chunk.label,
+                len(skipped),
+                len(scws),
+                "; ".join(f"{scw} {why}" for scw, why in list(skipped.items())[:3]),
+            )
         analysed = tuple(scw for scw in scws if scw not in skipped)
         job_id = answer.get("job_monitor", {}).get("job_id", "")
-        kept = dict(answer=None, cache=self.cache, cache_key=key) if self.cache is not None else dict(answer=answer)
-        return Piece(chunk, analysed, job_id, from_cache, elapsed_s=answer.get("_elapsed_s", 0.0),
-                     skipped=skipped, **kept)
-
-    def _dispatcher(self) -> DispatcherAPI:
-        disp = DispatcherAPI(url=self.url, instrument="mock", wait=False)
-        # retries are ours (with backoff and accounting), not oda_api's 200 x 10 s
-        disp.n_max_tries = 1
-        disp.retry_sleep_s = 0.0
-        return disp
+        kept = {"answer": None, "cache": self.cache, "cache_key": key} if self.cache is not None else {"answer": answer}
+        return Piece(
+            chunk, analysed, job_id, from_cache, elapsed_s=answer.get("_elapsed_s", 0.0), skipped=skipped, **kept
+        )
 
     def _submit_and_wait(self, request: ProductRequest, chunk: Chunk, scws: Sequence[str]) -> dict:
-        disp = self._dispatcher()
+        session = self.session
+        disp = session.dispatcher()
         query = request.query(scws)
-        if self._token:
-            query["token"] = self._token
         started = time.time()
         # the job monitor's entries over all polls (a backend may send only the newest ones)
         reports: dict[str, dict] = {}
+        stall_bound = self.retry.stall_bound(len(scws))
 
         def collect() -> None:
             answer = disp.response_json if isinstance(getattr(disp, "response_json", None), dict) else {}
@@ -759,7 +1055,7 @@ class JobRunner:
                     reports[json.dumps(entry, sort_keys=True, default=str)] = entry
 
         try:
-            disp.get_product(silent=True, **query)
+            session.submit(disp, query)
             collect()
             last_change, last_seen = time.time(), None
             interval = self.retry.poll_interval_s
@@ -768,31 +1064,40 @@ class JobRunner:
                 time.sleep(interval)
                 interval = min(self.retry.max_poll_interval_s, interval * 1.25)
                 try:
-                    disp.poll()
+                    session.poll(disp)
                     collect()
                     failed_polls, failing_since = 0, None
+                except BackendUnavailable:
+                    raise
                 except (RemoteException, DispatcherException, requests.RequestException, RuntimeError) as exc:
                     if isinstance(exc, FailedToFindAnyUsefulResults) or disp.is_complete:
                         raise
                     failed_polls += 1
                     failing_since = failing_since or time.time()
                     if time.time() - failing_since >= self.retry.poll_failure_budget_s:
-                        raise _TransientError(f"{failed_polls} polls of job {disp.job_id} failed in a row over "
-                                              f"{time.time() - failing_since:.0f} s ({type(exc).__name__})") from exc
+                        raise _TransientError(
+                            f"{failed_polls} polls of job {disp.job_id} failed in a row over "
+                            f"{time.time() - failing_since:.0f} s ({type(exc).__name__})"
+                        ) from exc
                     # a poll that failed in transit: the job itself may be fine, poll again
                     log.debug("%s: poll failed (%s), polling again", chunk.label, type(exc).__name__)
                     continue
                 seen = (disp.query_status, len(disp.response_json["job_monitor"].get("full_report_dict_list", [])))
                 if seen != last_seen:
                     last_seen, last_change = seen, time.time()
-                limit = self.retry.stall_timeout_s if disp.query_status == "progress" else self.retry.queue_timeout_s
+                # "submitted": waiting in the backend's queue; anything else: running, and reporting as it goes
+                limit = self.retry.queue_timeout_s if disp.query_status == "submitted" else stall_bound
                 if limit is not None and time.time() - last_change > limit:
-                    raise _TransientError(f"job {disp.job_id} made no progress for {limit:.0f} s "
-                                          f"(status {disp.query_status}): resubmitting")
+                    raise _TransientError(
+                        f"job {disp.job_id} ({len(scws)} ScWs) made no progress for {limit:g} s "
+                        f"(status {disp.query_status}): resubmitting"
+                    )
             if disp.is_failed:
                 disp.process_failure()
+        except BackendUnavailable:
+            raise
         except (Unauthorized, RequestNotUnderstood, UserError) as exc:
-            raise FatalRequestError(f"{chunk.label}: MMODA refused the request: {exc}") from exc
+            raise FatalRequestError(f"{chunk.label}: MMODA refused the request: {session.scrub(str(exc))}") from exc
         except FailedToFindAnyUsefulResults as exc:
             collect()
             reasons = _rejected_scws(exc, scws) or unanalysed_scws(reports.values(), scws)
@@ -800,17 +1105,22 @@ class JobRunner:
         except RemoteException as exc:
             collect()
             text = _failure_text(exc)
-            reasons = (_rejected_scws(exc, scws) or unanalysed_scws(reports.values(), scws)) \
-                if "AnalysisException" in text else {}
+            reasons = (
+                (_rejected_scws(exc, scws) or unanalysed_scws(reports.values(), scws))
+                if "AnalysisException" in text
+                else {}
+            )
             if reasons:
                 raise _ScwsRejected(reasons, text, job_id=disp.job_id or "") from exc
-            raise _TransientError(f"job failed: {exc.message.strip()[:200] or 'no message'}") from exc
+            # oda_api's message of a failed call quotes the call's arguments, token included: scrubbed
+            message = session.scrub(exc.message.strip())[:200] or "no message"
+            raise _TransientError(f"job failed: {message}") from exc
         except DispatcherException as exc:
-            raise _TransientError(f"dispatcher error: {str(exc)[:200]}") from exc
+            raise _TransientError(f"dispatcher error: {session.scrub(str(exc))[:200]}") from exc
         except (requests.RequestException, ConnectionError) as exc:
             raise _TransientError(f"connection problem: {type(exc).__name__}") from exc
         except RuntimeError as exc:
-            raise _TransientError(f"unexpected answer: {str(exc)[:200]}") from exc
+            raise _TransientError(f"unexpected answer: {session.scrub(str(exc))[:200]}") from exc
         collect()
         log.info("%s: job %s done (%d ScWs) in %.1f s", chunk.label, disp.job_id, len(scws), time.time() - started)
         answer = dict(disp.response_json)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -31,6 +31,7 @@ from scipy import stats
 
 from .catalog import same_source_name, source_name_key
 from .jobs import product_instrument, product_meta_data
+from .provenance import fits_ascii
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,49 @@ SECONDS_PER_DAY = 86400.0
 LIGHT_CURVE_PRODUCTS = ("isgri_lc", "jemx_lc")
 
 #: Header keywords carried from the products to the written files (provenance and the simulation mark).
-KEPT_KEYWORDS = ("TELESCOP", "INSTRUME", "DETNAM", "E_MIN", "E_MAX", "TSTART", "TSTOP", "ORIGIN", "CREATOR",
-                 "SIMULATD", "RA_OBJ", "DEC_OBJ", "OBJECT", "SOURCEID")
+KEPT_KEYWORDS = (
+    "TELESCOP",
+    "INSTRUME",
+    "DETNAM",
+    "E_MIN",
+    "E_MAX",
+    "TSTART",
+    "TSTOP",
+    "ORIGIN",
+    "CREATOR",
+    "SIMULATD",
+    "RA_OBJ",
+    "DEC_OBJ",
+    "OBJECT",
+    "SOURCEID",
+)
 
 #: Keywords a light curve writes from its own attributes (never copied from ``meta``).
-_STRUCTURAL_KEYWORDS = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS", "EXTNAME",
-                        "TIMEDEL", "TIMEPIXR", "MJDREF", "TIMESYS", "TIMEUNIT", "TIMEZERO", "TIMEREF", "HDUCLASS",
-                        "HDUCLAS1", "HDUCLAS2", "HDUCLAS3", "NAME", "SIMPLE", "EXTEND"}
+_STRUCTURAL_KEYWORDS = {
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "PCOUNT",
+    "GCOUNT",
+    "TFIELDS",
+    "EXTNAME",
+    "TIMEDEL",
+    "TIMEPIXR",
+    "MJDREF",
+    "TIMESYS",
+    "TIMEUNIT",
+    "TIMEZERO",
+    "TIMEREF",
+    "HDUCLASS",
+    "HDUCLAS1",
+    "HDUCLAS2",
+    "HDUCLAS3",
+    "NAME",
+    "SIMPLE",
+    "EXTEND",
+}
 
 
 @dataclasses.dataclass
@@ -119,22 +156,31 @@ class LightCurve:
         """Effective exposure of each bin, s (FRACEXP × bin width)."""
         return self.fracexp * 2.0 * self.half_width * SECONDS_PER_DAY
 
-    def select(self, mask: np.ndarray) -> "LightCurve":
+    def select(self, mask: np.ndarray) -> LightCurve:
         """A copy restricted to the bins ``mask`` selects (boolean or index array, or a slice).
 
         The arrays are copies, never views, so changing the result leaves this curve alone.
         """
+
         def part(values):
             return None if values is None else np.array(values[mask], copy=True)
 
-        return dataclasses.replace(self, time=part(self.time), half_width=part(self.half_width),
-                                   rate=part(self.rate), error=part(self.error), fracexp=part(self.fracexp),
-                                   tot_counts=part(self.tot_counts), backv=part(self.backv),
-                                   backe=part(self.backe), meta=dict(self.meta))
+        return dataclasses.replace(
+            self,
+            time=part(self.time),
+            half_width=part(self.half_width),
+            rate=part(self.rate),
+            error=part(self.error),
+            fracexp=part(self.fracexp),
+            tot_counts=part(self.tot_counts),
+            backv=part(self.backv),
+            backe=part(self.backe),
+            meta=dict(self.meta),
+        )
 
     # -- input ---------------------------------------------------------------------------------------
     @classmethod
-    def from_hdus(cls, hdus: Sequence, *, source: str | None = None) -> "LightCurve":
+    def from_hdus(cls, hdus: Sequence, *, source: str | None = None) -> LightCurve:
         """Build from the HDUs of a light-curve product or file.
 
         Parameters
@@ -150,8 +196,13 @@ class LightCurve:
         -------
         LightCurve
         """
-        tables = [hdu for hdu in hdus if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)) and hdu.data is not None
-                  and {"TIME", "RATE", "ERROR"} <= {c.upper() for c in hdu.columns.names}]
+        tables = [
+            hdu
+            for hdu in hdus
+            if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))
+            and hdu.data is not None
+            and {"TIME", "RATE", "ERROR"} <= {c.upper() for c in hdu.columns.names}
+        ]
         if not tables:
             raise ValueError("no light-curve table (TIME, RATE, ERROR columns) in the product")
         hdu = tables[0]
@@ -179,13 +230,24 @@ class LightCurve:
         band = None
         if "E_MIN" in header and "E_MAX" in header:
             band = (float(header["E_MIN"]), float(header["E_MAX"]))
-        return cls(source=name, time=time, half_width=0.5 * width, rate=column("RATE"), error=column("ERROR"),
-                   fracexp=np.ones_like(time) if fracexp is None else fracexp, tot_counts=column("TOT_COUNTS"),
-                   backv=column("BACKV"), backe=column("BACKE"), instrument=product_instrument(header), band=band,
-                   meta=meta, extname=str(hdu.name or ""))
+        return cls(
+            source=name,
+            time=time,
+            half_width=0.5 * width,
+            rate=column("RATE"),
+            error=column("ERROR"),
+            fracexp=np.ones_like(time) if fracexp is None else fracexp,
+            tot_counts=column("TOT_COUNTS"),
+            backv=column("BACKV"),
+            backe=column("BACKE"),
+            instrument=product_instrument(header),
+            band=band,
+            meta=meta,
+            extname=str(hdu.name or ""),
+        )
 
     @classmethod
-    def from_product(cls, product) -> "LightCurve":
+    def from_product(cls, product) -> LightCurve:
         """Build from an oda_api ``NumpyDataProduct`` (``isgri_lc`` / ``jemx_lc``).
 
         Parameters
@@ -204,7 +266,7 @@ class LightCurve:
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None)
 
     @classmethod
-    def from_data_collection(cls, collection, source: str) -> "LightCurve":
+    def from_data_collection(cls, collection, source: str) -> LightCurve:
         """Find the light curve of ``source`` in an oda_api ``DataCollection`` (one job's result).
 
         Products are selected by their name (``isgri_lc``/``jemx_lc``) and
@@ -222,7 +284,7 @@ class LightCurve:
         raise ValueError(f"no light curve of {source!r} in this data collection; sources: {names}")
 
     @classmethod
-    def read(cls, path: Path | str, *, source: str | None = None) -> "LightCurve":
+    def read(cls, path: Path | str, *, source: str | None = None) -> LightCurve:
         """Read a light-curve FITS file written by :meth:`write` or by MMODA/OSA."""
         with fits.open(path) as hdul:
             return cls.from_hdus([hdu.copy() for hdu in hdul], source=source)
@@ -247,24 +309,29 @@ class LightCurve:
             ``MJDREF = 51544``, ``TIMESYS = TT``, ``TIMEUNIT = d``,
             ``HDUCLAS1 = LIGHTCURVE``.
         """
-        columns = [fits.Column("TIME", "D", unit="d", array=self.time),
-                   fits.Column("XAX_E", "D", unit="d", array=self.half_width),
-                   fits.Column("RATE", "D", unit="count/s", array=self.rate),
-                   fits.Column("ERROR", "D", unit="count/s", array=self.error),
-                   fits.Column("FRACEXP", "D", array=self.fracexp)]
+        columns = [
+            fits.Column("TIME", "D", unit="d", array=self.time),
+            fits.Column("XAX_E", "D", unit="d", array=self.half_width),
+            fits.Column("RATE", "D", unit="count/s", array=self.rate),
+            fits.Column("ERROR", "D", unit="count/s", array=self.error),
+            fits.Column("FRACEXP", "D", array=self.fracexp),
+        ]
         for name, unit in (("TOT_COUNTS", "count"), ("BACKV", "count/s"), ("BACKE", "count/s")):
             values = getattr(self, name.lower())
             if values is not None:
                 columns.append(fits.Column(name, "D", unit=unit, array=values))
         table = fits.BinTableHDU.from_columns(columns, name=self.extname or _default_extname(self.instrument))
-        extra = {key[:8]: value for key, value in {**self.meta, **(provenance or {})}.items()
-                 if key[:8].upper() not in _STRUCTURAL_KEYWORDS}
+        extra = {
+            key[:8]: value
+            for key, value in {**self.meta, **(provenance or {})}.items()
+            if key[:8].upper() not in _STRUCTURAL_KEYWORDS
+        }
         header = table.header
         header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
         header["HDUCLAS1"] = ("LIGHTCURVE", "light curve dataset")
         header["HDUCLAS2"] = ("NET", "background-subtracted rates (OSA)")
         header["HDUCLAS3"] = ("RATE", "rates, not counts")
-        header["NAME"] = (self.source, "source name")
+        header["NAME"] = (fits_ascii(self.source), "source name (ASCII-folded)")
         header["TIMESYS"] = ("TT", "time system")
         header["TIMEUNIT"] = ("d", "unit of TIME, XAX_E, TIMEDEL, TSTART, TSTOP")
         header["MJDREF"] = (MJDREF_IJD, "MJD of IJD 0 (TT): TIME is IJD")
@@ -283,6 +350,7 @@ class LightCurve:
                 header["DETNAM"] = "ISGRI"
         header.setdefault("TELESCOP", "INTEGRAL")
         primary = fits.PrimaryHDU()
+        extra = {key: _ascii_card(value) for key, value in extra.items()}
         for key, value in extra.items():
             primary.header[key] = value
             if key not in ("TSTART", "TSTOP", "E_MIN", "E_MAX", "INSTRUME", "DETNAM"):
@@ -294,6 +362,13 @@ class LightCurve:
         path = Path(path)
         self.to_hdulist(provenance=provenance).writeto(path, overwrite=overwrite)
         return path
+
+
+def _ascii_card(value):
+    """A keyword value (or ``(value, comment)``) with its text folded to ASCII, as FITS needs."""
+    if isinstance(value, tuple):
+        return tuple(fits_ascii(v) if isinstance(v, str) else v for v in value)
+    return fits_ascii(value) if isinstance(value, str) else value
 
 
 # -- helpers for the readers ---------------------------------------------------------------------------
@@ -333,9 +408,16 @@ def _usable(curve: LightCurve) -> np.ndarray:
     TIMEDEL where two ScWs meet (row 103 of the real JEM-X ``lc.fits``): such
     a bin has no duration of its own.
     """
-    return (np.isfinite(curve.rate) & np.isfinite(curve.error) & (curve.error > 0) & np.isfinite(curve.time)
-            & np.isfinite(curve.fracexp) & (curve.fracexp > 0) & np.isfinite(curve.half_width)
-            & (curve.half_width > 0))
+    return (
+        np.isfinite(curve.rate)
+        & np.isfinite(curve.error)
+        & (curve.error > 0)
+        & np.isfinite(curve.time)
+        & np.isfinite(curve.fracexp)
+        & (curve.fracexp > 0)
+        & np.isfinite(curve.half_width)
+        & (curve.half_width > 0)
+    )
 
 
 def stitch(curves: Sequence[LightCurve]) -> LightCurve:
@@ -381,10 +463,21 @@ def stitch(curves: Sequence[LightCurve]) -> LightCurve:
 
     chunk = np.concatenate([np.full(len(c), k) for k, c in enumerate(curves)])
     first = curves[0]
-    merged = LightCurve(source=first.source, time=gather("time"), half_width=gather("half_width"),
-                        rate=gather("rate"), error=gather("error"), fracexp=gather("fracexp"),
-                        tot_counts=gather("tot_counts"), backv=gather("backv"), backe=gather("backe"),
-                        instrument=first.instrument, band=first.band, meta=dict(first.meta), extname=first.extname)
+    merged = LightCurve(
+        source=first.source,
+        time=gather("time"),
+        half_width=gather("half_width"),
+        rate=gather("rate"),
+        error=gather("error"),
+        fracexp=gather("fracexp"),
+        tot_counts=gather("tot_counts"),
+        backv=gather("backv"),
+        backe=gather("backe"),
+        instrument=first.instrument,
+        band=first.band,
+        meta=dict(first.meta),
+        extname=first.extname,
+    )
     usable = _usable(merged)
     n_bad = int(np.count_nonzero(~usable))
     merged, chunk = merged.select(usable), chunk[usable]
@@ -406,18 +499,26 @@ def stitch(curves: Sequence[LightCurve]) -> LightCurve:
     first_of_cluster = np.r_[True, np.diff(cluster[preference]) != 0] if len(merged) else np.zeros(0, bool)
     n_duplicates = int(len(merged) - np.count_nonzero(first_of_cluster))
     merged = merged.select(preference[first_of_cluster])
-    overlaps = np.count_nonzero((merged.time[1:] - merged.half_width[1:])
-                                < (merged.time[:-1] + merged.half_width[:-1]) - 1e-9)
+    overlaps = np.count_nonzero(
+        (merged.time[1:] - merged.half_width[1:]) < (merged.time[:-1] + merged.half_width[:-1]) - 1e-9
+    )
     if overlaps:
-        log.warning("%s: %d bins overlap their predecessor without being the same bin; both kept",
-                    merged.source, overlaps)
+        log.warning(
+            "%s: %d bins overlap their predecessor without being the same bin; both kept", merged.source, overlaps
+        )
     for key in ("TSTART", "TSTOP"):
         merged.meta.pop(key, None)
     merged.meta.update(NCHUNKS=len(curves), NBADBIN=n_bad, NDUPBIN=n_duplicates)
     if any(c.simulated for c in curves):
         merged.meta["SIMULATD"] = True
-    log.info("%s: stitched %d chunks into %d bins (%d empty/NaN bins dropped, %d duplicates removed)",
-             merged.source, len(curves), len(merged), n_bad, n_duplicates)
+    log.info(
+        "%s: stitched %d chunks into %d bins (%d empty/NaN bins dropped, %d duplicates removed)",
+        merged.source,
+        len(curves),
+        len(merged),
+        n_bad,
+        n_duplicates,
+    )
     return merged
 
 
@@ -471,15 +572,18 @@ def rebin(curve: LightCurve, time_bin_s: float) -> LightCurve:
         raise ValueError(f"time bin must be positive, got {time_bin_s} s")
     usable = _usable(curve)
     if not np.all(usable):
-        log.info("%s: %d bins without a measurement left out of the rebinning", curve.source,
-                 np.count_nonzero(~usable))
+        log.info("%s: %d bins without a measurement left out of the rebinning", curve.source, np.count_nonzero(~usable))
         curve = curve.select(usable)
     if len(curve) == 0:
         return curve
     shortest_s = float(np.min(2.0 * curve.half_width)) * SECONDS_PER_DAY
     if time_bin_s <= shortest_s:
-        log.info("%s: time bin %.0f s is not longer than the input bins (shortest %.0f s): curve left unchanged",
-                 curve.source, time_bin_s, shortest_s)
+        log.info(
+            "%s: time bin %.0f s is not longer than the input bins (shortest %.0f s): curve left unchanged",
+            curve.source,
+            time_bin_s,
+            shortest_s,
+        )
         return curve.select(np.arange(len(curve)))
     bin_days = time_bin_s / SECONDS_PER_DAY
     origin = float(np.min(curve.time - curve.half_width))
@@ -490,7 +594,7 @@ def rebin(curve: LightCurve, time_bin_s: float) -> LightCurve:
     def total(values):
         return np.bincount(inverse, weights=values, minlength=n)
 
-    weight = 1.0 / curve.error ** 2
+    weight = 1.0 / curve.error**2
     weight_sum = total(weight)
     start = np.full(n, np.inf)
     stop = np.full(n, -np.inf)
@@ -501,19 +605,86 @@ def rebin(curve: LightCurve, time_bin_s: float) -> LightCurve:
     backv = backe = None
     if curve.backv is not None and curve.backe is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            background_weight = np.where(curve.backe > 0, 1.0 / curve.backe ** 2, 0.0)
+            background_weight = np.where(curve.backe > 0, 1.0 / curve.backe**2, 0.0)
             background_weight_sum = total(background_weight)
-            backv = np.where(background_weight_sum > 0,
-                             total(background_weight * curve.backv) / background_weight_sum, np.nan)
+            backv = np.where(
+                background_weight_sum > 0, total(background_weight * curve.backv) / background_weight_sum, np.nan
+            )
             backe = np.where(background_weight_sum > 0, 1.0 / np.sqrt(background_weight_sum), np.nan)
-    result = LightCurve(source=curve.source, time=0.5 * (start + stop), half_width=0.5 * (stop - start),
-                        rate=total(weight * curve.rate) / weight_sum, error=1.0 / np.sqrt(weight_sum),
-                        fracexp=fracexp, tot_counts=None if curve.tot_counts is None else total(curve.tot_counts),
-                        backv=backv, backe=backe, instrument=curve.instrument, band=curve.band,
-                        meta=dict(curve.meta), extname=curve.extname)
+    result = LightCurve(
+        source=curve.source,
+        time=0.5 * (start + stop),
+        half_width=0.5 * (stop - start),
+        rate=total(weight * curve.rate) / weight_sum,
+        error=1.0 / np.sqrt(weight_sum),
+        fracexp=fracexp,
+        tot_counts=None if curve.tot_counts is None else total(curve.tot_counts),
+        backv=backv,
+        backe=backe,
+        instrument=curve.instrument,
+        band=curve.band,
+        meta=dict(curve.meta),
+        extname=curve.extname,
+    )
     result.meta["REBIN_S"] = float(time_bin_s)
     log.info("%s: rebinned %d bins into %d bins of %.0f s", curve.source, len(curve), n, time_bin_s)
     return result
+
+
+#: Default rule for the bins the variability statistics use (see :func:`variability_bins`): a bin is left out when
+#: its error exceeds this many times the median error of the curve...
+MAX_ERROR_FACTOR = 10.0
+#: ...or when its effective exposure is below this fraction of the median exposure (edge-of-field, partial bins).
+MIN_EXPOSURE_FRACTION = 0.1
+
+
+def variability_rule(
+    *, max_error_factor: float = MAX_ERROR_FACTOR, min_exposure_fraction: float = MIN_EXPOSURE_FRACTION
+) -> str:
+    """The bin-selection rule of :func:`variability_bins` in words (written to the products' metadata)."""
+    return (
+        f"bins with ERROR > {max_error_factor:g} x median(ERROR) or exposure (FRACEXP x width) "
+        f"< {min_exposure_fraction:g} x median(exposure) are left out of chi2 and F_var"
+    )
+
+
+def variability_bins(
+    curve: LightCurve,
+    *,
+    max_error_factor: float = MAX_ERROR_FACTOR,
+    min_exposure_fraction: float = MIN_EXPOSURE_FRACTION,
+) -> np.ndarray:
+    """Bins fit for the variability statistics: measured, not dominated by noise, not nearly unexposed.
+
+    With heteroscedastic errors the sample variance S² is dominated by the few
+    bins with the largest errors (a source at the edge of the field of a few
+    ScWs, with errors ~50 times the median), so the excess variance of
+    :func:`variability` scatters far more than its usual error says. Such bins
+    carry almost no information on the source; they are left out.
+
+    Parameters
+    ----------
+    curve : LightCurve
+    max_error_factor : float, optional
+        Leave out bins whose error exceeds this multiple of the median error of the usable bins.
+    min_exposure_fraction : float, optional
+        Leave out bins whose effective exposure (``FRACEXP`` × width) is below this fraction of the
+        median exposure of the usable bins.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask over the bins of ``curve``.
+    """
+    keep = _usable(curve)
+    if not np.any(keep):
+        return keep
+    median_error = float(np.median(curve.error[keep]))
+    median_exposure = float(np.median(curve.exposure[keep]))
+    with np.errstate(invalid="ignore"):
+        keep &= curve.error <= max_error_factor * median_error
+        keep &= curve.exposure >= min_exposure_fraction * median_exposure
+    return keep
 
 
 @dataclasses.dataclass
@@ -523,6 +694,7 @@ class Variability:
     Attributes
     ----------
     n_bins : int
+        Bins used (after the rule of :func:`variability_bins`).
     weighted_mean, weighted_mean_error : float
         Inverse-variance weighted mean rate and its error (the constant model).
     chi2 : float
@@ -534,12 +706,22 @@ class Variability:
     mean : float
         Arithmetic mean rate (the normalisation of F_var, Vaughan et al. 2003).
     excess_variance, excess_variance_error : float
-        σ²_XS = S² − ⟨σ²_err⟩ (ct²/s²) and its error.
+        σ²_XS = S² − ⟨σ²_err⟩ (ct²/s², eq. 8 of Vaughan et al. 2003) and its error.
     normalised_excess_variance, normalised_excess_variance_error : float
-        σ²_NXS = σ²_XS / mean² and its error (eq. 11 of Vaughan et al. 2003).
+        σ²_NXS = σ²_XS / mean² and its error (eq. 11 of Vaughan et al. 2003, its noise term generalised to
+        unequal errors).
     fvar, fvar_error : float
         Fractional variability amplitude √σ²_NXS and its error (eq. B2);
         NaN when the excess variance is negative (no variability detected).
+    excess_significance : float
+        σ²_NXS over its error for a constant source (noise term only): how many σ the excess variance is
+        above zero. This is the detection test of variability: near zero, F_var / err(F_var) is twice it.
+    fvar_upper_limit : float
+        3σ upper limit of F_var, √(max(σ²_NXS, 0) + 3 err(σ²_NXS)), what to quote when F_var is not detected.
+    n_excluded : int
+        Usable bins left out by the rule.
+    rule : str
+        The rule (:func:`variability_rule`).
     """
 
     n_bins: int
@@ -555,18 +737,34 @@ class Variability:
     normalised_excess_variance_error: float
     fvar: float
     fvar_error: float
+    excess_significance: float = float("nan")
+    fvar_upper_limit: float = float("nan")
+    n_excluded: int = 0
+    rule: str = ""
 
 
-def variability(curve: LightCurve) -> Variability:
+def variability(
+    curve: LightCurve,
+    *,
+    max_error_factor: float = MAX_ERROR_FACTOR,
+    min_exposure_fraction: float = MIN_EXPOSURE_FRACTION,
+) -> Variability:
     """χ² of a constant and the fractional variability amplitude.
 
     Follows Vaughan et al. 2003 (MNRAS 345, 1271): with N bins, arithmetic
     mean x̄, sample variance S² and mean squared error ⟨σ²_err⟩,
 
         σ²_XS = S² − ⟨σ²_err⟩,   F_var = √(σ²_XS / x̄²),
-        err(σ²_NXS) = √[(√(2/N)·⟨σ²_err⟩/x̄²)² + (√(⟨σ²_err⟩/N)·2F_var/x̄)²],
-        err(F_var) = √[(√(1/2N)·⟨σ²_err⟩/(x̄²F_var))² + (√(⟨σ²_err⟩/N)/x̄)²].
 
+    on the bins :func:`variability_bins` keeps. Their eq. 11 assumes equal
+    errors; here its noise term is the exact variance of S² − ⟨σ²_err⟩ for
+    Gaussian noise of unequal errors σ_i,
+
+        Var_noise(σ²_XS) = 2 [(1 − 2/N) Σσ_i⁴ + (Σσ_i²)²/N²] / (N − 1)²,
+
+    which is 2⟨σ²_err⟩²/(N − 1) for equal errors (eq. 11's 2/N), and is much
+    larger when a few bins have large errors. The intrinsic term is eq. 11's,
+    4 ⟨σ²_err⟩ σ²_XS / N; ``err(F_var) = err(σ²_NXS) / (2 F_var)`` (eq. B2).
     These errors account for the measurement noise only, not for the
     intrinsic scatter of a red-noise process.
 
@@ -574,48 +772,78 @@ def variability(curve: LightCurve) -> Variability:
     ----------
     curve : LightCurve
         Bins without a measurement are ignored.
+    max_error_factor, min_exposure_fraction : float, optional
+        The rule of :func:`variability_bins`.
 
     Returns
     -------
     Variability
     """
-    curve = curve.select(_usable(curve))
+    usable = _usable(curve)
+    kept = variability_bins(curve, max_error_factor=max_error_factor, min_exposure_fraction=min_exposure_fraction)
+    n_excluded = int(np.count_nonzero(usable & ~kept))
+    rule = variability_rule(max_error_factor=max_error_factor, min_exposure_fraction=min_exposure_fraction)
+    if n_excluded:
+        log.info(
+            "%s: %d of %d bins left out of the variability statistics (%s)",
+            curve.source,
+            n_excluded,
+            int(np.count_nonzero(usable)),
+            rule,
+        )
+    curve = curve.select(kept)
     n = len(curve)
     if n < 2:
         raise ValueError(f"{curve.source}: at least two bins are needed to measure variability, got {n}")
     rate, error = curve.rate, curve.error
-    weight = 1.0 / error ** 2
+    weight = 1.0 / error**2
     weighted_mean = float(np.sum(weight * rate) / np.sum(weight))
     chi2 = float(np.sum(((rate - weighted_mean) / error) ** 2))
     dof = n - 1
     mean = float(np.mean(rate))
     sample_variance = float(np.var(rate, ddof=1))
-    mean_error_squared = float(np.mean(error ** 2))
+    variances = error**2
+    mean_error_squared = float(np.mean(variances))
     excess = sample_variance - mean_error_squared
     if mean == 0:
         # F_var is relative to the mean: undefined for a source at zero rate.
         log.info("%s: mean rate is zero: F_var undefined", curve.source)
         mean_squared = float("nan")
     else:
-        mean_squared = mean ** 2
+        mean_squared = mean**2
     normalised = excess / mean_squared
-    fvar = float(np.sqrt(normalised)) if normalised > 0 else float("nan")
-    fvar_for_errors = fvar if normalised > 0 else 0.0
-    normalised_error = float(np.hypot(np.sqrt(2.0 / n) * mean_error_squared / mean_squared,
-                                      np.sqrt(mean_error_squared / n) * 2.0 * fvar_for_errors / np.sqrt(mean_squared)))
+    noise_variance = 2.0 * ((1.0 - 2.0 / n) * np.sum(variances**2) + np.sum(variances) ** 2 / n**2) / (n - 1) ** 2
+    intrinsic_variance = 4.0 * mean_error_squared * max(excess, 0.0) / n
+    excess_error = float(np.sqrt(noise_variance + intrinsic_variance))
+    normalised_error = excess_error / mean_squared
+    significance = float(excess / np.sqrt(noise_variance)) if noise_variance > 0 else float("nan")
     if normalised > 0:
-        fvar_error = float(np.hypot(np.sqrt(1.0 / (2.0 * n)) * mean_error_squared / (mean_squared * fvar),
-                                    np.sqrt(mean_error_squared / n) / np.sqrt(mean_squared)))
+        fvar = float(np.sqrt(normalised))
+        fvar_error = float(normalised_error / (2.0 * fvar))
     else:
-        fvar_error = float("nan")
-        log.info("%s: excess variance ≤ 0 (%.3g): no variability above the noise, F_var undefined",
-                 curve.source, excess)
-    return Variability(n_bins=n, weighted_mean=weighted_mean,
-                       weighted_mean_error=float(1.0 / np.sqrt(np.sum(weight))), chi2=chi2, dof=dof,
-                       p_value=float(stats.chi2.sf(chi2, dof)), mean=mean, excess_variance=excess,
-                       excess_variance_error=normalised_error * mean_squared,
-                       normalised_excess_variance=normalised, normalised_excess_variance_error=normalised_error,
-                       fvar=fvar, fvar_error=fvar_error)
+        fvar = fvar_error = float("nan")
+        log.info(
+            "%s: excess variance ≤ 0 (%.3g): no variability above the noise, F_var undefined", curve.source, excess
+        )
+    return Variability(
+        n_bins=n,
+        weighted_mean=weighted_mean,
+        weighted_mean_error=float(1.0 / np.sqrt(np.sum(weight))),
+        chi2=chi2,
+        dof=dof,
+        p_value=float(stats.chi2.sf(chi2, dof)),
+        mean=mean,
+        excess_variance=excess,
+        excess_variance_error=excess_error,
+        normalised_excess_variance=normalised,
+        normalised_excess_variance_error=normalised_error,
+        fvar=fvar,
+        fvar_error=fvar_error,
+        excess_significance=significance,
+        fvar_upper_limit=float(np.sqrt(max(normalised, 0.0) + 3.0 * normalised_error)),
+        n_excluded=n_excluded,
+        rule=rule,
+    )
 
 
 # -- plotting --------------------------------------------------------------------------------------------------
@@ -637,8 +865,16 @@ def ijd_to_year(ijd) -> np.ndarray:
     return np.asarray(Time(np.asarray(ijd, dtype=float) + MJDREF_IJD, format="mjd", scale="tt").decimalyear)
 
 
-def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_calibration: float | None = None,
-         time_axis: str = "year", title: str = "", energy_flux_per_mcrab: float | None = None):
+def plot(
+    curve: LightCurve,
+    *,
+    ax=None,
+    path: Path | str | None = None,
+    flux_calibration: float | None = None,
+    time_axis: str = "year",
+    title: str = "",
+    energy_flux_per_mcrab: float | None = None,
+):
     """Rate against time with error bars and the weighted mean.
 
     Parameters
@@ -680,22 +916,36 @@ def plot(curve: LightCurve, *, ax=None, path: Path | str | None = None, flux_cal
     else:
         x, x_error = shown.mjd, shown.half_width
         ax.set_xlabel("MJD (TT)")
-    ax.errorbar(x, shown.rate, xerr=x_error, yerr=shown.error, fmt="o", markersize=2.5, linewidth=0.8,
-                label=f"{shown.source} ({len(shown)} bins)")
+    ax.errorbar(
+        x,
+        shown.rate,
+        xerr=x_error,
+        yerr=shown.error,
+        fmt="o",
+        markersize=2.5,
+        linewidth=0.8,
+        label=f"{shown.source} ({len(shown)} bins)",
+    )
     if len(shown) >= 2:
-        weight = 1.0 / shown.error ** 2
+        weight = 1.0 / shown.error**2
         mean = float(np.sum(weight * shown.rate) / np.sum(weight))
         chi2 = float(np.sum(((shown.rate - mean) / shown.error) ** 2))
-        ax.axhline(mean, color="C3", linestyle="--", linewidth=1,
-                   label=f"weighted mean {mean:.4g} ± {1.0 / np.sqrt(np.sum(weight)):.2g} ct/s "
-                         f"(χ²/dof = {chi2:.1f}/{len(shown) - 1})")
+        ax.axhline(
+            mean,
+            color="C3",
+            linestyle="--",
+            linewidth=1,
+            label=f"weighted mean {mean:.4g} ± {1.0 / np.sqrt(np.sum(weight)):.2g} ct/s "
+            f"(χ²/dof = {chi2:.1f}/{len(shown) - 1})",
+        )
     ax.set_ylabel("rate (ct/s)")
     # Full years or MJDs on the ticks: an offset ("+2.004e3") is unreadable on a time axis.
     ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     if flux_calibration:
         crab_rate = float(flux_calibration)
-        secondary = ax.secondary_yaxis("right", functions=(lambda r: 1000.0 * r / crab_rate,
-                                                            lambda m: m * crab_rate / 1000.0))
+        secondary = ax.secondary_yaxis(
+            "right", functions=(lambda r: 1000.0 * r / crab_rate, lambda m: m * crab_rate / 1000.0)
+        )
         label = "flux (mCrab)"
         if energy_flux_per_mcrab:
             label = f"flux (mCrab; 1 mCrab = {energy_flux_per_mcrab:.3g} erg/cm²/s)"
@@ -771,11 +1021,192 @@ def physical_flux(curve: LightCurve, calibration) -> Table:
     """
     crab_rate, _, period, inside = calibration.crab_rate_at(curve.time)
     mcrab, mcrab_error = calibration.to_mcrab(curve.rate, curve.error, curve.time)
-    table = Table({"time": curve.time, "rate": curve.rate, "error": curve.error, "crab_rate": crab_rate,
-                   "crab_period": period, "mcrab": mcrab, "mcrab_error": mcrab_error,
-                   "energy_flux": calibration.mcrab_to_energy_flux(mcrab),
-                   "energy_flux_error": calibration.mcrab_to_energy_flux(mcrab_error), "calibrated": inside})
-    table.meta.update({"source": curve.source, "instrument": calibration.instrument, "e1_keV": calibration.e1_keV,
-                       "e2_keV": calibration.e2_keV, "calibration_method": calibration.method,
-                       "conversion": "mCrab = 1000 rate / rate_Crab(period); erg/cm2/s for a Crab-like spectrum"})
+    table = Table(
+        {
+            "time": curve.time,
+            "rate": curve.rate,
+            "error": curve.error,
+            "crab_rate": crab_rate,
+            "crab_period": period,
+            "mcrab": mcrab,
+            "mcrab_error": mcrab_error,
+            "energy_flux": calibration.mcrab_to_energy_flux(mcrab),
+            "energy_flux_error": calibration.mcrab_to_energy_flux(mcrab_error),
+            "calibrated": inside,
+        }
+    )
+    table.meta.update(
+        {
+            "source": curve.source,
+            "instrument": calibration.instrument,
+            "e1_keV": calibration.e1_keV,
+            "e2_keV": calibration.e2_keV,
+            "calibration_method": calibration.method,
+            "conversion": "mCrab = 1000 rate / rate_Crab(period); erg/cm2/s for a Crab-like spectrum",
+        }
+    )
     return table
+
+
+def prepare(
+    stitched: Mapping[str, LightCurve], *, systematic_fraction: float, time_bin_s: float
+) -> tuple[dict[str, LightCurve], Table]:
+    """Add the systematic error, rebin, and test each source's light curve for variability.
+
+    Parameters
+    ----------
+    stitched : mapping
+        Source name → its stitched light curve (:func:`light_curves_from_pieces`).
+    systematic_fraction : float
+        Added in quadrature, as a fraction of the rate.
+    time_bin_s : float
+        The bin (:func:`rebin`).
+
+    Returns
+    -------
+    (dict, astropy.table.Table)
+        The prepared curves by source, and one row per source: bins, weighted mean rate, χ² of a
+        constant, its p-value and the fractional variability F_var.
+    """
+    curves, rows = {}, []
+    for name, curve in stitched.items():
+        curve = rebin(add_systematics(curve, systematic_fraction), time_bin_s)
+        stats = variability(curve)
+        # The rule travels with each written light curve too (FITS keywords).
+        curve.meta.update(
+            {
+                "VARERRMX": (MAX_ERROR_FACTOR, "chi2, F_var: bins, ERROR > this x median: out"),
+                "VAREXPMN": (MIN_EXPOSURE_FRACTION, "chi2, F_var: exposure < this x median: out"),
+                "VARNEXCL": (stats.n_excluded, "bins left out of F_var and chi2"),
+            }
+        )
+        curves[name] = curve
+        rows.append(
+            (
+                name,
+                len(curve.time),
+                stats.n_bins,
+                stats.n_excluded,
+                stats.weighted_mean,
+                stats.weighted_mean_error,
+                stats.chi2,
+                stats.dof,
+                stats.p_value,
+                stats.normalised_excess_variance,
+                stats.normalised_excess_variance_error,
+                stats.excess_significance,
+                stats.fvar,
+                stats.fvar_error,
+                stats.fvar_upper_limit,
+            )
+        )
+    summary = Table(
+        rows=rows or None,
+        names=(
+            "source",
+            "bins",
+            "bins_used",
+            "bins_excluded",
+            "mean_rate",
+            "mean_rate_error",
+            "chi2",
+            "dof",
+            "p_constant",
+            "nxs",
+            "nxs_error",
+            "nxs_significance",
+            "fvar",
+            "fvar_error",
+            "fvar_upper_limit",
+        ),
+        dtype=(str, int, int, int, float, float, float, int, float, float, float, float, float, float, float),
+    )
+    summary.meta["variability_rule"] = variability_rule()
+    summary.meta["variability_method"] = (
+        "chi2 of the weighted mean; excess variance S^2 - <err^2> (Vaughan et al. "
+        "2003 eq. 8), its error eq. 11 with the noise term for unequal errors; "
+        "nxs_significance = nxs / noise error (the variability test); F_var NaN when nxs <= 0; "
+        "fvar_upper_limit = sqrt(max(nxs, 0) + 3 nxs_error)"
+    )
+    return curves, summary
+
+
+def write_products(
+    curves: Mapping[str, LightCurve],
+    output_dir: Path | str,
+    *,
+    params,
+    provenance: dict,
+    positions: Mapping[str, tuple[float, float]] | None = None,
+    calibration=None,
+) -> list:
+    """Write each source's light curve (OGIP FITS and PNG) and describe them.
+
+    With a Crab ``calibration``, each source also gets ``lightcurve_<source>_flux.ecsv`` (mCrab and
+    erg/cm²/s per bin, :func:`physical_flux`) and its plot an mCrab axis.
+
+    Parameters
+    ----------
+    curves : mapping
+        Source name → light curve (:func:`prepare`).
+    output_dir : path-like
+        Where the files go (``lightcurve_<source>.fits`` and ``.png``).
+    params : mapping or parameter model
+        The run's parameters (instrument, band, period, ``lc_time_bin``...).
+    provenance : dict
+        FITS provenance cards.
+    positions : mapping, optional
+        Source name → (RA, Dec) in degrees.
+    calibration : integral_workflows.calibration.CrabCalibration, optional
+        Converts rates to mCrab and erg/cm²/s (same instrument and band).
+
+    Returns
+    -------
+    list of integral_workflows.products.Product
+        One ``light_curve`` per source (with its plot), and one ``table`` per flux file.
+    """
+    import matplotlib.pyplot as plt
+
+    from .products import Product, instrument_key, long_term_identity
+    from .provenance import file_stem
+
+    out = Path(output_dir)
+    instrument = instrument_key(params["instrument"], params.get("jemx_unit", 1))
+    if calibration is not None:
+        calibration.check_band(instrument, params["E1_keV"], params["E2_keV"])
+    products = []
+    for name, curve in curves.items():
+        stem = f"lightcurve_{file_stem(name)}"
+        fits_path = curve.write(out / f"{stem}.fits", provenance=provenance, overwrite=True)
+        common = dict(
+            instrument=instrument,
+            source=name,
+            band=(params["E1_keV"], params["E2_keV"]),
+            period=(params["T1"], params["T2"]),
+        )
+        extra = []
+        plot_options = {}
+        if calibration is not None:
+            fluxes = physical_flux(curve, calibration)
+            flux_path = out / f"{stem}_flux.ecsv"
+            fluxes.write(flux_path, overwrite=True)
+            plot_options = dict(
+                flux_calibration=float(np.mean(fluxes["crab_rate"])),
+                energy_flux_per_mcrab=calibration.band_energy_flux / 1000.0,
+            )
+            extra.append(Product(path=flux_path, kind="table", **common))
+        figure = plot(curve, path=out / f"{stem}.png", **plot_options)
+        plt.close(figure)
+        products.append(
+            Product(
+                path=fits_path,
+                kind="light_curve",
+                position=(positions or {}).get(name),
+                plot=out / f"{stem}.png",
+                identity=long_term_identity(params, instrument=instrument, kind="light_curve", source=name),
+                details={"time_bin": params.get("lc_time_bin")},
+                **common,
+            )
+        )
+        products += extra
+    return products

@@ -91,15 +91,29 @@ from .mosaic import SkyMosaic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrackCone", "track_cones", "select_body_scws", "brute_force_selection", "BodyFrameStack",
-           "find_fixed_sources", "mask_fixed_sources", "mask_radius_deg", "StackMeasurement", "measure_stack", "significance_values", "PeriodStacks", "plot_significance_histogram",
-           "plot_stack"]
+__all__ = [
+    "TrackCone",
+    "track_cones",
+    "select_body_scws",
+    "brute_force_selection",
+    "BodyFrameStack",
+    "find_fixed_sources",
+    "mask_fixed_sources",
+    "mask_radius_deg",
+    "StackMeasurement",
+    "measure_stack",
+    "significance_values",
+    "PeriodStacks",
+    "plot_significance_histogram",
+    "plot_stack",
+]
 
 #: Bodies the selection accepts (the Moon's parallax from INTEGRAL reaches tens of degrees: not a geocentric case).
 SELECTABLE_BODIES = ("sun", "mercury", "venus", "mars", "jupiter", "saturn", "uranus", "neptune")
 
 
 # -- selection ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class TrackCone:
@@ -126,8 +140,15 @@ class TrackCone:
         return min(self.reach_deg + float(radius) + 0.05, 180.0)
 
 
-def track_cones(body: str, t1_ijd: float, t2_ijd: float, *, cone_radius_deg: float = 15.0, step_days: float = 0.5,
-                ephemeris_name: str = "auto") -> list[TrackCone]:
+def track_cones(
+    body: str,
+    t1_ijd: float,
+    t2_ijd: float,
+    *,
+    cone_radius_deg: float = 15.0,
+    step_days: float = 0.5,
+    ephemeris_name: str = "auto",
+) -> list[TrackCone]:
     """Cover a body's track over [t1, t2] with cones of at most ``cone_radius_deg``.
 
     Parameters
@@ -158,16 +179,23 @@ def track_cones(body: str, t1_ijd: float, t2_ijd: float, *, cone_radius_deg: flo
         beyond = np.flatnonzero(distance > cone_radius_deg)
         stop = start + (int(beyond[0]) - 1 if len(beyond) else n - 1 - start)
         stop = max(stop, start + 1)
-        reach = float(np.max(distance[:stop - start + 1])) + step_motion
+        reach = float(np.max(distance[: stop - start + 1])) + step_motion
         cones.append(TrackCone(float(times[start]), float(times[stop]), float(ra[start]), float(dec[start]), reach))
         start = stop
     return cones
 
 
-def select_body_scws(parameters: Mapping[str, Any], *, body: str | None = None, url: str,
-                     cone_radius_deg: float = 15.0, timeout_s: float = scw.DEFAULT_TIMEOUT_S,
-                     extents_cache: dict[str, int] | None = None,
-                     use_default_bad_revolutions: bool = True) -> tuple[Table, scw.CutReport]:
+def select_body_scws(
+    parameters: Mapping[str, Any],
+    *,
+    body: str | None = None,
+    url: str | None = None,
+    session=None,
+    cone_radius_deg: float = 15.0,
+    timeout_s: float = scw.DEFAULT_TIMEOUT_S,
+    extents_cache: dict[str, int] | None = None,
+    use_default_bad_revolutions: bool = True,
+) -> tuple[Table, scw.CutReport]:
     """The ScWs whose pointing was within ``radius`` of a moving body at their mid-time, after the usual cuts.
 
     Parameters
@@ -178,8 +206,10 @@ def select_body_scws(parameters: Mapping[str, Any], *, body: str | None = None, 
         ``ephemeris``); missing names take their defaults.
     body : str, optional
         The body; ``src_name`` by default.
-    url : str
+    url : str, optional
         Dispatcher URL (for ``scw_source='mmoda'``, the ScW-list service).
+    session : integral_workflows.session.Session, optional
+        The network seam (instead of ``url``).
     cone_radius_deg : float
         Stretch of track per ScW-list query (see :func:`track_cones`).
     timeout_s : float
@@ -197,23 +227,27 @@ def select_body_scws(parameters: Mapping[str, Any], *, body: str | None = None, 
         ``body_dec`` (geocentric, deg) and ``body_distance_au``;
         ``meta['query']`` describes the cones and timings.
     """
-    from .params import PARAMETERS
+    from .parameters.models import default_value
 
     def value(name):
-        return parameters[name] if name in parameters else PARAMETERS[name].default
+        return parameters[name] if name in parameters else default_value(name)
 
     body = ephemeris.canonical_body(body or value("src_name"))
     if body not in SELECTABLE_BODIES:
-        raise ValueError(f"{body} cannot be selected with geocentric positions (its parallax from INTEGRAL is "
-                         f"too large); selectable bodies: {SELECTABLE_BODIES}")
+        raise ValueError(
+            f"{body} cannot be selected with geocentric positions (its parallax from INTEGRAL is "
+            f"too large); selectable bodies: {SELECTABLE_BODIES}"
+        )
     instrument = str(value("instrument")).lower()
     radius = value("radius")
     if radius is None:
-        radius = PARAMETERS["radius"].default.for_instrument(instrument)
+        radius = default_value("radius", instrument=instrument)
     radius = float(radius)
     ephemeris_name = str(value("ephemeris"))
     if ephemeris_name == "horizons":
         ephemeris_name = "auto"  # the track for the cones needs no precision: the offline ephemeris is enough
+    if str(value("scw_source")).lower() == "mmoda":
+        session = scw._mmoda_session(session, url)  # one seam for every cone's query
     started = time.perf_counter()
     t1 = scw._ijd(scw._as_time(value("T1"), "T1"))
     t2 = scw._ijd(scw._as_time(value("T2"), "T2"))
@@ -221,9 +255,17 @@ def select_body_scws(parameters: Mapping[str, Any], *, body: str | None = None, 
     tables = []
     for cone in cones:
         try:
-            part = scw.query_scws(ra=cone.ra, dec=cone.dec, radius=cone.query_radius(radius), t1=cone.t1,
-                                  t2=cone.t2, data_version=value("data_version"), url=url,
-                                  source=value("scw_source"), timeout_s=timeout_s)
+            part = scw.query_scws(
+                ra=cone.ra,
+                dec=cone.dec,
+                radius=cone.query_radius(radius),
+                t1=cone.t1,
+                t2=cone.t2,
+                data_version=value("data_version"),
+                session=session,
+                source=value("scw_source"),
+                timeout_s=timeout_s,
+            )
         except ValueError as error:
             # scw.query_scws cannot build a table from an empty answer with SW_VER ("zero-size array"): no ScW.
             if "zero-size" not in str(error):
@@ -234,59 +276,108 @@ def select_body_scws(parameters: Mapping[str, Any], *, body: str | None = None, 
             tables.append(part)
     queried = time.perf_counter()
     if not tables:
-        raise ValueError(f"no ScW has its pointing within {radius:g} deg of {body.capitalize()} between "
-                         f"{value('T1')} and {value('T2')}")
+        raise ValueError(
+            f"no ScW has its pointing within {radius:g} deg of {body.capitalize()} between "
+            f"{value('T1')} and {value('T2')}"
+        )
     candidates = vstack(tables, metadata_conflicts="silent")
     if len(candidates):
         _, first = np.unique(np.asarray(candidates["scw_id"]), return_index=True)
         candidates = candidates[np.sort(first)]
         candidates = candidates[np.argsort(np.asarray(candidates["tstart"]), kind="stable")]
-    body_ra, body_dec, distance = ephemeris.geocentric_positions(body, np.asarray(candidates["mjd_mid"], float)
-                                                                 - scw.IJD_MJD_OFFSET, ephemeris=ephemeris_name) \
-        if len(candidates) else (np.zeros(0), np.zeros(0), np.zeros(0))
-    offaxis = ephemeris.separation_deg(np.asarray(candidates["ra_x"], float), np.asarray(candidates["dec_x"], float),
-                                       body_ra, body_dec) if len(candidates) else np.zeros(0)
+    body_ra, body_dec, distance = (
+        ephemeris.geocentric_positions(
+            body, np.asarray(candidates["mjd_mid"], float) - scw.IJD_MJD_OFFSET, ephemeris=ephemeris_name
+        )
+        if len(candidates)
+        else (np.zeros(0), np.zeros(0), np.zeros(0))
+    )
+    offaxis = (
+        ephemeris.separation_deg(
+            np.asarray(candidates["ra_x"], float), np.asarray(candidates["dec_x"], float), body_ra, body_dec
+        )
+        if len(candidates)
+        else np.zeros(0)
+    )
     candidates["offaxis_deg"] = offaxis
     candidates["body_ra"], candidates["body_dec"] = body_ra, body_dec
     candidates["body_distance_au"] = distance / u.au.to(u.km)
-    within = candidates[(offaxis < radius) & (np.asarray(candidates["tstart"]) < t2)
-                        & (np.asarray(candidates["tstop"]) > t1)]
+    within = candidates[
+        (offaxis < radius) & (np.asarray(candidates["tstart"]) < t2) & (np.asarray(candidates["tstop"]) > t1)
+    ]
     positioned = time.perf_counter()
-    for name, unit, text in (("offaxis_deg", u.deg, f"angle between {body.capitalize()} (at the ScW's mid-time) and "
-                                                     "the pointing, deg"),
-                             ("body_ra", u.deg, "geocentric astrometric right ascension of the body at mid-time"),
-                             ("body_dec", u.deg, "geocentric astrometric declination of the body at mid-time"),
-                             ("body_distance_au", u.au, "geocentric distance of the body")):
+    for name, unit, text in (
+        ("offaxis_deg", u.deg, f"angle between {body.capitalize()} (at the ScW's mid-time) and the pointing, deg"),
+        ("body_ra", u.deg, "geocentric astrometric right ascension of the body at mid-time"),
+        ("body_dec", u.deg, "geocentric astrometric declination of the body at mid-time"),
+        ("body_distance_au", u.au, "geocentric distance of the body"),
+    ):
         within[name].unit = unit
         within[name].description = text
     data_version = value("data_version")
     source = value("scw_source")
     exclude_belts = bool(value("exclude_radiation_belts"))
-    extents = (scw.revolution_extents(within, url=url, data_version=data_version, source=source, timeout_s=timeout_s,
-                                      cache=extents_cache) if exclude_belts and len(within) else None)
+    extents = (
+        scw.revolution_extents(
+            within, session=session, data_version=data_version, source=source, timeout_s=timeout_s, cache=extents_cache
+        )
+        if exclude_belts and len(within)
+        else None
+    )
     bad = set(scw._normalise_revolutions(value("bad_revolutions")))
     if use_default_bad_revolutions:
         bad |= set(scw.DEFAULT_BAD_REVOLUTIONS)
-    kept, report = scw.apply_cuts(within, instrument=instrument, jemx_unit=int(value("jemx_unit")),
-                                  pointings_only=bool(value("pointings_only")),
-                                  min_good_time_s=value("min_good_time_s"), exclude_radiation_belts=exclude_belts,
-                                  revolution_extents=extents, bad_revolutions=sorted(bad))
+    kept, report = scw.apply_cuts(
+        within,
+        instrument=instrument,
+        jemx_unit=int(value("jemx_unit")),
+        pointings_only=bool(value("pointings_only")),
+        min_good_time_s=value("min_good_time_s"),
+        exclude_radiation_belts=exclude_belts,
+        revolution_extents=extents,
+        bad_revolutions=sorted(bad),
+    )
     finished = time.perf_counter()
-    report.notes.append(f"moving target {body.capitalize()}: its track was covered by {len(cones)} ScW-list "
-                        f"queries (cones of <= {cone_radius_deg:g} deg of track); {len(candidates)} candidate ScWs, "
-                        f"{len(within)} with the pointing within {radius:g} deg of the body at their mid-time")
+    report.notes.append(
+        f"moving target {body.capitalize()}: its track was covered by {len(cones)} ScW-list "
+        f"queries (cones of <= {cone_radius_deg:g} deg of track); {len(candidates)} candidate ScWs, "
+        f"{len(within)} with the pointing within {radius:g} deg of the body at their mid-time"
+    )
     kept.meta["query"] = {
-        "source": source, "url": url, "body": body.capitalize(), "ra": None, "dec": None, "radius": radius,
-        "t1": scw._as_time(value("T1"), "T1").utc.isot, "t2": scw._as_time(value("T2"), "T2").utc.isot,
-        "t1_ijd": t1, "t2_ijd": t2, "data_version": data_version, "ephemeris": ephemeris_name,
-        "cones": [dataclasses.asdict(cone) for cone in cones], "n_candidates": int(len(candidates)),
-        "n_within_radius": int(len(within)), "n_scw": int(len(kept)),
-        "elapsed_s": {"queries": round(queried - started, 3), "positions": round(positioned - queried, 3),
-                      "cuts": round(finished - positioned, 3), "total": round(finished - started, 3)},
+        "source": source,
+        "url": session.url if session is not None else None,
+        "body": body.capitalize(),
+        "ra": None,
+        "dec": None,
+        "radius": radius,
+        "t1": scw._as_time(value("T1"), "T1").utc.isot,
+        "t2": scw._as_time(value("T2"), "T2").utc.isot,
+        "t1_ijd": t1,
+        "t2_ijd": t2,
+        "data_version": data_version,
+        "ephemeris": ephemeris_name,
+        "cones": [dataclasses.asdict(cone) for cone in cones],
+        "n_candidates": int(len(candidates)),
+        "n_within_radius": int(len(within)),
+        "n_scw": int(len(kept)),
+        "elapsed_s": {
+            "queries": round(queried - started, 3),
+            "positions": round(positioned - queried, 3),
+            "cuts": round(finished - positioned, 3),
+            "total": round(finished - started, 3),
+        },
     }
     kept.meta["cut_report"] = report.as_dict()
-    log.info("%s: %d cones, %d candidates, %d within %.1f deg, %d kept in %.2f s", body, len(cones), len(candidates),
-             len(within), radius, len(kept), finished - started)
+    log.info(
+        "%s: %d cones, %d candidates, %d within %.1f deg, %d kept in %.2f s",
+        body,
+        len(cones),
+        len(candidates),
+        len(within),
+        radius,
+        len(kept),
+        finished - started,
+    )
     return kept, report
 
 
@@ -308,13 +399,16 @@ def brute_force_selection(table: Table, body: str, radius: float, *, ephemeris_n
     -------
     numpy.ndarray of bool
     """
-    ra, dec, _ = ephemeris.geocentric_positions(body, np.asarray(table["mjd_mid"], float) - scw.IJD_MJD_OFFSET,
-                                                ephemeris=ephemeris_name)
-    return ephemeris.separation_deg(np.asarray(table["ra_x"], float), np.asarray(table["dec_x"], float), ra,
-                                    dec) < radius
+    ra, dec, _ = ephemeris.geocentric_positions(
+        body, np.asarray(table["mjd_mid"], float) - scw.IJD_MJD_OFFSET, ephemeris=ephemeris_name
+    )
+    return (
+        ephemeris.separation_deg(np.asarray(table["ra_x"], float), np.asarray(table["dec_x"], float), ra, dec) < radius
+    )
 
 
 # -- stacking ----------------------------------------------------------------------------------------------------
+
 
 def frame_wcs(ra: float, dec: float, *, pixel_deg: float, half_size_pix: int) -> WCS:
     """A north-up TAN WCS of (2h+1)² pixels whose central pixel is at (ra, dec)."""
@@ -350,8 +444,16 @@ class BodyFrameStack:
         Name of the stack (``all``, ``2019``, ``2019-03``...).
     """
 
-    def __init__(self, *, pixel_deg: float, half_size_deg: float, psf_fwhm_deg: float, order: str = "bicubic",
-                 noise_correlation_fwhm_deg: float | None = None, label: str = "all"):
+    def __init__(
+        self,
+        *,
+        pixel_deg: float,
+        half_size_deg: float,
+        psf_fwhm_deg: float,
+        order: str = "bicubic",
+        noise_correlation_fwhm_deg: float | None = None,
+        label: str = "all",
+    ):
         self.pixel_deg = float(pixel_deg)
         self.half_size_pix = max(3, int(round(half_size_deg / self.pixel_deg)))
         self.shape = (2 * self.half_size_pix + 1,) * 2
@@ -406,27 +508,44 @@ class BodyFrameStack:
         # Two calls, each resampling a cube (reproject broadcasts over the leading axis): the intensity and the
         # template point source with the chosen order; variance, validity and exposure, smooth, bilinearly (the
         # variance is then corrected for the interpolation, module docstring).
-        sharp, footprint = reproject_interp((np.stack([filled, point_source]), cut.wcs), target,
-                                            shape_out=self.shape, order=self.order)
-        smooth, _ = reproject_interp((np.stack([np.where(valid_input, variance, 0.0), valid_input.astype(float),
-                                                exposure]), cut.wcs), target, shape_out=self.shape, order="bilinear")
+        sharp, footprint = reproject_interp(
+            (np.stack([filled, point_source]), cut.wcs), target, shape_out=self.shape, order=self.order
+        )
+        smooth, _ = reproject_interp(
+            (np.stack([np.where(valid_input, variance, 0.0), valid_input.astype(float), exposure]), cut.wcs),
+            target,
+            shape_out=self.shape,
+            order="bilinear",
+        )
         intensity, template = sharp
         variance_out, validity, exposure_out = smooth
         footprint = footprint[0]
         rows, columns = np.indices(self.shape)
         in_x, in_y = pixel_to_pixel(target, cut.wcs, columns.ravel().astype(float), rows.ravel().astype(float))
         correlation_sigma = self.noise_correlation_fwhm_deg * photometry.SIGMA_PER_FWHM / image_pixel
-        factor = (photometry.interpolation_variance_factor(in_x, order=self.order,
-                                                           correlation_sigma_pix=correlation_sigma)
-                  * photometry.interpolation_variance_factor(in_y, order=self.order,
-                                                             correlation_sigma_pix=correlation_sigma)
-                  ).reshape(self.shape)
+        factor = (
+            photometry.interpolation_variance_factor(in_x, order=self.order, correlation_sigma_pix=correlation_sigma)
+            * photometry.interpolation_variance_factor(in_y, order=self.order, correlation_sigma_pix=correlation_sigma)
+        ).reshape(self.shape)
         valid = (footprint > 0) & (validity > 0.999) & np.isfinite(intensity) & (variance_out > 0)
-        return {"intensity": intensity, "variance": variance_out * factor, "template": np.nan_to_num(template),
-                "exposure": np.nan_to_num(exposure_out), "valid": valid}
+        return {
+            "intensity": intensity,
+            "variance": variance_out * factor,
+            "template": np.nan_to_num(template),
+            "exposure": np.nan_to_num(exposure_out),
+            "valid": valid,
+        }
 
-    def add(self, mosaic: SkyMosaic, body_ra: float, body_dec: float, *, scale: float = 1.0,
-            reprojected: dict | None = None, scw_id: str = "") -> bool:
+    def add(
+        self,
+        mosaic: SkyMosaic,
+        body_ra: float,
+        body_dec: float,
+        *,
+        scale: float = 1.0,
+        reprojected: dict | None = None,
+        scw_id: str = "",
+    ) -> bool:
         """Add one ScW image (or its :meth:`reproject` result), scaled by ``scale`` (e.g. mCrab per ct/s).
 
         Returns
@@ -439,7 +558,7 @@ class BodyFrameStack:
             self.skipped.append(scw_id)
             return False
         valid = parts["valid"]
-        variance = parts["variance"] * scale ** 2
+        variance = parts["variance"] * scale**2
         weight = np.where(valid, 1.0 / np.where(valid, variance, 1.0), 0.0)
         self._weight += weight
         self._signal += weight * np.where(valid, parts["intensity"] * scale, 0.0)
@@ -454,7 +573,7 @@ class BodyFrameStack:
                 self.meta[key] = pick(self.meta.get(key, mosaic.meta[key]), mosaic.meta[key])
         return True
 
-    def merge(self, other: "BodyFrameStack") -> None:
+    def merge(self, other: BodyFrameStack) -> None:
         """Add another stack of the same geometry (e.g. months into a year)."""
         if other.shape != self.shape:
             raise ValueError("stacks of different sizes")
@@ -489,15 +608,18 @@ class BodyFrameStack:
     def write(self, path, *, provenance: dict | None = None, overwrite: bool = True):
         """Write the stack (four images) plus its template as FITS."""
         hdus = self.result().to_hdulist(provenance=provenance)
-        template = fits.ImageHDU(np.asarray(self.template(), dtype=np.float32), header=hdus[1].header.copy(),
-                                 name="TEMPLATE")
+        template = fits.ImageHDU(
+            np.asarray(self.template(), dtype=np.float32), header=hdus[1].header.copy(), name="TEMPLATE"
+        )
         template.header["IMATYPE"] = "PSF_TEMPLATE"
         template.header["BUNIT"] = ""
         hdus.append(template)
         for hdu in hdus[1:]:
             hdu.header["BODYFRAM"] = (True, "pixels are offsets from the moving body")
-            hdu.header["COMMENT"] = ("Body-frame stack: the central pixel is the body in every ScW; the sky "
-                                     "coordinates hold at the first ScW only.")
+            hdu.header["COMMENT"] = (
+                "Body-frame stack: the central pixel is the body in every ScW; the sky "
+                "coordinates hold at the first ScW only."
+            )
         hdus.writeto(path, overwrite=overwrite)
         return path
 
@@ -508,8 +630,9 @@ class BodyFrameStack:
 FIXED_SOURCE_COLUMNS = ("name", "ra", "dec", "significance", "rate", "mask_radius_deg", "segment")
 
 
-def mask_radius_deg(significance, psf_fwhm_deg: float, *, min_radius_fwhm: float = 1.0,
-                    residual_sigma: float = 0.5) -> np.ndarray:
+def mask_radius_deg(
+    significance, psf_fwhm_deg: float, *, min_radius_fwhm: float = 1.0, residual_sigma: float = 0.5
+) -> np.ndarray:
     """Radius beyond which a source's PSF is below ``residual_sigma`` of the map it was detected in.
 
     A Gaussian PSF of peak significance S falls to ``residual_sigma`` at
@@ -535,9 +658,17 @@ def mask_radius_deg(significance, psf_fwhm_deg: float, *, min_radius_fwhm: float
     return np.maximum(np.nan_to_num(reach), min_radius_fwhm * psf_fwhm_deg)
 
 
-def find_fixed_sources(images: Iterable[tuple[str, float, SkyMosaic]], track: Table, *, catalog: Table,
-                       psf_fwhm_deg: float, half_size_deg: float, threshold: float = 5.0,
-                       segment_deg: float = 10.0, min_radius_fwhm: float = 1.0) -> Table:
+def find_fixed_sources(
+    images: Iterable[tuple[str, float, SkyMosaic]],
+    track: Table,
+    *,
+    catalog: Table,
+    psf_fwhm_deg: float,
+    half_size_deg: float,
+    threshold: float = 5.0,
+    segment_deg: float = 10.0,
+    min_radius_fwhm: float = 1.0,
+) -> Table:
     """The catalogue sources of the fixed sky that a body-frame stack would smear along the body's track.
 
     A fixed source near the track lands at a different place of the body's
@@ -626,13 +757,15 @@ def find_fixed_sources(images: Iterable[tuple[str, float, SkyMosaic]], track: Ta
     table["mask_radius_deg"] = mask_radius_deg(table["significance"], psf_fwhm_deg, min_radius_fwhm=min_radius_fwhm)
     table = table[list(FIXED_SOURCE_COLUMNS)]
     table.meta.update({"threshold": threshold, "segments": state["segment"], "segment_deg": segment_deg})
-    log.info("%d fixed sources above %.1f sigma along the track (%d sky segments)", len(table), threshold,
-             state["segment"])
+    log.info(
+        "%d fixed sources above %.1f sigma along the track (%d sky segments)", len(table), threshold, state["segment"]
+    )
     return table
 
 
-def mask_fixed_sources(parts: dict, frame: WCS, body_ra: float, body_dec: float,
-                       fixed_sources: Table) -> tuple[int, str]:
+def mask_fixed_sources(
+    parts: dict, frame: WCS, body_ra: float, body_dec: float, fixed_sources: Table
+) -> tuple[int, str]:
     """Mark the pixels of a reprojected image within each fixed source's mask radius as invalid.
 
     Parameters
@@ -661,14 +794,13 @@ def mask_fixed_sources(parts: dict, frame: WCS, body_ra: float, body_dec: float,
     ny, nx = parts["valid"].shape
     pixel = photometry.pixel_scale_deg(frame)
     near = separation <= math.hypot(nx, ny) * 0.5 * pixel + radius
-    confused = [f"{fixed_sources['name'][i]} ({separation[i]:.2f} deg)"
-                for i in np.flatnonzero(separation < radius)]
+    confused = [f"{fixed_sources['name'][i]} ({separation[i]:.2f} deg)" for i in np.flatnonzero(separation < radius)]
     if not near.any():
         return 0, "; ".join(confused)
     x, y = frame.world_to_pixel(SkyCoord(ra[near] * u.deg, dec[near] * u.deg))
     rows, columns = np.indices((ny, nx))
     for xi, yi, ri in zip(np.atleast_1d(x), np.atleast_1d(y), radius[near] / pixel):
-        parts["valid"] &= (columns - xi) ** 2 + (rows - yi) ** 2 > ri ** 2
+        parts["valid"] &= (columns - xi) ** 2 + (rows - yi) ** 2 > ri**2
     return int(near.sum()), "; ".join(confused)
 
 
@@ -724,21 +856,30 @@ class StackMeasurement:
 
     def as_dict(self) -> dict:
         """JSON-safe dict."""
-        return {key: (bool(value) if isinstance(value, (bool, np.bool_)) else
-                      float(value) if isinstance(value, (float, np.floating)) else value)
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: (
+                bool(value)
+                if isinstance(value, (bool, np.bool_))
+                else float(value)
+                if isinstance(value, (float, np.floating))
+                else value
+            )
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
 def _shifted(template: np.ndarray, dx: int, dy: int) -> np.ndarray:
     out = np.zeros_like(template)
     ny, nx = template.shape
-    out[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)] = \
-        template[max(-dy, 0):ny - max(dy, 0), max(-dx, 0):nx - max(dx, 0)]
+    out[max(dy, 0) : ny + min(dy, 0), max(dx, 0) : nx + min(dx, 0)] = template[
+        max(-dy, 0) : ny - max(dy, 0), max(-dx, 0) : nx - max(dx, 0)
+    ]
     return out
 
 
-def measure_stack(stack: BodyFrameStack, *, offset_pix: tuple[int, int] = (0, 0), where: str = "body",
-                  detection_sigma: float = 3.0) -> StackMeasurement:
+def measure_stack(
+    stack: BodyFrameStack, *, offset_pix: tuple[int, int] = (0, 0), where: str = "body", detection_sigma: float = 3.0
+) -> StackMeasurement:
     """Measure the flux of a stack at the body (``offset_pix`` (0, 0)) or at a control offset.
 
     Parameters
@@ -767,28 +908,56 @@ def measure_stack(stack: BodyFrameStack, *, offset_pix: tuple[int, int] = (0, 0)
     pixel = float(image.intensity[y, x]) / peak
     pixel_error = float(math.sqrt(image.variance[y, x])) / peak
     correlation = stack.noise_correlation_fwhm_deg
-    fixed = photometry.fit_psf(image, position, template=template, fwhm_deg=stack.psf_fwhm_deg,
-                               noise_correlation_fwhm_deg=correlation)
-    with_offset = photometry.fit_psf(image, position, template=template, fit_offset=True, box_radius_fwhm=2.5,
-                                     fwhm_deg=stack.psf_fwhm_deg, noise_correlation_fwhm_deg=correlation)
+    fixed = photometry.fit_psf(
+        image, position, template=template, fwhm_deg=stack.psf_fwhm_deg, noise_correlation_fwhm_deg=correlation
+    )
+    with_offset = photometry.fit_psf(
+        image,
+        position,
+        template=template,
+        fit_offset=True,
+        box_radius_fwhm=2.5,
+        fwhm_deg=stack.psf_fwhm_deg,
+        noise_correlation_fwhm_deg=correlation,
+    )
     equivalent_fwhm = fixed.fwhm_deg if np.isfinite(fixed.fwhm_deg) else stack.psf_fwhm_deg
-    free = photometry.fit_psf(image, position, fwhm_deg=equivalent_fwhm, fit_position=True, fit_offset=True,
-                              box_radius_fwhm=2.5, noise_correlation_fwhm_deg=correlation)
+    free = photometry.fit_psf(
+        image,
+        position,
+        fwhm_deg=equivalent_fwhm,
+        fit_position=True,
+        fit_offset=True,
+        box_radius_fwhm=2.5,
+        noise_correlation_fwhm_deg=correlation,
+    )
     significance = fixed.amplitude / fixed.amplitude_error if fixed.amplitude_error > 0 else nan
     detected = bool(np.isfinite(significance) and significance >= detection_sigma)
     limits = photometry.upper_limits(fixed.amplitude, fixed.amplitude_error)
     return StackMeasurement(
-        label=stack.label, where=where, n_scw=stack.count, pixel=pixel, pixel_error=pixel_error,
-        fit=fixed.amplitude, fit_error=fixed.amplitude_error, fit_offset=with_offset.amplitude,
-        fit_offset_error=with_offset.amplitude_error, free_fit=free.amplitude, free_fit_error=free.amplitude_error,
-        free_dx_deg=(x - free.x) * stack.pixel_deg, free_dy_deg=(free.y - y) * stack.pixel_deg,
-        significance=significance, detected=detected,
-        upper_limit_2sigma=nan if detected else limits[2.0], upper_limit_3sigma=nan if detected else limits[3.0],
-        exposure_s=float(image.exposure[y, x]))
+        label=stack.label,
+        where=where,
+        n_scw=stack.count,
+        pixel=pixel,
+        pixel_error=pixel_error,
+        fit=fixed.amplitude,
+        fit_error=fixed.amplitude_error,
+        fit_offset=with_offset.amplitude,
+        fit_offset_error=with_offset.amplitude_error,
+        free_fit=free.amplitude,
+        free_fit_error=free.amplitude_error,
+        free_dx_deg=(x - free.x) * stack.pixel_deg,
+        free_dy_deg=(free.y - y) * stack.pixel_deg,
+        significance=significance,
+        detected=detected,
+        upper_limit_2sigma=nan if detected else limits[2.0],
+        upper_limit_3sigma=nan if detected else limits[3.0],
+        exposure_s=float(image.exposure[y, x]),
+    )
 
 
-def significance_values(stack: BodyFrameStack, *, exclude_pix: Sequence[tuple[int, int]] = ((0, 0),),
-                        exclude_radius_fwhm: float = 2.0) -> np.ndarray:
+def significance_values(
+    stack: BodyFrameStack, *, exclude_pix: Sequence[tuple[int, int]] = ((0, 0),), exclude_radius_fwhm: float = 2.0
+) -> np.ndarray:
     """Significance pixels of a stack, without the discs around given offsets (the body, a control source).
 
     Parameters
@@ -811,7 +980,7 @@ def significance_values(stack: BodyFrameStack, *, exclude_pix: Sequence[tuple[in
     keep = np.isfinite(significance)
     radius = exclude_radius_fwhm * stack.psf_fwhm_deg / stack.pixel_deg
     for dx, dy in exclude_pix:
-        keep &= (columns - h - dx) ** 2 + (rows - h - dy) ** 2 > radius ** 2
+        keep &= (columns - h - dx) ** 2 + (rows - h - dy) ** 2 > radius**2
     return significance[keep]
 
 
@@ -831,8 +1000,9 @@ class PeriodStacks:
         ``on_complete(stack)`` for each finished period.
     """
 
-    def __init__(self, period: str, factory: Callable[[str], BodyFrameStack],
-                 on_complete: Callable[[BodyFrameStack], None]):
+    def __init__(
+        self, period: str, factory: Callable[[str], BodyFrameStack], on_complete: Callable[[BodyFrameStack], None]
+    ):
         self.period = period
         self.factory = factory
         self.on_complete = on_complete
@@ -845,8 +1015,17 @@ class PeriodStacks:
 
         return str(period_labels([ijd], self.period)[0])
 
-    def add(self, ijd: float, mosaic: SkyMosaic, body_ra: float, body_dec: float, *, scale: float = 1.0,
-            reprojected: dict | None = None, scw_id: str = "") -> bool:
+    def add(
+        self,
+        ijd: float,
+        mosaic: SkyMosaic,
+        body_ra: float,
+        body_dec: float,
+        *,
+        scale: float = 1.0,
+        reprojected: dict | None = None,
+        scw_id: str = "",
+    ) -> bool:
         """Add a ScW image to its period's stack (ScWs must come in time order)."""
         label = self.label_of(ijd)
         if self.current is None or self.current.label != label:
@@ -866,8 +1045,10 @@ class PeriodStacks:
 
 # -- plots -------------------------------------------------------------------------------------------------------
 
-def plot_significance_histogram(samples: Mapping[str, np.ndarray], *, title: str = "", path=None,
-                                simulated: bool = False):
+
+def plot_significance_histogram(
+    samples: Mapping[str, np.ndarray], *, title: str = "", path=None, simulated: bool = False
+):
     """Histograms of significance values against N(0, 1), with their mean and standard deviation.
 
     Parameters
@@ -895,8 +1076,15 @@ def plot_significance_histogram(samples: Mapping[str, np.ndarray], *, title: str
         values = values[np.isfinite(values)]
         if not len(values):
             continue
-        ax.hist(values, bins=edges, density=True, histtype="step", lw=1.5, color=f"C{k}",
-                label=f"{label}: mean {values.mean():+.3f}, std {values.std():.3f} ({len(values)} px)")
+        ax.hist(
+            values,
+            bins=edges,
+            density=True,
+            histtype="step",
+            lw=1.5,
+            color=f"C{k}",
+            label=f"{label}: mean {values.mean():+.3f}, std {values.std():.3f} ({len(values)} px)",
+        )
     grid = np.linspace(-6, 6, 400)
     ax.plot(grid, stats.norm.pdf(grid), "k--", lw=1, label="N(0, 1)")
     ax.set_yscale("log")
@@ -910,8 +1098,14 @@ def plot_significance_histogram(samples: Mapping[str, np.ndarray], *, title: str
     return figure
 
 
-def plot_stack(stack: BodyFrameStack, *, title: str = "", control_offset_pix: tuple[int, int] | None = None,
-               path=None, simulated: bool = False):
+def plot_stack(
+    stack: BodyFrameStack,
+    *,
+    title: str = "",
+    control_offset_pix: tuple[int, int] | None = None,
+    path=None,
+    simulated: bool = False,
+):
     """The stack's significance map in body-frame offsets (deg), the body at the centre.
 
     Returns
@@ -924,13 +1118,25 @@ def plot_stack(stack: BodyFrameStack, *, title: str = "", control_offset_pix: tu
     ax = figure.subplots()
     significance = stack.result().significance
     extent_deg = (stack.half_size_pix + 0.5) * stack.pixel_deg
-    shown = ax.imshow(significance, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5,
-                      extent=(extent_deg, -extent_deg, -extent_deg, extent_deg))
+    shown = ax.imshow(
+        significance,
+        origin="lower",
+        cmap="RdBu_r",
+        vmin=-5,
+        vmax=5,
+        extent=(extent_deg, -extent_deg, -extent_deg, extent_deg),
+    )
     figure.colorbar(shown, ax=ax, label="significance (σ)")
     ax.plot(0, 0, marker="o", ms=16, mfc="none", mec="k")
     if control_offset_pix is not None:
-        ax.plot(-control_offset_pix[0] * stack.pixel_deg, control_offset_pix[1] * stack.pixel_deg, marker="s",
-                ms=16, mfc="none", mec="0.4")
+        ax.plot(
+            -control_offset_pix[0] * stack.pixel_deg,
+            control_offset_pix[1] * stack.pixel_deg,
+            marker="s",
+            ms=16,
+            mfc="none",
+            mec="0.4",
+        )
     ax.set_xlabel("east offset from the body (deg)")
     ax.set_ylabel("north offset (deg)")
     ax.set_title(f"{title} ({stack.count} ScWs)" + ("  [SIMULATED DATA]" if simulated else ""))
@@ -939,8 +1145,8 @@ def plot_stack(stack: BodyFrameStack, *, title: str = "", control_offset_pix: tu
     return figure
 
 
-
 # -- the whole stacking pass ---------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class StackRun:
@@ -987,12 +1193,22 @@ class StackRun:
         return {name: rows[name][0] for name in rows.colnames}
 
 
-def stack_in_body_frame(images: Iterable[tuple[str, float, SkyMosaic]], track: Table, *, half_size_deg: float,
-                        psf_fwhm_deg: float, control_offset_deg: float, detection_sigma: float = 3.0,
-                        scale: Callable[[float], float] | None = None, unit: str = "ct/s",
-                        per_year: bool = True, per_month: bool = True,
-                        on_period: Callable[[str, BodyFrameStack], None] | None = None,
-                        order: str = "bicubic", fixed_sources: Table | None = None) -> StackRun:
+def stack_in_body_frame(
+    images: Iterable[tuple[str, float, SkyMosaic]],
+    track: Table,
+    *,
+    half_size_deg: float,
+    psf_fwhm_deg: float,
+    control_offset_deg: float,
+    detection_sigma: float = 3.0,
+    scale: Callable[[float], float] | None = None,
+    unit: str = "ct/s",
+    per_year: bool = True,
+    per_month: bool = True,
+    on_period: Callable[[str, BodyFrameStack], None] | None = None,
+    order: str = "bicubic",
+    fixed_sources: Table | None = None,
+) -> StackRun:
     """Stack ScW images in a body's frame, in one pass, with per-year and per-month stacks and photometry.
 
     Parameters
@@ -1039,13 +1255,18 @@ def stack_in_body_frame(images: Iterable[tuple[str, float, SkyMosaic]], track: T
     stacks: dict[str, PeriodStacks] = {}
 
     def new_stack(label: str, pixel: float) -> BodyFrameStack:
-        return BodyFrameStack(pixel_deg=pixel, half_size_deg=half_size_deg, psf_fwhm_deg=psf_fwhm_deg, order=order,
-                              label=label)
+        return BodyFrameStack(
+            pixel_deg=pixel, half_size_deg=half_size_deg, psf_fwhm_deg=psf_fwhm_deg, order=order, label=label
+        )
 
     def measure(stack: BodyFrameStack, kind: str) -> None:
         for where, offset in (("body", (0, 0)), ("control", control_pix)):
-            measurements.append({"kind": kind, **measure_stack(stack, offset_pix=offset, where=where,
-                                                               detection_sigma=detection_sigma).as_dict()})
+            measurements.append(
+                {
+                    "kind": kind,
+                    **measure_stack(stack, offset_pix=offset, where=where, detection_sigma=detection_sigma).as_dict(),
+                }
+            )
         if on_period is not None and kind != "all":
             on_period(kind, stack)
 
@@ -1060,11 +1281,13 @@ def stack_in_body_frame(images: Iterable[tuple[str, float, SkyMosaic]], track: T
             # East is towards decreasing column index in a north-up image: the control is at −dx columns.
             control_pix = (-int(round(control_offset_deg / pixel)), 0)
             if per_year:
-                stacks["year"] = PeriodStacks("year", lambda label, p=pixel: new_stack(label, p),
-                                              lambda stack: measure(stack, "year"))
+                stacks["year"] = PeriodStacks(
+                    "year", lambda label, p=pixel: new_stack(label, p), lambda stack: measure(stack, "year")
+                )
             if per_month:
-                stacks["month"] = PeriodStacks("month", lambda label, p=pixel: new_stack(label, p),
-                                               lambda stack: measure(stack, "month"))
+                stacks["month"] = PeriodStacks(
+                    "month", lambda label, p=pixel: new_stack(label, p), lambda stack: measure(stack, "month")
+                )
         factor = float(scale(ijd)) if scale is not None else 1.0
         fit = photometry.fit_psf(image, (ra, dec), fwhm_deg=psf_fwhm_deg)
         parts = total.reproject(image, ra, dec)
@@ -1080,34 +1303,71 @@ def stack_in_body_frame(images: Iterable[tuple[str, float, SkyMosaic]], track: T
             if used:
                 for period_stacks in stacks.values():
                     period_stacks.add(ijd, image, ra, dec, scale=factor, reprojected=parts, scw_id=scw_id)
-        rows.append((scw_id, float(ijd), ra, dec, fit.amplitude, fit.amplitude_error, fit.amplitude * factor,
-                     fit.amplitude_error * factor, factor, bool(used), masked, reason))
+        rows.append(
+            (
+                scw_id,
+                float(ijd),
+                ra,
+                dec,
+                fit.amplitude,
+                fit.amplitude_error,
+                fit.amplitude * factor,
+                fit.amplitude_error * factor,
+                factor,
+                bool(used),
+                masked,
+                reason,
+            )
+        )
     if total is None:
         raise ValueError("no image to stack")
     for period_stacks in stacks.values():
         period_stacks.close()
     measure(total, "all")
-    per_scw = Table(rows=rows, names=("scw_id", "ijd", "body_ra", "body_dec", "rate", "rate_error", "flux",
-                                      "flux_error", "scale", "stacked", "masked_sources", "not_stacked"),
-                    dtype=(str, float, float, float, float, float, float, float, float, bool, int, str))
+    per_scw = Table(
+        rows=rows,
+        names=(
+            "scw_id",
+            "ijd",
+            "body_ra",
+            "body_dec",
+            "rate",
+            "rate_error",
+            "flux",
+            "flux_error",
+            "scale",
+            "stacked",
+            "masked_sources",
+            "not_stacked",
+        ),
+        dtype=(str, float, float, float, float, float, float, float, float, bool, int, str),
+    )
     per_scw.meta["flux_unit"] = unit
     table = Table(rows=[[m[k] for k in measurements[0]] for m in measurements], names=list(measurements[0]))
     table.meta["unit"] = unit
     order_kind = {"all": 0, "year": 1, "month": 2}
-    table = table[np.lexsort((np.asarray(table["where"]), np.asarray(table["label"]),
-                              [order_kind[k] for k in table["kind"]]))]
+    table = table[
+        np.lexsort((np.asarray(table["where"]), np.asarray(table["label"]), [order_kind[k] for k in table["kind"]]))
+    ]
     body_values = significance_values(total, exclude_pix=((0, 0), control_pix))
     image = total.result()
     rows_idx, columns_idx = np.indices(total.shape)
     h = total.half_size_pix
     radius = 2.0 * psf_fwhm_deg / total.pixel_deg
-    near_control = ((columns_idx - h - control_pix[0]) ** 2 + (rows_idx - h - control_pix[1]) ** 2 <= radius ** 2)
+    near_control = (columns_idx - h - control_pix[0]) ** 2 + (rows_idx - h - control_pix[1]) ** 2 <= radius**2
     control_values = image.significance[near_control & np.isfinite(image.significance)]
     elapsed = time.perf_counter() - started
     log.info("stacked %d ScWs in the body frame (%d skipped) in %.1f s", total.count, len(total.skipped), elapsed)
-    return StackRun(total=total, measurements=table, per_scw=per_scw, significance_body=body_values,
-                    significance_control=control_values, control_offset_pix=control_pix, unit=unit,
-                    elapsed_s=elapsed)
+    return StackRun(
+        total=total,
+        measurements=table,
+        per_scw=per_scw,
+        significance_body=body_values,
+        significance_control=control_values,
+        control_offset_pix=control_pix,
+        unit=unit,
+        elapsed_s=elapsed,
+    )
 
 
 def images_from_pieces(pieces: Iterable, times: Mapping[str, float]):
@@ -1127,15 +1387,22 @@ def images_from_pieces(pieces: Iterable, times: Mapping[str, float]):
     by_scw = {}
     for piece in pieces:
         if len(piece.scw_ids) != 1:
-            raise ValueError(f"stacking in a body frame needs one-ScW images; a job holds {len(piece.scw_ids)} "
-                             "ScWs (use s_max=1)")
+            raise ValueError(
+                f"stacking in a body frame needs one-ScW images; a job holds {len(piece.scw_ids)} ScWs (use s_max=1)"
+            )
         by_scw[str(piece.scw_ids[0])] = piece
     for scw_id in sorted(by_scw, key=lambda s: times[s]):
         yield scw_id, float(times[scw_id]), SkyMosaic.from_data_collection(by_scw[scw_id].data_collection())
 
 
-def fetch_scw_images(session, parameters: Mapping[str, Any], table: Table, *, description: str = "images per ScW",
-                     max_concurrent: int | None = None):
+def fetch_scw_images(
+    session,
+    parameters: Mapping[str, Any],
+    table: Table,
+    *,
+    description: str = "images per ScW",
+    max_concurrent: int | None = None,
+):
     """One MMODA image job per ScW, each asked at the ScW's own pointing, run concurrently; one merged record.
 
     Each image is requested with ``RA``/``DEC`` = its pointing (``ra_x``,
@@ -1162,13 +1429,20 @@ def fetch_scw_images(session, parameters: Mapping[str, Any], table: Table, *, de
     -------
     integral_workflows.jobs.RunRecord
         Pieces and outcomes of every ScW.
+
+    Raises
+    ------
+    integral_workflows.jobs.BackendUnavailable
+        If the backend stops answering.
+    integral_workflows.jobs.TooManyFailures
+        If more ScWs failed than the session allows (``allowed_failed_fraction``).
     """
     import concurrent.futures
 
     from tqdm.auto import tqdm
 
     from . import queries
-    from .jobs import RunRecord
+    from .jobs import BackendUnavailable, RunRecord
 
     ids = scw.scw_ids(table)
     pointings = {s: (float(r), float(d)) for s, r, d in zip(ids, table["ra_x"], table["dec_x"])}
@@ -1179,21 +1453,32 @@ def fetch_scw_images(session, parameters: Mapping[str, Any], table: Table, *, de
 
     def one(scw_id: str):
         ra, dec = pointings[scw_id]
-        return session.fetch(queries.image_request(parameters, ra=ra, dec=dec), [scw_id], s_max=1,
-                             description=scw_id)
+        # failures are counted over all ScWs below, not per one-ScW job
+        return session.fetch(
+            queries.image_request(parameters, ra=ra, dec=dec),
+            [scw_id],
+            s_max=1,
+            description=scw_id,
+            allowed_failed_fraction=1.0,
+        )
 
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_concurrent or session.max_concurrent,
-                                                   thread_name_prefix="scw-image") as pool:
+        with concurrent.futures.ThreadPoolExecutor(
+            max_concurrent or session.max_concurrent, thread_name_prefix="scw-image"
+        ) as pool:
             futures = {pool.submit(one, scw_id): scw_id for scw_id in ids}
             for future in concurrent.futures.as_completed(futures):
                 try:
                     record = future.result()
+                except BackendUnavailable:
+                    raise
                 except Exception as error:  # noqa: BLE001 - a refused request: record it, keep the others
                     failures.append(error)
                     from .jobs import FAILED, ScwOutcome
-                    merged.outcomes[futures[future]] = ScwOutcome(futures[future], FAILED, futures[future],
-                                                                  reason=f"{type(error).__name__}: {error}")
+
+                    merged.outcomes[futures[future]] = ScwOutcome(
+                        futures[future], FAILED, futures[future], reason=f"{type(error).__name__}: {error}"
+                    )
                 else:
                     merged.outcomes.update(record.outcomes)
                     merged.jobs.extend(record.jobs)
@@ -1208,4 +1493,209 @@ def fetch_scw_images(session, parameters: Mapping[str, Any], table: Table, *, de
         merged.finished = time.time()
     if failures and len(failures) == len(ids):
         raise failures[0]
+    merged.raise_if_failed(allowed_fraction=getattr(session, "allowed_failed_fraction", 0.0), what=description)
     return merged
+
+
+# -- the moving-target workflow (notebooks/moving_target.ipynb) ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FluxScale:
+    """How stacked images are scaled: to mCrab with a Crab calibration, else left in count rates.
+
+    Attributes
+    ----------
+    unit : str
+        ``mCrab`` or ``ct/s``.
+    scale : callable or None
+        IJD → factor applied to an image of that time (None: no scaling).
+    calibration : integral_workflows.calibration.CrabCalibration or None
+        The calibration.
+    relative_error : float
+        The calibration's median relative error (0 without one).
+    """
+
+    unit: str = "ct/s"
+    scale: Callable[[float], float] | None = None
+    calibration: Any = None
+    relative_error: float = 0.0
+
+    @property
+    def energy_flux_per_unit(self) -> float | None:
+        """erg/cm²/s per mCrab in the calibration's band (Crab-like spectrum), or None."""
+        return None if self.calibration is None else self.calibration.band_energy_flux / 1000.0
+
+
+def flux_scale(calibration, mid_ijd: Sequence[float]) -> FluxScale:
+    """The scale of each ScW's image: 1000 / the Crab's rate of its period (mCrab), or none without a calibration.
+
+    Parameters
+    ----------
+    calibration : integral_workflows.calibration.CrabCalibration or None
+        Checked against the instrument and band by the caller.
+    mid_ijd : sequence of float
+        The ScWs' mid-times.
+
+    Returns
+    -------
+    FluxScale
+    """
+    if calibration is None:
+        return FluxScale()
+    mid_ijd = np.asarray(mid_ijd, dtype=float)
+    crab_rate, crab_rate_error, _, calibrated = calibration.crab_rate_at(mid_ijd)
+    by_time = {round(float(t), 7): float(r) for t, r in zip(mid_ijd, crab_rate)}
+    if (~calibrated).any():
+        log.warning("%d ScWs outside the calibrated periods use the nearest one", int((~calibrated).sum()))
+
+    def scale(ijd: float) -> float:
+        return 1000.0 / by_time[round(float(ijd), 7)]
+
+    return FluxScale(
+        unit="mCrab", scale=scale, calibration=calibration, relative_error=float(np.median(crab_rate_error / crab_rate))
+    )
+
+
+class YearStackWriter:
+    """Writes each yearly stack as it completes (``stack_<year>.fits``): pass it as ``on_period``.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        Where the stacks go.
+    provenance : dict
+        FITS provenance cards.
+
+    Attributes
+    ----------
+    paths : list of Path
+        The stacks written.
+    """
+
+    def __init__(self, output_dir, *, provenance: dict):
+        from pathlib import Path
+
+        self.output_dir, self.provenance, self.paths = Path(output_dir), provenance, []
+
+    def __call__(self, kind: str, stack: BodyFrameStack) -> None:
+        if kind == "year":
+            path = self.output_dir / f"stack_{stack.label}.fits"
+            stack.write(path, provenance=self.provenance)
+            self.paths.append(path)
+
+
+def fluxes_with_energy(result: StackRun, scale: FluxScale) -> Table:
+    """The stacks' measurements, with energy fluxes (erg/cm²/s, Crab-like spectrum) when calibrated."""
+    fluxes = result.measurements
+    band_flux = scale.energy_flux_per_unit
+    if band_flux is not None:
+        for name in ("fit", "pixel", "upper_limit_2sigma", "upper_limit_3sigma"):
+            fluxes[f"{name}_erg"] = np.asarray(fluxes[name], dtype=float) * band_flux
+        fluxes["fit_erg_error"] = band_flux * np.hypot(
+            np.asarray(fluxes["fit_error"], dtype=float), scale.relative_error * np.asarray(fluxes["fit"], dtype=float)
+        )
+    return fluxes
+
+
+def per_scw_mean(per_scw: Table) -> tuple[float, float]:
+    """Inverse-variance weighted mean of the per-ScW fluxes and its error (a cross-check of the stack)."""
+    weights = 1.0 / np.asarray(per_scw["flux_error"], dtype=float) ** 2
+    flux = np.asarray(per_scw["flux"], dtype=float)
+    finite = np.isfinite(weights) & np.isfinite(flux)
+    if not finite.any():
+        return float("nan"), float("nan")
+    return float(np.sum(weights[finite] * flux[finite]) / np.sum(weights[finite])), float(
+        1.0 / np.sqrt(np.sum(weights[finite]))
+    )
+
+
+def _verdict(row: Mapping[str, Any], where: str, unit: str) -> str:
+    if row["detected"]:
+        return (
+            f"**{where}: detected** at {row['significance']:.1f}σ: {row['fit']:.3g} ± {row['fit_error']:.2g} "
+            f"{unit} (pixel {row['pixel']:.3g} ± {row['pixel_error']:.2g})"
+        )
+    return (
+        f"**{where}: not detected** ({row['significance']:+.1f}σ; {row['fit']:.3g} ± {row['fit_error']:.2g} "
+        f"{unit}): upper limits {row['upper_limit_2sigma']:.3g} (2σ), "
+        f"{row['upper_limit_3sigma']:.3g} (3σ) {unit}"
+    )
+
+
+def flux_summary(result: StackRun, *, body: str, scale: FluxScale, band_keV: tuple[float, float]) -> str:
+    """The flux at the body and at the control position in words (Markdown), with the per-ScW cross-check."""
+    summary, control = result.measurement("all", "body"), result.measurement("all", "control")
+    lines = [
+        _verdict(summary, f"{body}, all {summary['n_scw']} ScWs", scale.unit),
+        _verdict(control, "control position", scale.unit),
+    ]
+    band_flux = scale.energy_flux_per_unit
+    if band_flux is not None:
+        if summary["detected"]:
+            error = math.hypot(summary["fit_error"], scale.relative_error * summary["fit"]) * band_flux
+            energy = f"{summary['fit'] * band_flux:.3g} ± {error:.2g} erg/cm²/s"
+        else:
+            energy = f"3σ upper limit {summary['upper_limit_3sigma'] * band_flux:.3g} erg/cm²/s"
+        lines.append(f"In energy flux ({band_keV[0]:g}-{band_keV[1]:g} keV, Crab-like spectrum): {energy}")
+    mean, error = per_scw_mean(result.per_scw)
+    lines.append(f"Cross-check, weighted mean of the per-ScW fits: {mean:.3g} ± {error:.2g} {scale.unit}")
+    return "\n\n".join(lines)
+
+
+def plot_flux_time(
+    result: StackRun, fluxes: Table, *, body: str, unit: str, band_keV: tuple[float, float], simulated: bool = False
+):
+    """The body's flux over time: every ScW's fit, and the monthly and yearly stacks.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    from .calibration import period_bounds
+    from .lightcurve import ijd_to_year
+
+    per_scw = result.per_scw
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    ax = figure.subplots()
+    ax.errorbar(
+        ijd_to_year(per_scw["ijd"]),
+        per_scw["flux"],
+        yerr=per_scw["flux_error"],
+        fmt=".",
+        ms=3,
+        lw=0.5,
+        alpha=0.5,
+        label="per ScW (PSF fit in the ScW's image)",
+    )
+    for kind, style in (("month", "s"), ("year", "o")):
+        rows = fluxes[(fluxes["kind"] == kind) & (fluxes["where"] == "body")]
+        if len(rows):
+            centres = [0.5 * sum(period_bounds(str(label))) for label in rows["label"]]
+            ax.errorbar(
+                ijd_to_year(centres), rows["fit"], yerr=rows["fit_error"], fmt=style, ms=6, label=f"{kind}ly stacks"
+            )
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("year")
+    ax.set_ylabel(f"flux at {body} ({unit})")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{body} {band_keV[0]:g}-{band_keV[1]:g} keV" + ("  [SIMULATED DATA]" if simulated else ""))
+    return figure
+
+
+def _json_value(value: Any) -> Any:
+    return float(value) if isinstance(value, (float, np.floating)) else value
+
+
+def step_summary(result: StackRun, *, body: str) -> dict:
+    """JSON-safe facts of a moving-target run for its step record: the flux at the body and the control, noise."""
+    return {
+        "body": body,
+        "unit": result.unit,
+        "stacked": result.total.count,
+        "flux": {k: _json_value(v) for k, v in result.measurement("all", "body").items()},
+        "control": {k: _json_value(v) for k, v in result.measurement("all", "control").items()},
+        "significance_std": float(result.significance_body.std()),
+    }

@@ -49,9 +49,25 @@ from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PSF_FWHM_DEG", "SIGMA_PER_FWHM", "PixelValue", "PsfFit", "AnnulusCheck", "psf_fwhm_for",
-           "pixel_scale_deg", "pixel_value", "fit_psf", "annulus_check", "upper_limits",
-           "interpolation_variance_factor", "interpolation_weights", "gaussian_psf_image"]
+__all__ = [
+    "EffectivePsf",
+    "measure_psf",
+    "point_source_factor",
+    "DEFAULT_PSF_FWHM_DEG",
+    "SIGMA_PER_FWHM",
+    "PixelValue",
+    "PsfFit",
+    "AnnulusCheck",
+    "psf_fwhm_for",
+    "pixel_scale_deg",
+    "pixel_value",
+    "fit_psf",
+    "annulus_check",
+    "upper_limits",
+    "interpolation_variance_factor",
+    "interpolation_weights",
+    "gaussian_psf_image",
+]
 
 #: PSF FWHM of the images by instrument (science notes §3): ISGRI 12′, JEM-X 3′.
 DEFAULT_PSF_FWHM_DEG = {"isgri": 12.0 / 60.0, "jemx": 3.0 / 60.0}
@@ -103,6 +119,7 @@ def _coord(position) -> SkyCoord:
 
 # -- interpolation and its noise ----------------------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=64)
 def _impulse_responses(order: int, steps: int = 256) -> np.ndarray:
     """Weights c_k(f) of 1-D spline interpolation at fraction f ∈ [0, 1], k = −K…K: shape (steps + 1, 2K + 1)."""
@@ -150,8 +167,9 @@ def _variance_factor_table(order: int, correlation_sigma_pix: float, steps: int 
     return np.einsum("fk,kl,fl->f", weights, correlation, weights)
 
 
-def interpolation_variance_factor(fraction, *, order: str | int = "bicubic", correlation_sigma_pix: float = 0.0
-                                  ) -> np.ndarray:
+def interpolation_variance_factor(
+    fraction, *, order: str | int = "bicubic", correlation_sigma_pix: float = 0.0
+) -> np.ndarray:
     """Variance of an interpolated value over the local pixel variance, along one axis.
 
     An interpolated value is Σ c_k I_k; its variance is Σ c_k c_l C_kl. With
@@ -187,10 +205,11 @@ def interpolation_variance_factor(fraction, *, order: str | int = "bicubic", cor
 def gaussian_psf_image(shape: Sequence[int], x: float, y: float, sigma_pix: float) -> np.ndarray:
     """A unit-peak circular Gaussian centred at pixel (x, y), sampled at the pixel centres."""
     rows, columns = np.indices(tuple(shape), dtype=float)
-    return np.exp(-0.5 * ((columns - x) ** 2 + (rows - y) ** 2) / sigma_pix ** 2)
+    return np.exp(-0.5 * ((columns - x) ** 2 + (rows - y) ** 2) / sigma_pix**2)
 
 
 # -- pixel value ------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class PixelValue:
@@ -206,6 +225,8 @@ class PixelValue:
         0-based pixel coordinates of the position (sub-pixel).
     psf_factor : float
         What the interpolation makes of a unit point source at the position (1 without PSF).
+    psf_error : float
+        The part of ``error`` from the PSF width's uncertainty (in quadrature; 0 when none was given).
     """
 
     value: float
@@ -215,6 +236,7 @@ class PixelValue:
     x: float
     y: float
     psf_factor: float = 1.0
+    psf_error: float = 0.0
 
     @property
     def significance(self) -> float:
@@ -222,8 +244,16 @@ class PixelValue:
         return self.value / self.error if self.error > 0 else float("nan")
 
 
-def pixel_value(mosaic, position, *, order: str | int = "bicubic", psf_fwhm_deg: float | None = None,
-                noise_correlation_fwhm_deg: float | None = None) -> PixelValue:
+def pixel_value(
+    mosaic,
+    position,
+    *,
+    order: str | int = "bicubic",
+    psf_fwhm_deg: float | None = None,
+    noise_correlation_fwhm_deg: float | None = None,
+    native_fwhm_deg: float | None = None,
+    psf_fwhm_error_deg: float = 0.0,
+) -> PixelValue:
     """The intensity and its error at a sky position, interpolated (no truncation to a pixel).
 
     Parameters
@@ -242,6 +272,14 @@ def pixel_value(mosaic, position, *, order: str | int = "bicubic", psf_fwhm_deg:
     noise_correlation_fwhm_deg : float, optional
         FWHM of the noise correlation for the error; the PSF's (given, or the
         instrument's) by default, 0 for uncorrelated pixels.
+    native_fwhm_deg : float, optional
+        FWHM of the PSF whose peak is the rate (the ScW images'). When given,
+        the image's PSF (``psf_fwhm_deg``, e.g. a mosaic's measured one) is
+        taken to be that PSF widened with its flux kept, so its peak is
+        (native / psf)² of the rate (:func:`point_source_factor`).
+    psf_fwhm_error_deg : float
+        1σ uncertainty of ``psf_fwhm_deg``: propagated into the rate through
+        the correction factor and added to the error in quadrature.
 
     Returns
     -------
@@ -253,8 +291,11 @@ def pixel_value(mosaic, position, *, order: str | int = "bicubic", psf_fwhm_deg:
     x, y = (float(v) for v in mosaic.wcs.world_to_pixel(coord))
     nan = PixelValue(float("nan"), float("nan"), float("nan"), float("nan"), x, y, float("nan"))
     pixel = pixel_scale_deg(mosaic.wcs)
-    correlation_fwhm = (noise_correlation_fwhm_deg if noise_correlation_fwhm_deg is not None
-                        else (psf_fwhm_deg if psf_fwhm_deg is not None else psf_fwhm_for(mosaic)))
+    correlation_fwhm = (
+        noise_correlation_fwhm_deg
+        if noise_correlation_fwhm_deg is not None
+        else (psf_fwhm_deg if psf_fwhm_deg is not None else psf_fwhm_for(mosaic))
+    )
     correlation_sigma = correlation_fwhm * SIGMA_PER_FWHM / pixel
     if not (np.isfinite(x) and np.isfinite(y)):
         return nan
@@ -273,20 +314,78 @@ def pixel_value(mosaic, position, *, order: str | int = "bicubic", psf_fwhm_deg:
     filled = np.where(np.isfinite(intensity), intensity, np.nanmean(intensity[core]))
     local = [[y - (y0 - half)], [x - (x0 - half)]]
     raw = float(ndimage.map_coordinates(filled, local, order=spline, mode="nearest")[0])
-    local_variance = float(ndimage.map_coordinates(np.where(np.isfinite(variance), variance, 0.0), local,
-                                                   order=1, mode="nearest")[0])
-    factor = float(interpolation_variance_factor(x - x0, order=spline, correlation_sigma_pix=correlation_sigma)
-                   * interpolation_variance_factor(y - y0, order=spline, correlation_sigma_pix=correlation_sigma))
+    local_variance = float(
+        ndimage.map_coordinates(np.where(np.isfinite(variance), variance, 0.0), local, order=1, mode="nearest")[0]
+    )
+    factor = float(
+        interpolation_variance_factor(x - x0, order=spline, correlation_sigma_pix=correlation_sigma)
+        * interpolation_variance_factor(y - y0, order=spline, correlation_sigma_pix=correlation_sigma)
+    )
     raw_error = math.sqrt(max(local_variance * factor, 0.0))
-    psf_factor = 1.0
-    if psf_fwhm_deg is not None:
-        sigma = psf_fwhm_deg * SIGMA_PER_FWHM / pixel
-        model = gaussian_psf_image(filled.shape, local[1][0], local[0][0], sigma)
-        psf_factor = float(ndimage.map_coordinates(model, local, order=spline, mode="nearest")[0])
-    return PixelValue(raw / psf_factor, raw_error / psf_factor, raw, raw_error, x, y, psf_factor)
+    if psf_fwhm_deg is None:
+        return PixelValue(raw, raw_error, raw, raw_error, x, y, 1.0)
+    native_pix = None if native_fwhm_deg is None else native_fwhm_deg / pixel
+
+    def factor(fwhm_deg: float) -> float:
+        return point_source_factor(
+            filled.shape, local[1][0], local[0][0], fwhm_deg / pixel, order=spline, native_fwhm_pix=native_pix
+        )
+
+    psf_factor = factor(psf_fwhm_deg)
+    psf_error = 0.0
+    if psf_fwhm_error_deg > 0:
+        # Half the spread of the rate over FWHM ± 1σ (the factor is smooth: as good as a derivative).
+        low = factor(max(psf_fwhm_deg - psf_fwhm_error_deg, 0.05 * psf_fwhm_deg))
+        high = factor(psf_fwhm_deg + psf_fwhm_error_deg)
+        psf_error = 0.5 * abs(raw / high - raw / low)
+    error = math.hypot(raw_error / psf_factor, psf_error)
+    return PixelValue(raw / psf_factor, error, raw, raw_error, x, y, psf_factor, psf_error)
+
+
+def point_source_factor(
+    shape: Sequence[int],
+    x: float,
+    y: float,
+    fwhm_pix: float,
+    *,
+    order: str | int = "bicubic",
+    native_fwhm_pix: float | None = None,
+) -> float:
+    """What interpolating an image at pixel (x, y) makes of a point source of unit rate there.
+
+    The source is a circular Gaussian of FWHM ``fwhm_pix`` sampled at the
+    pixel centres. Its peak is 1 (a ScW image: the rate is the peak), or,
+    given ``native_fwhm_pix``, (native / fwhm)²: the native PSF widened with
+    its flux kept, as mosaicking does (each ScW lands on the mosaic's grid
+    a fraction of a pixel off, which convolves the PSF and lowers its peak).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape of the window (the position well inside it).
+    x, y : float
+        Position in the window (0-based pixels).
+    fwhm_pix : float
+        FWHM of the image's PSF (pixels).
+    order : str or int
+        Spline order of the interpolation.
+    native_fwhm_pix : float, optional
+        FWHM of the PSF whose peak is the rate (pixels).
+
+    Returns
+    -------
+    float
+        Divide an interpolated value by this to get the rate.
+    """
+    model = gaussian_psf_image(shape, x, y, fwhm_pix * SIGMA_PER_FWHM)
+    interpolated = float(ndimage.map_coordinates(model, [[y], [x]], order=_order(order), mode="nearest")[0])
+    if native_fwhm_pix is None:
+        return interpolated
+    return interpolated * (float(native_fwhm_pix) / float(fwhm_pix)) ** 2
 
 
 # -- PSF fit ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class PsfFit:
@@ -305,7 +404,7 @@ class PsfFit:
     position_error_deg : float
         1σ radial position error (0 when the position was fixed).
     fwhm_deg : float
-        PSF FWHM used (deg; the template's equivalent when a template was fitted).
+        PSF FWHM used or fitted (deg; the template's equivalent when a template was fitted).
     fit_position, fit_offset : bool
         What was free.
     chi2 : float
@@ -317,6 +416,10 @@ class PsfFit:
         False if the fitter reported a problem or the position hit its bounds.
     message : str
         The fitter's message or the reason of a failure.
+    fit_width : bool
+        Whether the width was free.
+    fwhm_error_deg : float
+        1σ error of a fitted FWHM (0 when the width was fixed).
     """
 
     amplitude: float
@@ -335,6 +438,8 @@ class PsfFit:
     n_pixels: int
     converged: bool
     message: str = ""
+    fit_width: bool = False
+    fwhm_error_deg: float = 0.0
 
     @property
     def significance(self) -> float:
@@ -343,27 +448,56 @@ class PsfFit:
 
     def as_dict(self) -> dict:
         """JSON-safe dict."""
-        return {key: (float(value) if isinstance(value, (float, np.floating)) else value)
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: (float(value) if isinstance(value, (float, np.floating)) else value)
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
-def _failed_fit(message: str, x: float, y: float, coord: SkyCoord, fwhm: float, fit_position: bool,
-                fit_offset: bool) -> PsfFit:
+def _failed_fit(
+    message: str, x: float, y: float, coord: SkyCoord, fwhm: float, fit_position: bool, fit_offset: bool
+) -> PsfFit:
     nan = float("nan")
-    return PsfFit(nan, nan, nan, nan, x, y, float(coord.ra.deg), float(coord.dec.deg), nan, fwhm, fit_position,
-                  fit_offset, nan, 0, False, message)
+    return PsfFit(
+        nan,
+        nan,
+        nan,
+        nan,
+        x,
+        y,
+        float(coord.ra.deg),
+        float(coord.dec.deg),
+        nan,
+        fwhm,
+        fit_position,
+        fit_offset,
+        nan,
+        0,
+        False,
+        message,
+    )
 
 
 def _correlation_matrix(columns: np.ndarray, rows: np.ndarray, sigma_pix: float) -> np.ndarray:
     if sigma_pix <= 0:
         return np.eye(len(columns))
     distance2 = (columns[:, None] - columns[None, :]) ** 2 + (rows[:, None] - rows[None, :]) ** 2
-    return np.exp(-0.5 * distance2 / sigma_pix ** 2)
+    return np.exp(-0.5 * distance2 / sigma_pix**2)
 
 
-def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bool = False,
-            fit_offset: bool = False, box_radius_fwhm: float = 1.5, max_shift_fwhm: float = 0.5,
-            noise_correlation_fwhm_deg: float | None = None, template: np.ndarray | None = None) -> PsfFit:
+def fit_psf(
+    mosaic,
+    position,
+    *,
+    fwhm_deg: float | None = None,
+    fit_position: bool = False,
+    fit_offset: bool = False,
+    box_radius_fwhm: float = 1.5,
+    max_shift_fwhm: float = 0.5,
+    noise_correlation_fwhm_deg: float | None = None,
+    template: np.ndarray | None = None,
+    fit_width: bool = False,
+) -> PsfFit:
     """Fit a point source's PSF at (or near) a sky position: its amplitude is the source's rate.
 
     Parameters
@@ -389,6 +523,10 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
         A PSF image on the mosaic's grid (e.g. a stack's effective PSF,
         peak at the position) fitted instead of the Gaussian; the position
         is then fixed.
+    fit_width : bool
+        Let the Gaussian's width (circular) move too, from ``fwhm_deg``
+        within a factor 0.4–2.5: the measurement of an image's PSF
+        (:func:`measure_psf`). The noise correlation stays ``fwhm_deg``'s.
 
     Returns
     -------
@@ -405,8 +543,8 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
     correlation_fwhm = fwhm if noise_correlation_fwhm_deg is None else float(noise_correlation_fwhm_deg)
     correlation_sigma = correlation_fwhm * SIGMA_PER_FWHM / pixel
     x0, y0 = (float(v) for v in mosaic.wcs.world_to_pixel(coord))
-    if template is not None and fit_position:
-        raise ValueError("a template fit keeps the position fixed: fit_position=False")
+    if template is not None and (fit_position or fit_width):
+        raise ValueError("a template fit keeps the position and shape fixed: fit_position=fit_width=False")
     if not (np.isfinite(x0) and np.isfinite(y0)):
         return _failed_fit("position outside the image projection", x0, y0, coord, fwhm, fit_position, fit_offset)
     radius = box_radius_fwhm * fwhm / pixel
@@ -415,17 +553,24 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
     lo_y, hi_y = max(int(math.floor(y0 - radius)), 0), min(int(math.ceil(y0 + radius)), ny - 1)
     if lo_x > hi_x or lo_y > hi_y:
         return _failed_fit("position outside the image", x0, y0, coord, fwhm, fit_position, fit_offset)
-    rows, columns = np.mgrid[lo_y:hi_y + 1, lo_x:hi_x + 1]
-    data = mosaic.intensity[lo_y:hi_y + 1, lo_x:hi_x + 1]
-    variance = mosaic.variance[lo_y:hi_y + 1, lo_x:hi_x + 1]
-    inside = ((columns - x0) ** 2 + (rows - y0) ** 2 <= radius ** 2) & np.isfinite(data) & np.isfinite(variance) \
+    rows, columns = np.mgrid[lo_y : hi_y + 1, lo_x : hi_x + 1]
+    data = mosaic.intensity[lo_y : hi_y + 1, lo_x : hi_x + 1]
+    variance = mosaic.variance[lo_y : hi_y + 1, lo_x : hi_x + 1]
+    inside = (
+        ((columns - x0) ** 2 + (rows - y0) ** 2 <= radius**2)
+        & np.isfinite(data)
+        & np.isfinite(variance)
         & (variance > 0)
-    columns, rows, data, variance = columns[inside].astype(float), rows[inside].astype(float), data[inside], \
-        variance[inside]
-    n_free = 1 + (2 if fit_position else 0) + (1 if fit_offset else 0)
+    )
+    columns, rows, data, variance = (
+        columns[inside].astype(float),
+        rows[inside].astype(float),
+        data[inside],
+        variance[inside],
+    )
+    n_free = 1 + (2 if fit_position else 0) + (1 if fit_width else 0) + (1 if fit_offset else 0)
     if len(data) < n_free + 2 or not np.any((columns - x0) ** 2 + (rows - y0) ** 2 <= 1.0):
-        return _failed_fit("too few valid pixels around the position", x0, y0, coord, fwhm, fit_position,
-                           fit_offset)
+        return _failed_fit("too few valid pixels around the position", x0, y0, coord, fwhm, fit_position, fit_offset)
     weights = 1.0 / np.sqrt(variance)
 
     message = ""
@@ -444,9 +589,20 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
         volume = float(np.nansum(template)) / max(float(np.nanmax(template)), 1e-30)
         fwhm = math.sqrt(volume / (2 * math.pi)) / SIGMA_PER_FWHM * pixel
     else:
-        gaussian = models.Gaussian2D(amplitude=max(float(np.nanmax(data)), 1e-12), x_mean=x0, y_mean=y0,
-                                     x_stddev=sigma, y_stddev=sigma, theta=0.0)
-        gaussian.x_stddev.fixed = gaussian.y_stddev.fixed = gaussian.theta.fixed = True
+        gaussian = models.Gaussian2D(
+            amplitude=max(float(np.nanmax(data)), 1e-12),
+            x_mean=x0,
+            y_mean=y0,
+            x_stddev=sigma,
+            y_stddev=sigma,
+            theta=0.0,
+        )
+        gaussian.theta.fixed = True
+        if fit_width:
+            gaussian.x_stddev.bounds = (0.4 * sigma, 2.5 * sigma)
+            gaussian.y_stddev.tied = lambda m: m.x_stddev_0
+        else:
+            gaussian.x_stddev.fixed = gaussian.y_stddev.fixed = True
         shift = max_shift_fwhm * fwhm / pixel
         if fit_position:
             gaussian.x_mean.bounds = (x0 - shift, x0 + shift)
@@ -468,12 +624,19 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
         converged = bool(info.get("status", 1) > 0) if "status" in info else True
         if fit_position and (abs(x - x0) > shift * 0.999 or abs(y - y0) > shift * 0.999):
             converged, message = False, f"the position reached its bound ({max_shift_fwhm} FWHM): {message}"
+        if fit_width:
+            start_sigma, sigma = sigma, float(fitted.x_stddev_0.value)
+            fwhm = sigma / SIGMA_PER_FWHM * pixel
+            if not 0.401 * start_sigma < sigma < 2.499 * start_sigma:
+                converged, message = False, f"the width reached its bound: {message}"
         model_values = fitted(columns, rows)
         # Jacobian of the free parameters at the solution (analytic for a Gaussian).
-        profile = np.exp(-0.5 * ((columns - x) ** 2 + (rows - y) ** 2) / sigma ** 2)
+        profile = np.exp(-0.5 * ((columns - x) ** 2 + (rows - y) ** 2) / sigma**2)
         design = [profile]
         if fit_position:
-            design += [amplitude * profile * (columns - x) / sigma ** 2, amplitude * profile * (rows - y) / sigma ** 2]
+            design += [amplitude * profile * (columns - x) / sigma**2, amplitude * profile * (rows - y) / sigma**2]
+        if fit_width:
+            design.append(amplitude * profile * ((columns - x) ** 2 + (rows - y) ** 2) / sigma**3)
         if fit_offset:
             design.append(np.ones_like(data))
         jacobian = np.stack(design, axis=1)
@@ -496,14 +659,240 @@ def fit_psf(mosaic, position, *, fwhm_deg: float | None = None, fit_position: bo
     if fit_position:
         position_error = float(math.hypot(errors[1], errors[2]) * pixel)
         index = 3
+    fwhm_error = 0.0
+    if fit_width:
+        fwhm_error = float(errors[index] / SIGMA_PER_FWHM * pixel)
+        index += 1
     offset_error = float(errors[index]) if fit_offset else 0.0
     world = mosaic.wcs.pixel_to_world(x, y)
     chi2 = float(np.sum((data - model_values) ** 2 / variance))
-    return PsfFit(amplitude, amplitude_error, offset, offset_error, x, y, float(world.ra.deg), float(world.dec.deg),
-                  position_error, fwhm, fit_position, fit_offset, chi2, int(len(data)), converged, message)
+    return PsfFit(
+        amplitude,
+        amplitude_error,
+        offset,
+        offset_error,
+        x,
+        y,
+        float(world.ra.deg),
+        float(world.dec.deg),
+        position_error,
+        fwhm,
+        fit_position,
+        fit_offset,
+        chi2,
+        int(len(data)),
+        converged,
+        message,
+        fit_width,
+        fwhm_error,
+    )
+
+
+# -- an image's effective PSF ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectivePsf:
+    """The PSF of an image as measured on its bright isolated sources (:func:`measure_psf`), or the default.
+
+    Attributes
+    ----------
+    fwhm_deg : float
+        FWHM of the image's (Gaussian-equivalent) PSF.
+    fwhm_error_deg : float
+        1σ error of ``fwhm_deg`` (of the weighted mean; 0 for the default).
+    scatter_deg : float
+        Source-to-source scatter of the PSF beyond the fit errors (a mosaic
+        widens it differently at each place): what a single source's PSF may
+        differ from ``fwhm_deg`` by.
+    native_fwhm_deg : float
+        The instrument's PSF in ScW images, whose peak is a source's rate.
+    source : str
+        ``'measured'``, ``'default'`` (no usable source: ``fwhm_deg`` is the
+        native PSF) or ``'given'``.
+    n_sources : int
+        Sources measured.
+    names : tuple of str
+        Their names, when known.
+    """
+
+    fwhm_deg: float
+    fwhm_error_deg: float
+    scatter_deg: float
+    native_fwhm_deg: float
+    source: str
+    n_sources: int = 0
+    names: tuple = ()
+
+    @property
+    def source_error_deg(self) -> float:
+        """Uncertainty of one source's PSF: the mean's error and the scatter in quadrature."""
+        return math.hypot(self.fwhm_error_deg, self.scatter_deg)
+
+    def meta(self) -> dict:
+        """Metadata keywords, FITS-ready: PSF_FWHM, PSF_ERR, PSF_SCAT, PSF_NAT (deg), PSF_SRC, PSF_NSRC."""
+        return {
+            "PSF_FWHM": float(self.fwhm_deg),
+            "PSF_ERR": float(self.fwhm_error_deg),
+            "PSF_SCAT": float(self.scatter_deg),
+            "PSF_NAT": float(self.native_fwhm_deg),
+            "PSF_SRC": self.source,
+            "PSF_NSRC": int(self.n_sources),
+        }
+
+    @classmethod
+    def from_meta(cls, meta) -> EffectivePsf | None:
+        """Read back :meth:`meta` (a table's or a FITS header's); None when absent."""
+        if "PSF_FWHM" not in meta:
+            return None
+        return cls(
+            float(meta["PSF_FWHM"]),
+            float(meta.get("PSF_ERR", 0.0)),
+            float(meta.get("PSF_SCAT", 0.0)),
+            float(meta.get("PSF_NAT", meta["PSF_FWHM"])),
+            str(meta.get("PSF_SRC", "given")),
+            int(meta.get("PSF_NSRC", 0)),
+        )
+
+
+def measure_psf(
+    mosaic,
+    positions,
+    *,
+    significances: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    neighbours=None,
+    min_significance: float = 20.0,
+    isolation_fwhm: float = 3.0,
+    box_radius_fwhm: float = 2.0,
+    native_fwhm_deg: float | None = None,
+) -> EffectivePsf:
+    """Measure an image's PSF: a free-width Gaussian fitted to each bright isolated source, combined.
+
+    Mosaicking widens the PSF (each ScW lands on the mosaic grid a fraction
+    of a pixel off; real OSA mosaics as the local MMODA's), by an amount that
+    depends on the grids and the resampling, so it is measured rather than
+    assumed. Each source brighter than ``min_significance`` with no other
+    source between 0.5 and ``isolation_fwhm`` native FWHM of it gets a
+    Gaussian fit with free amplitude, position, width and background
+    (:func:`fit_psf`). The widths are combined with inverse-variance
+    weights, after adding in quadrature the source-to-source scatter that
+    the fit errors do not explain (DerSimonian-Laird); the error of the mean
+    is that of those weights. Without such a source the native PSF is
+    returned with ``source='default'`` and a warning is logged.
+
+    Parameters
+    ----------
+    mosaic : SkyMosaic
+        The image.
+    positions : SkyCoord
+        Candidate sources (e.g. the detected ones).
+    significances : sequence of float, optional
+        Their significances; read from the significance map when not given.
+    names : sequence of str, optional
+        Their names (recorded).
+    neighbours : SkyCoord, optional
+        Other sources that spoil isolation (e.g. catalogue sources seen in
+        the image); the candidates count as neighbours of each other.
+    min_significance : float
+        Only sources at least this significant are fitted.
+    isolation_fwhm : float
+        No other source within this many native FWHM.
+    box_radius_fwhm : float
+        Fit radius in native FWHM.
+    native_fwhm_deg : float, optional
+        The instrument's PSF (:func:`psf_fwhm_for`) by default: start of the
+        fits and their noise correlation.
+
+    Returns
+    -------
+    EffectivePsf
+    """
+    native = float(native_fwhm_deg) if native_fwhm_deg is not None else psf_fwhm_for(mosaic)
+    default = EffectivePsf(native, 0.0, 0.0, native, "default", 0, ())
+    coords = _coord_array(positions)
+    if len(coords) == 0:
+        log.warning("no source to measure the PSF on: the default PSF (%.2f′ FWHM) is assumed", native * 60)
+        return default
+    if significances is None:
+        x, y = mosaic.wcs.world_to_pixel(coords)
+        significance_map = mosaic.significance
+        ix = np.clip(np.rint(np.nan_to_num(x)).astype(int), 0, significance_map.shape[1] - 1)
+        iy = np.clip(np.rint(np.nan_to_num(y)).astype(int), 0, significance_map.shape[0] - 1)
+        significances = np.nan_to_num(significance_map[iy, ix])
+    significances = np.asarray(significances, dtype=float)
+    labels = [str(n) for n in names] if names is not None else [f"#{i}" for i in range(len(coords))]
+    others = coords
+    if neighbours is not None and len(_coord_array(neighbours)):
+        extra = _coord_array(neighbours).icrs
+        ra = np.concatenate([coords.icrs.ra.deg, extra.ra.deg])
+        others = SkyCoord(ra * u.deg, np.concatenate([coords.icrs.dec.deg, extra.dec.deg]) * u.deg)
+    widths, errors, used = [], [], []
+    for i in np.nonzero(significances >= min_significance)[0]:
+        distance = coords[i].separation(others).deg
+        if np.any((distance > 0.5 * native) & (distance <= isolation_fwhm * native)):
+            continue
+        fit = fit_psf(
+            mosaic,
+            coords[i],
+            fwhm_deg=native,
+            fit_position=True,
+            fit_offset=True,
+            fit_width=True,
+            box_radius_fwhm=box_radius_fwhm,
+        )
+        if fit.converged and np.isfinite(fit.fwhm_deg) and fit.fwhm_error_deg > 0:
+            widths.append(fit.fwhm_deg)
+            errors.append(fit.fwhm_error_deg)
+            used.append(labels[i])
+        else:
+            log.debug("PSF fit of %s rejected: %s", labels[i], fit.message)
+    if not widths:
+        log.warning(
+            "no bright (≥ %g σ) isolated source to measure the PSF on: the default PSF (%.2f′ FWHM) is assumed, "
+            "and a mosaic's wider PSF would make its point-source rates low",
+            min_significance,
+            native * 60,
+        )
+        return default
+    mean, error, scatter = _random_effects_mean(np.array(widths), np.array(errors))
+    log.info(
+        "PSF measured on %d source(s): FWHM %.3f′ ± %.3f′ (scatter %.3f′; native %.2f′)",
+        len(widths),
+        mean * 60,
+        error * 60,
+        scatter * 60,
+        native * 60,
+    )
+    return EffectivePsf(mean, error, scatter, native, "measured", len(widths), tuple(used))
+
+
+def _random_effects_mean(values: np.ndarray, errors: np.ndarray) -> tuple[float, float, float]:
+    """Weighted mean, its error and the extra scatter τ (DerSimonian-Laird) of measurements with errors."""
+    weights = 1.0 / errors**2
+    mean = float(np.sum(weights * values) / np.sum(weights))
+    tau2 = 0.0
+    if len(values) > 1:
+        q = float(np.sum(weights * (values - mean) ** 2))
+        denominator = float(np.sum(weights) - np.sum(weights**2) / np.sum(weights))
+        tau2 = max(0.0, (q - (len(values) - 1)) / denominator) if denominator > 0 else 0.0
+    weights = 1.0 / (errors**2 + tau2)
+    mean = float(np.sum(weights * values) / np.sum(weights))
+    return mean, float(1.0 / math.sqrt(np.sum(weights))), math.sqrt(tau2)
+
+
+def _coord_array(positions) -> SkyCoord:
+    if isinstance(positions, SkyCoord):
+        return positions if not positions.isscalar else positions.reshape((1,))
+    positions = list(positions)
+    if not positions:
+        return SkyCoord([] * u.deg, [] * u.deg)
+    ra, dec = np.asarray(positions, dtype=float).T
+    return SkyCoord(ra * u.deg, dec * u.deg)
 
 
 # -- the variance map checked ---------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class AnnulusCheck:
@@ -541,8 +930,10 @@ class AnnulusCheck:
 
     def as_dict(self) -> dict:
         """JSON-safe dict."""
-        return {key: float(value) if isinstance(value, (float, np.floating)) else value
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: float(value) if isinstance(value, (float, np.floating)) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
 def _robust_std(values: np.ndarray) -> float:
@@ -551,8 +942,7 @@ def _robust_std(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def annulus_check(mosaic, position, *, inner_deg: float | None = None, outer_deg: float | None = None
-                  ) -> AnnulusCheck:
+def annulus_check(mosaic, position, *, inner_deg: float | None = None, outer_deg: float | None = None) -> AnnulusCheck:
     """Compare the intensity's scatter in an annulus around ``position`` with the variance map.
 
     Parameters
@@ -582,20 +972,28 @@ def annulus_check(mosaic, position, *, inner_deg: float | None = None, outer_deg
     nan = float("nan")
     if not (np.isfinite(x0) and np.isfinite(y0)) or lo_x > hi_x or lo_y > hi_y:
         return AnnulusCheck(0, inner, outer, nan, nan, nan, nan, nan, nan)
-    rows, columns = np.mgrid[lo_y:hi_y + 1, lo_x:hi_x + 1]
+    rows, columns = np.mgrid[lo_y : hi_y + 1, lo_x : hi_x + 1]
     world = mosaic.wcs.pixel_to_world(columns.ravel(), rows.ravel())
     distance = world.separation(coord).deg.reshape(rows.shape)
-    intensity = mosaic.intensity[lo_y:hi_y + 1, lo_x:hi_x + 1]
-    variance = mosaic.variance[lo_y:hi_y + 1, lo_x:hi_x + 1]
-    chosen = (distance >= inner) & (distance <= outer) & np.isfinite(intensity) & np.isfinite(variance) \
-        & (variance > 0)
+    intensity = mosaic.intensity[lo_y : hi_y + 1, lo_x : hi_x + 1]
+    variance = mosaic.variance[lo_y : hi_y + 1, lo_x : hi_x + 1]
+    chosen = (distance >= inner) & (distance <= outer) & np.isfinite(intensity) & np.isfinite(variance) & (variance > 0)
     values = intensity[chosen]
     if len(values) < 5:
         return AnnulusCheck(int(len(values)), inner, outer, nan, nan, nan, nan, nan, nan)
     expected = float(np.sqrt(np.median(variance[chosen])))
     robust = _robust_std(values)
-    return AnnulusCheck(int(len(values)), inner, outer, float(np.mean(values)), float(np.std(values)), robust,
-                        expected, robust / expected, _robust_std(values / np.sqrt(variance[chosen])))
+    return AnnulusCheck(
+        int(len(values)),
+        inner,
+        outer,
+        float(np.mean(values)),
+        float(np.std(values)),
+        robust,
+        expected,
+        robust / expected,
+        _robust_std(values / np.sqrt(variance[chosen])),
+    )
 
 
 def upper_limits(value: float, error: float, *, sigmas: Sequence[float] = (2.0, 3.0)) -> dict[float, float]:

@@ -2,23 +2,23 @@
 
 Three places carry provenance (style anchors §7.7):
 
-- the executed notebook, saved by the runner next to the products
+- the executed notebook, saved by the pipeline (``run_all.py``) next to the products
   (papermill's ``metadata.papermill``: parameters, timings, exception);
 - the run folder: one ``<step>.step.json`` per notebook, written by
-  :func:`record_step` from the notebook's ``outputs`` cell, which the runner
-  (:mod:`integral_workflows.runner`) merges into the run's ``manifest.json``;
+  :func:`record_step` from the notebook's ``outputs`` cell, which the pipeline
+  (``integral_pipeline``, which this library never imports) merges into the run's ``manifest.json``;
 - the FITS headers of the products, stamped with :func:`stamp_header`
   (gammapy's ``CreatorMetaData`` idea: CREATOR, CREATED, ORIGIN, OBJECT,
   RA_OBJ, DEC_OBJ, plus this project's parameter digest and git commit).
 
-What a notebook's ``outputs`` cell does::
+What a notebook records at its end (through :meth:`integral_workflows.notebook.NotebookRun.record_outputs`)::
 
-    from integral_workflows import provenance
     provenance.record_step("mosaic", output_dir=output_dir,
-                           products=["mosaic.fits", "mosaic_sources.ecsv"],
+                           products=["mosaic.fits", "sources.ecsv"],
                            jobs=run_record,            # jobs.RunRecord (or its as_dict()) or None
-                           parameters=p,               # the validated WorkflowParameters
-                           extra={"n_sources": 12})
+                           parameters=p,               # the validated parameter model
+                           extra={"n_sources": 12},
+                           descriptors=[...])          # products.Product.as_dict(relative_to=output_dir)
 
 Nothing written here may hold the MMODA token: every string is scrubbed of
 the value of ``$ODA_TOKEN`` and of anything shaped like a JWT (``eyJ...``)
@@ -46,9 +46,28 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STEP_RECORD_SUFFIX", "REDACTED", "ORIGINS", "file_checksum", "package_versions", "git_commit",
-           "parameter_digest", "scrub", "scrub_text", "secret_values", "contains_secret", "record_step",
-           "step_record_path", "read_step_record", "fits_keywords", "stamp_header", "utc_now", "write_json"]
+__all__ = [
+    "STEP_RECORD_SUFFIX",
+    "REDACTED",
+    "ORIGINS",
+    "file_checksum",
+    "package_versions",
+    "git_commit",
+    "parameter_digest",
+    "scrub",
+    "scrub_text",
+    "secret_values",
+    "contains_secret",
+    "record_step",
+    "step_record_path",
+    "read_step_record",
+    "fits_keywords",
+    "fits_ascii",
+    "file_stem",
+    "stamp_header",
+    "utc_now",
+    "write_json",
+]
 
 #: ``<output_dir>/<step><STEP_RECORD_SUFFIX>`` is what :func:`record_step` writes.
 STEP_RECORD_SUFFIX = ".step.json"
@@ -90,10 +109,11 @@ def utc_now() -> str:
     str
         E.g. ``'2026-11-21T05:18:52Z'``.
     """
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- checksums, versions, git --------------------------------------------------------------------------------------
+
 
 def file_checksum(path: str | Path, *, algorithm: str = "sha256", chunk_bytes: int = 1 << 20) -> str:
     """Return the hex digest of a file's content.
@@ -140,6 +160,7 @@ def package_versions() -> dict[str, str | None]:
     if versions["integral_workflows"] is None:
         # Running from a source tree that was never pip-installed: the package still knows its version.
         from integral_workflows import __version__
+
         versions["integral_workflows"] = __version__
     versions["python"] = platform.python_version()
     return versions
@@ -149,8 +170,9 @@ def _git(arguments: list[str], *, cwd: Path) -> str | None:
     # GIT_OPTIONAL_LOCKS=0 keeps `git status` from refreshing (writing) the index: provenance only reads.
     environment = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
-        completed = subprocess.run(["git", *arguments], cwd=cwd, env=environment, capture_output=True, text=True,
-                                   timeout=20, check=False)
+        completed = subprocess.run(
+            ["git", *arguments], cwd=cwd, env=environment, capture_output=True, text=True, timeout=20, check=False
+        )
     except (OSError, subprocess.SubprocessError) as error:
         log.debug("git %s failed: %s", " ".join(arguments), error)
         return None
@@ -221,29 +243,40 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def parameter_digest(parameters: Mapping[str, Any]) -> str:
-    """Return the sha256 of a validated parameter set in canonical JSON form.
+def _parameter_values(parameters: Any) -> dict:
+    """A parameter model's or mapping's values as a plain JSON-safe dict."""
+    if hasattr(parameters, "model_dump"):
+        return parameters.model_dump(mode="json")  # a validated parameter model: defaults resolved
+    return _json_safe(dict(parameters))
+
+
+def parameter_digest(parameters: Any) -> str:
+    """Return the sha256 of a parameter set in canonical JSON form.
 
     Parameters
     ----------
-    parameters : WorkflowParameters or mapping
-        The parameters; a plain mapping is validated (and its defaults
-        resolved) by :func:`integral_workflows.params.resolve` first, so that
-        equal runs have equal digests however they were written.
+    parameters : pydantic.BaseModel or mapping
+        A validated parameter model (:func:`integral_workflows.parameters.validate`: defaults
+        resolved, so equal runs have equal digests however they were written), or the values
+        of one, as a mapping.
 
     Returns
     -------
     str
         64 hex digits.
-    """
-    from integral_workflows import params
 
-    values = params.to_json_dict(parameters)
+    Raises
+    ------
+    ValueError
+        If a value is not finite.
+    """
+    values = _parameter_values(parameters)
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # -- secrets ---------------------------------------------------------------------------------------------------
+
 
 def secret_values() -> list[str]:
     """Return the secret strings that must never be written: the value of ``$ODA_TOKEN``, if set.
@@ -356,10 +389,15 @@ def write_json(path: str | Path, content: Any, *, what: str = "record") -> Path:
     path = Path(path)
     clean, redacted = scrub(content)
     if redacted:
-        log.warning("%d token-like string(s) redacted from the %s %s: a token must never reach a product or a "
-                    "record (it comes from ODA_TOKEN or .oda-token only)", redacted, what, path.name)
+        log.warning(
+            "%d token-like string(s) redacted from the %s %s: a token must never reach a product or a "
+            "record (it comes from ODA_TOKEN or .oda-token only)",
+            redacted,
+            what,
+            path.name,
+        )
     text = json.dumps(clean, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
-    # A reader (the runner, a second run_all) must never see half a file.
+    # A reader (the pipeline, a second run_all) must never see half a file.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
@@ -367,6 +405,7 @@ def write_json(path: str | Path, content: Any, *, what: str = "record") -> Path:
 
 
 # -- step records ----------------------------------------------------------------------------------------------
+
 
 def step_record_path(output_dir: str | Path, step: str) -> Path:
     """Return where :func:`record_step` writes the record of ``step``: ``<output_dir>/<step>.step.json``.
@@ -393,22 +432,33 @@ def _product_entry(product: str | Path, run_folder: Path) -> dict:
         path = run_folder / path
     path = path.resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"product {product} does not exist (looked for {path}); record_step() records "
-                                f"files the step has written")
+        raise FileNotFoundError(
+            f"product {product} does not exist (looked for {path}); record_step() records files the step has written"
+        )
     try:
         relative = path.relative_to(run_folder)
     except ValueError:
-        raise ValueError(f"product {product} is outside the run folder {run_folder}: products must be written "
-                         f"into output_dir, next to the executed notebook") from None
+        raise ValueError(
+            f"product {product} is outside the run folder {run_folder}: products must be written "
+            f"into output_dir, next to the executed notebook"
+        ) from None
     return {"path": relative.as_posix(), "sha256": file_checksum(path), "size_bytes": path.stat().st_size}
 
 
-def record_step(step: str, *, output_dir: str | Path, products: Iterable[str | Path], jobs: Any = None,
-                parameters: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                timings: Mapping[str, float] | None = None) -> Path:
+def record_step(
+    step: str,
+    *,
+    output_dir: str | Path,
+    products: Iterable[str | Path],
+    jobs: Any = None,
+    parameters: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+    descriptors: Iterable[Mapping[str, Any]] | None = None,
+) -> Path:
     """Record what a notebook step made: call it once, in the notebook's ``outputs`` cell.
 
-    Writes ``<output_dir>/<step>.step.json``, which the runner merges into the
+    Writes ``<output_dir>/<step>.step.json``, which the pipeline merges into the
     run's ``manifest.json`` and uses to decide whether the step is up to date.
 
     Parameters
@@ -427,14 +477,17 @@ def record_step(step: str, *, output_dir: str | Path, products: Iterable[str | P
         The MMODA jobs summary, typically a :class:`integral_workflows.jobs.RunRecord`
         (each ScW's outcome done/skipped/failed with reason and job id,
         submissions, retries); None for steps without MMODA jobs.
-    parameters : mapping, optional
-        The parameters the step used (a ``WorkflowParameters`` is written
-        through :func:`integral_workflows.params.to_json_dict`).
+    parameters : mapping or pydantic.BaseModel, optional
+        The parameters the step used (a parameter model is written through
+        :func:`integral_workflows.parameters.to_papermill`).
     extra : mapping, optional
         Any other JSON-able facts worth keeping (number of ScWs, detected
         sources, fit results...).
     timings : mapping of str to float, optional
         Durations in seconds of the notebook's phases, e.g. ``{"query_s": 812.0}``.
+    descriptors : iterable of mapping, optional
+        The products' descriptors (:meth:`integral_workflows.products.Product.as_dict`, paths relative
+        to ``output_dir``): what each file is, read back by the gallery.
 
     Returns
     -------
@@ -458,10 +511,7 @@ def record_step(step: str, *, output_dir: str | Path, products: Iterable[str | P
         raise FileNotFoundError(f"output_dir {output_dir} is not a folder")
     product_entries = [_product_entry(product, run_folder) for product in products]
     if parameters is not None:
-        from integral_workflows import params
-
-        parameters = (params.to_json_dict(parameters) if isinstance(parameters, params.WorkflowParameters)
-                      else dict(parameters))
+        parameters = _parameter_values(parameters)
     record = {
         "record_version": STEP_RECORD_VERSION,
         "step": step,
@@ -474,6 +524,8 @@ def record_step(step: str, *, output_dir: str | Path, products: Iterable[str | P
         "extra": dict(extra or {}),
         "versions": package_versions(),
     }
+    if descriptors is not None:
+        record["descriptors"] = [dict(descriptor) for descriptor in descriptors]
     path = write_json(step_record_path(run_folder, step), record, what="step record")
     log.info("step %s recorded: %d product(s) in %s", step, len(product_entries), path.name)
     return path
@@ -482,14 +534,11 @@ def record_step(step: str, *, output_dir: str | Path, products: Iterable[str | P
 def _digest_or_none(parameters: Mapping[str, Any] | None) -> str | None:
     if parameters is None:
         return None
-    from integral_workflows import params
-
-    schema_values = {name: value for name, value in parameters.items() if name in params.PARAMETERS}
     try:
-        return parameter_digest(schema_values)
-    except params.ParameterError:
+        return parameter_digest(parameters)
+    except ValueError:
         # A record is written at the end of a notebook: an odd value must not lose the products' record.
-        log.warning("the parameters given to record_step do not validate; no parameter digest recorded")
+        log.warning("the parameters given to record_step are not JSON-safe; no parameter digest recorded")
         return None
 
 
@@ -524,10 +573,19 @@ def read_step_record(output_dir: str | Path, step: str) -> dict | None:
 
 # -- FITS provenance keywords ----------------------------------------------------------------------------------
 
-def fits_keywords(*, notebook: str, parameters: Mapping[str, Any] | None = None, src_name: str | None = None,
-                  ra_deg: float | None = None, dec_deg: float | None = None, host_type: str | None = None,
-                  origin: str | None = None, created: str | None = None,
-                  git: Mapping[str, Any] | None = None) -> list[tuple[str, Any, str]]:
+
+def fits_keywords(
+    *,
+    notebook: str,
+    parameters: Mapping[str, Any] | None = None,
+    src_name: str | None = None,
+    ra_deg: float | None = None,
+    dec_deg: float | None = None,
+    host_type: str | None = None,
+    origin: str | None = None,
+    created: str | None = None,
+    git: Mapping[str, Any] | None = None,
+) -> list[tuple[str, Any, str]]:
     """Return the provenance keywords of a product, as ``(keyword, value, comment)`` cards.
 
     Parameters
@@ -572,7 +630,7 @@ def fits_keywords(*, notebook: str, parameters: Mapping[str, Any] | None = None,
         else:
             ra_deg, dec_deg = parameters["RA"], parameters["DEC"]
     if created is None:
-        created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     git = git_commit() if git is None else git
     commit = git.get("commit")
     cards = [
@@ -583,25 +641,28 @@ def fits_keywords(*, notebook: str, parameters: Mapping[str, Any] | None = None,
         ("RA_OBJ", None if ra_deg is None else float(ra_deg), "[deg] target right ascension (J2000)"),
         ("DEC_OBJ", None if dec_deg is None else float(dec_deg), "[deg] target declination (J2000)"),
         ("PARDIGST", _digest_prefix(parameters), "sha256 prefix of the run parameters"),
-        ("GITCOMMT", None if commit is None else commit[:12] + ("+dirty" if git.get("dirty") else ""),
-         "git commit of integral_workflows project"),
+        (
+            "GITCOMMT",
+            None if commit is None else commit[:12] + ("+dirty" if git.get("dirty") else ""),
+            "git commit of integral_workflows project",
+        ),
     ]
     cards = [(key, value, comment) for key, value, comment in cards if value is not None]
+    # FITS headers hold printable ASCII only: a Unicode target name ("Boötes null") is folded ("Bootes null");
+    # the original stays in the step record and the ECSV tables.
+    cards = [(key, fits_ascii(value) if isinstance(value, str) else value, comment) for key, value, comment in cards]
     for key, value, _ in cards:
         if isinstance(value, str) and contains_secret(value):
             raise ValueError(f"FITS keyword {key} would hold a token: refused")
     return cards
 
 
-def _digest_prefix(parameters: Mapping[str, Any]) -> str | None:
+def _digest_prefix(parameters: Any) -> str | None:
     if not parameters:
         return None
-    from integral_workflows import params
-
-    schema_values = {name: value for name, value in parameters.items() if name in params.PARAMETERS}
     try:
-        return parameter_digest(schema_values)[:16]
-    except params.ParameterError:
+        return parameter_digest(parameters)[:16]
+    except ValueError:
         return None
 
 
@@ -634,9 +695,44 @@ def stamp_header(header: Any, **keywords: Any) -> Any:
     return header
 
 
+def fits_ascii(text: Any) -> str:
+    r"""Text made fit for a FITS header value: printable ASCII.
+
+    Accents and other combining marks are dropped after NFKD decomposition
+    (``Boötes`` → ``Bootes``, ``ﬁ`` → ``fi``, ``²`` → ``2``); a character with no
+    ASCII decomposition becomes its Python backslash escape (``\u03b3`` for γ),
+    so that different names stay different; control characters become ``?``.
+
+    Parameters
+    ----------
+    text : any
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+    """
+    import unicodedata
+
+    folded = []
+    for character in unicodedata.normalize("NFKD", str(text)):
+        if unicodedata.combining(character):
+            continue
+        if " " <= character <= "~":
+            folded.append(character)
+        elif ord(character) < 128 or unicodedata.category(character).startswith("C"):
+            folded.append("?")
+        else:
+            folded.append(character.encode("ascii", "backslashreplace").decode("ascii"))
+    return "".join(folded)
+
+
 def file_stem(name: str) -> str:
-    """A source name made safe for file names (``1A 0535+262`` → ``1A_0535+262``)."""
+    """A source name made safe for file names (``1A 0535+262`` → ``1A_0535+262``, ``Boötes null`` → ``Bootes_null``).
+
+    Unicode names are folded to ASCII first (:func:`fits_ascii`), so that files stay portable.
+    """
     import re
 
-    stem = re.sub(r"[^A-Za-z0-9.+\-]+", "_", str(name)).strip("_")
+    stem = re.sub(r"[^A-Za-z0-9.+\-]+", "_", fits_ascii(name)).strip("_")
     return stem or "source"

@@ -9,8 +9,8 @@ curves and spectra of those sources (seed 003, "Generic Revolution Mosaics").
 This module does the bookkeeping of that notebook; the science (mosaics,
 sources, light curves, spectra) is the rest of ``integral_workflows``::
 
-    revolution = resolve_revolution(p.rev_num, url=session.url, data_version=p.data_version)
-    scws = revolution_scws(revolution, url=session.url, data_version=p.data_version)
+    revolution = resolve_revolution(p.rev_num, session=session, data_version=p.data_version)
+    scws = revolution_scws(revolution, session=session, data_version=p.data_version)
     observations = group_observations(scws, revolution=revolution)
     kept, excluded = exclude_by_title(observations, p.to_exclude_from_title)
     for instrument in instruments_in_use(p):
@@ -52,30 +52,55 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import requests
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import Table, vstack
 from astropy.time import Time
 
-from . import catalog, gallery, mosaic, params, provenance, queries, scw
+from . import catalog, mosaic, provenance, queries, scw
+from .parameters.models import ObservationParameters, default_value
+from .parameters.types import MISSION_END
+from .products import Product
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "INSTRUMENTS", "INSTRUMENT_LABELS", "NOTEBOOK", "RevolutionError", "Observation", "ObservationMosaic",
-    "SourceProducts", "instruments_in_use", "instrument_parameters", "convert_time", "revolution_span",
-    "current_revolution", "resolve_revolution", "revolution_scws", "select_for_instrument", "observation_title",
-    "group_observations", "exclude_by_title", "observations_table", "make_mosaic", "extract_light_curves",
-    "extract_spectra", "summary_table", "sources_table", "jobs_table", "product_title", "gallery_products",
+    "INSTRUMENTS",
+    "INSTRUMENT_LABELS",
+    "NOTEBOOK",
+    "RevolutionError",
+    "Observation",
+    "ObservationMosaic",
+    "SourceProducts",
+    "instruments_in_use",
+    "instrument_parameters",
+    "make_mosaics",
+    "extract_source_products",
+    "describe_products",
+    "convert_time",
+    "revolution_span",
+    "current_revolution",
+    "resolve_revolution",
+    "revolution_scws",
+    "select_for_instrument",
+    "observation_title",
+    "group_observations",
+    "exclude_by_title",
+    "observations_table",
+    "make_mosaic",
+    "extract_light_curves",
+    "extract_spectra",
+    "summary_table",
+    "sources_table",
+    "jobs_table",
+    "product_title",
 ]
 
 #: Instruments of revolution products, as the gallery names them.
@@ -94,7 +119,6 @@ _GALACTIC_CENTRE = SkyCoord(266.41684 * u.deg, -29.00781 * u.deg)
 _TITLE_MATCH_DEG = 2.0
 _GALACTIC_CENTRE_MATCH_DEG = 3.0
 _GALACTIC_PLANE_DEG = 10.0
-_HTTP_ATTEMPTS = 3
 
 
 class RevolutionError(RuntimeError):
@@ -103,12 +127,13 @@ class RevolutionError(RuntimeError):
 
 # -- instruments --------------------------------------------------------------------------------------------------
 
+
 def instruments_in_use(parameters: Mapping[str, Any]) -> list[str]:
     """The instruments a revolution run makes products for, from ``use_isgri``, ``use_jemx1``, ``use_jemx2``.
 
     Parameters
     ----------
-    parameters : WorkflowParameters
+    parameters : parameter model
         The run's parameters.
 
     Returns
@@ -119,18 +144,18 @@ def instruments_in_use(parameters: Mapping[str, Any]) -> list[str]:
     return [instrument for instrument in INSTRUMENTS if parameters[f"use_{instrument}"]]
 
 
-def instrument_parameters(parameters: params.WorkflowParameters, instrument: str,
-                          **changes: Any) -> params.WorkflowParameters:
+def instrument_parameters(parameters: Mapping[str, Any], instrument: str, **changes: Any) -> ObservationParameters:
     """The run's parameters as one instrument's product queries need them.
 
     ISGRI keeps ``E1_keV``/``E2_keV``; a JEM-X unit takes ``instrument='jemx'``,
     its ``jemx_unit`` and the JEM-X band ``J_E1_keV``/``J_E2_keV``. Defaults
-    that depend on the instrument (radius, systematic fraction) follow.
+    that depend on the instrument (radius, systematic fraction) follow; the
+    others (``integral_data_rights``...) are their blocks' defaults.
 
     Parameters
     ----------
-    parameters : WorkflowParameters
-        The run's parameters.
+    parameters : parameter model or mapping
+        The run's parameters (``revolution_mosaics``).
     instrument : str
         One of :data:`INSTRUMENTS`.
     **changes
@@ -138,27 +163,41 @@ def instrument_parameters(parameters: params.WorkflowParameters, instrument: str
 
     Returns
     -------
-    WorkflowParameters
+    ObservationParameters
         Validated parameters for that instrument.
+
+    Raises
+    ------
+    ParameterError
+        If the values do not validate for the instrument.
     """
+    from .parameters.validation import validate_model
+
+    values = parameters.model_dump(mode="json") if hasattr(parameters, "model_dump") else dict(parameters)
+    fields = ObservationParameters.model_fields
     if instrument == "isgri":
-        return parameters.replace(instrument="isgri", **changes)
-    if instrument in ("jemx1", "jemx2"):
-        return parameters.replace(instrument="jemx", jemx_unit=int(instrument[-1]), E1_keV=parameters["J_E1_keV"],
-                                  E2_keV=parameters["J_E2_keV"], **changes)
-    raise ValueError(f"instrument {instrument!r}: use one of {', '.join(INSTRUMENTS)}")
+        chosen = {"instrument": "isgri"}
+    elif instrument in ("jemx1", "jemx2"):
+        chosen = {
+            "instrument": "jemx",
+            "jemx_unit": int(instrument[-1]),
+            "E1_keV": values["J_E1_keV"],
+            "E2_keV": values["J_E2_keV"],
+        }
+    else:
+        raise ValueError(f"instrument {instrument!r}: use one of {', '.join(INSTRUMENTS)}")
+    given = {name: value for name, value in values.items() if name in fields}
+    return validate_model(
+        ObservationParameters, {**given, **chosen, **changes}, where=f"the {instrument} jobs of a revolution"
+    )
 
 
 # -- revolution <-> time ------------------------------------------------------------------------------------------
 
-def _session_for(url: str) -> requests.Session:
-    session = requests.Session()
-    if url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        session.trust_env = False  # a proxy from the environment must not be asked for a loopback server
-    return session
 
-
-def convert_time(value: Any, *, informat: str, outformat: str, url: str, timeout_s: float = 30.0) -> Any:
+def convert_time(
+    value: Any, *, informat: str, outformat: str, url: str | None = None, session=None, timeout_s: float = 30.0
+) -> Any:
     """Ask the dispatcher's ``converttime`` service to convert a time (or a revolution, or a ScW id).
 
     Parameters
@@ -167,10 +206,12 @@ def convert_time(value: Any, *, informat: str, outformat: str, url: str, timeout
         The value, e.g. ``300`` with ``informat='REVNUM'``.
     informat, outformat : str
         ``IJD``, ``UTC``, ``REVNUM``, ``SCWID``, ``MJD`` (``ANY`` for either).
-    url : str
-        Dispatcher URL.
+    url : str, optional
+        Dispatcher URL (joins the session open for it).
+    session : integral_workflows.session.Session, optional
+        The network seam; ``session`` or ``url`` is required.
     timeout_s : float
-        Timeout of the request, s.
+        Timeout of each attempt, s.
 
     Returns
     -------
@@ -182,33 +223,30 @@ def convert_time(value: Any, *, informat: str, outformat: str, url: str, timeout
     ------
     RevolutionError
         If the service refuses the conversion (the message is the
-        service's) or cannot be reached.
+        service's) or keeps failing.
+    integral_workflows.session.BackendUnavailable
+        If the dispatcher is gone.
     """
-    address = f"{url.rstrip('/')}/{CONVERTTIME_PATH}/{informat}/{value}/{outformat}"
-    problem = ""
-    with _session_for(url) as session:
-        for attempt in range(_HTTP_ATTEMPTS):
-            if attempt:
-                time.sleep(2.0 ** attempt)
-            try:
-                response = session.get(address, timeout=timeout_s)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                problem = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code >= 500:
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if _is_conversion_refusal(response):
-                    raise RevolutionError(f"converttime {informat} {value} -> {outformat} refused: {problem}")
-                continue
-            if response.status_code != 200:
-                raise RevolutionError(f"converttime {informat} {value} -> {outformat} refused (HTTP "
-                                      f"{response.status_code}): {response.text[:300]}")
-            try:
-                return response.json()
-            except ValueError:
-                return response.text.strip()
-    raise RevolutionError(f"the converttime service {address} did not answer after {_HTTP_ATTEMPTS} attempts: "
-                          f"{problem}")
+    from .session import session_for
+
+    session = session_for(session, url=url)
+    path = f"{CONVERTTIME_PATH}/{informat}/{value}/{outformat}"
+    # connection errors and crashes (5xx) are retried by the session; a refusal is the service's answer
+    response = session.get(path, timeout_s=timeout_s, what="the converttime service", is_answer=_is_conversion_refusal)
+    if response.status_code >= 500:
+        problem = f"HTTP {response.status_code}: {response.text[:200]}"
+        if _is_conversion_refusal(response):
+            raise RevolutionError(f"converttime {informat} {value} -> {outformat} refused: {problem}")
+        raise RevolutionError(f"the converttime service {session.url}/{path} kept failing: {problem}")
+    if response.status_code != 200:
+        raise RevolutionError(
+            f"converttime {informat} {value} -> {outformat} refused (HTTP "
+            f"{response.status_code}): {response.text[:300]}"
+        )
+    try:
+        return response.json()
+    except ValueError:
+        return response.text.strip()
 
 
 def _is_conversion_refusal(response) -> bool:
@@ -222,20 +260,25 @@ def _is_conversion_refusal(response) -> bool:
         body = response.json()
     except ValueError:
         return False
-    return isinstance(body, list) and bool(body) and all(
-        isinstance(entry, dict) and any(key.startswith(("problem", "error from converttime")) for key in entry)
-        for entry in body)
+    return (
+        isinstance(body, list)
+        and bool(body)
+        and all(
+            isinstance(entry, dict) and any(key.startswith(("problem", "error from converttime")) for key in entry)
+            for entry in body
+        )
+    )
 
 
-def revolution_span(revolution: str | int, *, url: str) -> tuple[float, float]:
+def revolution_span(revolution: str | int, *, url: str | None = None, session=None) -> tuple[float, float]:
     """Start and end of a revolution, IJD (TT).
 
     Parameters
     ----------
     revolution : str or int
         The revolution (``'0300'`` or ``300``).
-    url : str
-        Dispatcher URL.
+    url, session
+        The dispatcher (see :func:`convert_time`).
 
     Returns
     -------
@@ -249,14 +292,17 @@ def revolution_span(revolution: str | int, *, url: str) -> tuple[float, float]:
     RevolutionError
         If the service does not know the revolution.
     """
+    from .session import session_for
+
+    session = session_for(session, url=url)
     number = int(revolution)
-    answer = str(convert_time(number, informat="REVNUM", outformat="IJD", url=url)).split()
+    answer = str(convert_time(number, informat="REVNUM", outformat="IJD", session=session)).split()
     if answer and answer[0] == "Boundary":
         # the real service's text for a revolution: "Boundary <start> <start of the next one>"
         return float(answer[1]), float(answer[2])
     start = float(answer[0])
     try:
-        end = float(convert_time(number + 1, informat="REVNUM", outformat="IJD", url=url))
+        end = float(convert_time(number + 1, informat="REVNUM", outformat="IJD", session=session))
     except RevolutionError:
         # The last revolution of the archive has no successor to end it.
         end = start + LONGEST_REVOLUTION_DAYS
@@ -264,10 +310,12 @@ def revolution_span(revolution: str | int, *, url: str) -> tuple[float, float]:
 
 
 def _utc_now() -> Time:
-    return Time(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), scale="utc")
+    return Time(dt.datetime.now(dt.UTC).replace(tzinfo=None), scale="utc")
 
 
-def current_revolution(*, url: str, data_version: str = "CONS", now: Any = None, scw_source: str = "mmoda") -> str:
+def current_revolution(
+    *, url: str | None = None, session=None, data_version: str = "CONS", now: Any = None, scw_source: str = "mmoda"
+) -> str:
     """The current revolution: the latest one with ScWs in the archive at ``now``.
 
     Science operations ended on 2025-02-28: after that date the current
@@ -277,13 +325,13 @@ def current_revolution(*, url: str, data_version: str = "CONS", now: Any = None,
 
     Parameters
     ----------
-    url : str
-        Dispatcher URL (its ScW-list service is asked).
+    url, session
+        The dispatcher, whose ScW-list service is asked (see :func:`convert_time`).
     data_version : {'CONS', 'NRT'}
         Which archive to look at.
     now : str or astropy.time.Time, optional
         The moment (UTC) to look back from; the present by default, and never
-        later than the end of the mission (``params.MISSION_END``).
+        later than the end of the mission (``integral_workflows.parameters.types.MISSION_END``).
     scw_source : {'mmoda', 'heasarc'}
         The ScW list to ask.
 
@@ -298,23 +346,40 @@ def current_revolution(*, url: str, data_version: str = "CONS", now: Any = None,
         If no ScW exists in the year before ``now``.
     """
     moment = _utc_now() if now is None else (now if isinstance(now, Time) else Time(now, scale="utc"))
-    mission_end = Time(params.MISSION_END, scale="utc")
+    mission_end = Time(MISSION_END, scale="utc")
     if moment > mission_end:
         moment = mission_end
     for days in _CURRENT_SEARCH_DAYS:
-        table = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1=moment - days * u.day, t2=moment,
-                               data_version=data_version, url=url, source=scw_source)
+        table = scw.query_scws(
+            ra=0.0,
+            dec=0.0,
+            radius=180.0,
+            t1=moment - days * u.day,
+            t2=moment,
+            data_version=data_version,
+            url=url,
+            session=session,
+            source=scw_source,
+        )
         if len(table):
             latest = str(max(np.asarray(table["revolution"]).tolist()))
-            log.info("current revolution at %s: %s (latest ScW %s)", moment.isot[:19], latest,
-                     table["scw_id"][-1])
+            log.info("current revolution at %s: %s (latest ScW %s)", moment.isot[:19], latest, table["scw_id"][-1])
             return latest
-    raise RevolutionError(f"no {data_version} ScW in the {_CURRENT_SEARCH_DAYS[-1]:.0f} days before "
-                          f"{moment.isot[:19]}: cannot tell the current revolution")
+    raise RevolutionError(
+        f"no {data_version} ScW in the {_CURRENT_SEARCH_DAYS[-1]:.0f} days before "
+        f"{moment.isot[:19]}: cannot tell the current revolution"
+    )
 
 
-def resolve_revolution(rev_num: str | int, *, url: str, data_version: str = "CONS", now: Any = None,
-                       scw_source: str = "mmoda") -> str:
+def resolve_revolution(
+    rev_num: str | int,
+    *,
+    url: str | None = None,
+    session=None,
+    data_version: str = "CONS",
+    now: Any = None,
+    scw_source: str = "mmoda",
+) -> str:
     """Turn the ``rev_num`` parameter into a revolution number.
 
     Parameters
@@ -322,7 +387,7 @@ def resolve_revolution(rev_num: str | int, *, url: str, data_version: str = "CON
     rev_num : str or int
         ``'0300'`` (that revolution), or an integer ≤ 0: 0 the current
         revolution (:func:`current_revolution`), -N the N-th before it.
-    url, data_version, now, scw_source
+    url, session, data_version, now, scw_source
         As for :func:`current_revolution`.
 
     Returns
@@ -341,25 +406,32 @@ def resolve_revolution(rev_num: str | int, *, url: str, data_version: str = "CON
     if isinstance(rev_num, str) and len(rev_num.strip()) == 4 and rev_num.strip().isdigit():
         return rev_num.strip()
     if isinstance(rev_num, bool) or not isinstance(rev_num, (int, np.integer)) or int(rev_num) > 0:
-        raise ValueError(f"rev_num = {rev_num!r}: give a 4-digit revolution ('0300') or an integer <= 0 "
-                         f"(0 the current revolution, -1 the one before)")
-    current = int(current_revolution(url=url, data_version=data_version, now=now, scw_source=scw_source))
+        raise ValueError(
+            f"rev_num = {rev_num!r}: give a 4-digit revolution ('0300') or an integer <= 0 "
+            f"(0 the current revolution, -1 the one before)"
+        )
+    current = int(
+        current_revolution(url=url, session=session, data_version=data_version, now=now, scw_source=scw_source)
+    )
     number = current + int(rev_num)
     if number < 1:
-        raise RevolutionError(f"rev_num = {rev_num}: {-int(rev_num)} revolutions before {current:04d} is before "
-                              f"the mission")
+        raise RevolutionError(
+            f"rev_num = {rev_num}: {-int(rev_num)} revolutions before {current:04d} is before the mission"
+        )
     return f"{number:04d}"
 
 
-def revolution_scws(revolution: str, *, url: str, data_version: str = "CONS", scw_source: str = "mmoda") -> Table:
+def revolution_scws(
+    revolution: str, *, url: str | None = None, session=None, data_version: str = "CONS", scw_source: str = "mmoda"
+) -> Table:
     """Every ScW of a revolution, all over the sky, with its observation.
 
     Parameters
     ----------
     revolution : str
         4 digits.
-    url : str
-        Dispatcher URL.
+    url, session
+        The dispatcher (see :func:`convert_time`).
     data_version : {'CONS', 'NRT'}
         Consolidated or near-real-time ScWs.
     scw_source : {'mmoda', 'heasarc'}
@@ -379,10 +451,14 @@ def revolution_scws(revolution: str, *, url: str, data_version: str = "CONS", sc
     RevolutionError
         If the revolution is unknown or holds no ScW.
     """
-    start, end = revolution_span(revolution, url=url)
+    from .session import session_for
+
+    session = session_for(session, url=url)
+    start, end = revolution_span(revolution, session=session)
     # A cone of 180 deg around any point is the whole sky: the services take no "all-sky" flag.
-    table = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1=start, t2=end, data_version=data_version, url=url,
-                           source=scw_source)
+    table = scw.query_scws(
+        ra=0.0, dec=0.0, radius=180.0, t1=start, t2=end, data_version=data_version, session=session, source=scw_source
+    )
     table = table[np.asarray(table["revolution"]) == revolution]
     if "offaxis_deg" in table.colnames:
         table.remove_column("offaxis_deg")
@@ -391,9 +467,14 @@ def revolution_scws(revolution: str, *, url: str, data_version: str = "CONS", sc
         table["obs_id"] = np.full(len(table), "unknown")
     if not len(table):
         raise RevolutionError(f"revolution {revolution} holds no {data_version} ScW in the archive")
-    table.meta["revolution"] = {"revolution": revolution, "ijd_start": start, "ijd_end": end,
-                                "utc_start": _utc_isot(start), "utc_end": _utc_isot(end),
-                                "data_version": data_version}
+    table.meta["revolution"] = {
+        "revolution": revolution,
+        "ijd_start": start,
+        "ijd_end": end,
+        "utc_start": _utc_isot(start),
+        "utc_end": _utc_isot(end),
+        "data_version": data_version,
+    }
     log.info("revolution %s: %d ScWs in %d observations", revolution, len(table), len(set(table["obs_id"])))
     return table
 
@@ -414,8 +495,9 @@ def select_for_instrument(table: Table, instrument: str, parameters: Mapping[str
     instrument : str
         One of :data:`INSTRUMENTS`.
     parameters : mapping
-        The run's parameters (``pointings_only``, ``min_good_time_s``,
-        ``exclude_radiation_belts``, ``bad_revolutions``).
+        The run's parameters; ``pointings_only``, ``min_good_time_s``,
+        ``exclude_radiation_belts`` and ``bad_revolutions`` take the ScW
+        selection's defaults when absent (a revolution run declares none).
 
     Returns
     -------
@@ -431,16 +513,26 @@ def select_for_instrument(table: Table, instrument: str, parameters: Mapping[str
         mine = (np.asarray(table["revolution"]) == revolution) & is_pointing
         if np.any(mine):
             extents[revolution] = int(pointing[mine].max())
-    bad = set(scw.DEFAULT_BAD_REVOLUTIONS) | set(parameters["bad_revolutions"])
-    return scw.apply_cuts(table, instrument="isgri" if instrument == "isgri" else "jemx",
-                          jemx_unit=2 if instrument == "jemx2" else 1,
-                          pointings_only=bool(parameters["pointings_only"]),
-                          min_good_time_s=parameters["min_good_time_s"],
-                          exclude_radiation_belts=bool(parameters["exclude_radiation_belts"]),
-                          revolution_extents=extents, bad_revolutions=sorted(bad))
+
+    def value(name: str) -> Any:
+        # A revolution run declares no ScW cuts of its own: the ScW selection's defaults apply.
+        return parameters[name] if name in parameters else default_value(name)
+
+    bad = set(scw.DEFAULT_BAD_REVOLUTIONS) | set(value("bad_revolutions"))
+    return scw.apply_cuts(
+        table,
+        instrument="isgri" if instrument == "isgri" else "jemx",
+        jemx_unit=2 if instrument == "jemx2" else 1,
+        pointings_only=bool(value("pointings_only")),
+        min_good_time_s=value("min_good_time_s"),
+        exclude_radiation_belts=bool(value("exclude_radiation_belts")),
+        revolution_extents=extents,
+        bad_revolutions=sorted(bad),
+    )
 
 
 # -- observations -------------------------------------------------------------------------------------------------
+
 
 def _utc_isot(ijd: float) -> str:
     """IJD (TT) → UTC ISOT with whole seconds (what the gallery client accepts)."""
@@ -571,7 +663,7 @@ class Observation:
             return 0.0
         return float(np.nansum(np.asarray(self.scws["good_time_s"], dtype=float)))
 
-    def restricted_to(self, selected: Table) -> "Observation":
+    def restricted_to(self, selected: Table) -> Observation:
         """The same observation with only its ScWs present in ``selected`` (an instrument's selection)."""
         mine = np.asarray(selected["obs_id"]) == self.obs_id
         return dataclasses.replace(self, scws=selected[mine])
@@ -599,9 +691,16 @@ def group_observations(table: Table, *, revolution: str, reference: Table | None
     for obs_id in dict.fromkeys(obs_ids.tolist()):  # time order of first appearance
         rows = table[obs_ids == obs_id]
         ra, dec = _centre(rows["ra_x"], rows["dec_x"])
-        observations.append(Observation(obs_id=obs_id, revolution=revolution,
-                                        title=observation_title(ra, dec, reference=reference), ra=ra, dec=dec,
-                                        scws=rows))
+        observations.append(
+            Observation(
+                obs_id=obs_id,
+                revolution=revolution,
+                title=observation_title(ra, dec, reference=reference),
+                ra=ra,
+                dec=dec,
+                scws=rows,
+            )
+        )
     return observations
 
 
@@ -643,11 +742,16 @@ def observations_table(observations: Sequence[Observation], *, excluded: Sequenc
     astropy.table.Table
         ``revolution, obs_id, proposal_id, title, n_scw, t1, t2, ra, dec, excluded``.
     """
-    rows = [(o.revolution, o.obs_id, o.proposal_id, o.title, o.n_scw, o.t1, o.t2, o.ra, o.dec, flag)
-            for flag, group in ((False, observations), (True, excluded)) for o in group]
-    table = Table(rows=rows or None, names=("revolution", "obs_id", "proposal_id", "title", "n_scw", "t1", "t2", "ra",
-                                            "dec", "excluded"),
-                  dtype=(str, str, str, str, int, str, str, float, float, bool))
+    rows = [
+        (o.revolution, o.obs_id, o.proposal_id, o.title, o.n_scw, o.t1, o.t2, o.ra, o.dec, flag)
+        for flag, group in ((False, observations), (True, excluded))
+        for o in group
+    ]
+    table = Table(
+        rows=rows or None,
+        names=("revolution", "obs_id", "proposal_id", "title", "n_scw", "t1", "t2", "ra", "dec", "excluded"),
+        dtype=(str, str, str, str, int, str, str, float, float, bool),
+    )
     table["ra"].unit = table["dec"].unit = u.deg
     return table
 
@@ -667,6 +771,7 @@ def _long_cards_allowed():
 
 # -- mosaics ------------------------------------------------------------------------------------------------------
 
+
 def product_title(base: str, revolution: str, data_version: str) -> str:
     """A gallery title in the real gallery's style: ``<base> Rev. <revolution>``, `` (NRT)`` for NRT data."""
     return f"{base} Rev. {revolution}" + (" (NRT)" if str(data_version).upper() == "NRT" else "")
@@ -682,7 +787,7 @@ class ObservationMosaic:
         The observation, restricted to the ScWs used.
     instrument : str
         One of :data:`INSTRUMENTS`.
-    parameters : WorkflowParameters
+    parameters : parameter model
         The instrument's parameters (band, position, title as ``src_name``).
     record : integral_workflows.jobs.RunRecord
         The MMODA jobs and the fate of every ScW.
@@ -697,7 +802,7 @@ class ObservationMosaic:
 
     observation: Observation
     instrument: str
-    parameters: params.WorkflowParameters
+    parameters: ObservationParameters
     record: Any
     sky: mosaic.SkyMosaic | None
     sources: Table
@@ -742,14 +847,21 @@ class ObservationMosaic:
             return {}
         out = Path(output_dir)
         observation, p = self.observation, self.parameters
-        stamp = provenance.fits_provenance(notebook=notebook, parameters=p, src_name=observation.title,
-                                           ra_deg=observation.ra, dec_deg=observation.dec)
-        files = {"fits": f"{self.stem}_mosaic.fits", "png": f"{self.stem}_mosaic.png",
-                 "sources": f"{self.stem}_sources.ecsv", "region": f"{self.stem}_sources.reg"}
+        stamp = provenance.fits_provenance(
+            notebook=notebook, parameters=p, src_name=observation.title, ra_deg=observation.ra, dec_deg=observation.dec
+        )
+        files = {
+            "fits": f"{self.stem}_mosaic.fits",
+            "png": f"{self.stem}_mosaic.png",
+            "sources": f"{self.stem}_sources.ecsv",
+            "region": f"{self.stem}_sources.reg",
+        }
         with _long_cards_allowed():
             self.sky.write(out / files["fits"], provenance=stamp, overwrite=True)
-        title = (f"{product_title(observation.title, observation.revolution, p.data_version)}, "
-                 f"{INSTRUMENT_LABELS[self.instrument]} {p.E1_keV:g}-{p.E2_keV:g} keV, obs {observation.obs_id}")
+        title = (
+            f"{product_title(observation.title, observation.revolution, p.data_version)}, "
+            f"{INSTRUMENT_LABELS[self.instrument]} {p.E1_keV:g}-{p.E2_keV:g} keV, obs {observation.obs_id}"
+        )
         figure = mosaic.plot(self.sky, sources=self.sources, title=title)
         figure.savefig(out / files["png"], dpi=100, bbox_inches="tight")
         plt.close(figure)
@@ -759,15 +871,14 @@ class ObservationMosaic:
         return files
 
 
-def make_mosaic(session, parameters: params.WorkflowParameters, observation: Observation,
-                instrument: str) -> ObservationMosaic:
+def make_mosaic(session, parameters: Mapping[str, Any], observation: Observation, instrument: str) -> ObservationMosaic:
     """Mosaic one observation with one instrument (chunked MMODA jobs) and find its sources.
 
     Parameters
     ----------
     session : integral_workflows.session.Session
         Where the jobs go.
-    parameters : WorkflowParameters
+    parameters : parameter model
         The run's parameters (``s_max``, bands, ``detection_threshold``,
         ``include_new_sources``...).
     observation : Observation
@@ -780,29 +891,43 @@ def make_mosaic(session, parameters: params.WorkflowParameters, observation: Obs
     ObservationMosaic
         With ``sky`` None when no ScW could be analysed (the record says why).
     """
-    p = instrument_parameters(parameters, instrument, src_name=observation.title, RA=observation.ra,
-                              DEC=observation.dec)
+    p = instrument_parameters(
+        parameters, instrument, src_name=observation.title, RA=observation.ra, DEC=observation.dec
+    )
     request = queries.image_request(p, ra=observation.ra, dec=observation.dec)
-    record = session.fetch(request, observation.scw_ids, s_max=parameters["s_max"],
-                           description=f"{observation.obs_id} {instrument} mosaic")
+    record = session.fetch(
+        request, observation.scw_ids, s_max=parameters["s_max"], description=f"{observation.obs_id} {instrument} mosaic"
+    )
     if not record.pieces:
         log.warning("observation %s, %s: no ScW analysed (%s)", observation.obs_id, instrument, record.summary())
         return ObservationMosaic(observation, instrument, p, record, None, _empty_sources())
     sky = mosaic.combine(mosaic.SkyMosaic.from_data_collection(piece.data_collection()) for piece in record.pieces)
     field_catalog = catalog.default_catalog(observation.ra, observation.dec, p.radius + 15.0)
-    sources = mosaic.find_sources(sky, threshold=p.detection_threshold, catalog=field_catalog,
-                                  include_new_sources=p.include_new_sources)
+    sources = mosaic.find_sources(
+        sky, threshold=p.detection_threshold, catalog=field_catalog, include_new_sources=p.include_new_sources
+    )
     return ObservationMosaic(observation, instrument, p, record, sky, sources)
 
 
 def _empty_sources() -> Table:
-    table = Table({"name": np.zeros(0, str), "ra": np.zeros(0), "dec": np.zeros(0), "significance": np.zeros(0),
-                   "rate": np.zeros(0), "rate_error": np.zeros(0), "x": np.zeros(0), "y": np.zeros(0),
-                   "new_source": np.zeros(0, bool)})
+    table = Table(
+        {
+            "name": np.zeros(0, str),
+            "ra": np.zeros(0),
+            "dec": np.zeros(0),
+            "significance": np.zeros(0),
+            "rate": np.zeros(0),
+            "rate_error": np.zeros(0),
+            "x": np.zeros(0),
+            "y": np.zeros(0),
+            "new_source": np.zeros(0, bool),
+        }
+    )
     return table
 
 
 # -- light curves and spectra of the detected sources -------------------------------------------------------------
+
 
 @dataclasses.dataclass(eq=False)
 class SourceProducts:
@@ -844,15 +969,18 @@ def _fetch_for_detected_sources(session, result: ObservationMosaic, request_for,
         return None
     extraction = catalog.sources_table(named["name"], named["ra"], named["dec"], significance=named["significance"])
     p, observation = result.parameters, result.observation
-    request = request_for(p, ra=observation.ra, dec=observation.dec,
-                          selected_catalog=catalog.to_api_catalog(extraction))
-    record = session.fetch(request, observation.scw_ids, s_max=p.s_max,
-                           description=f"{observation.obs_id} {result.instrument} {what}")
+    request = request_for(
+        p, ra=observation.ra, dec=observation.dec, selected_catalog=catalog.to_api_catalog(extraction)
+    )
+    record = session.fetch(
+        request, observation.scw_ids, s_max=p.s_max, description=f"{observation.obs_id} {result.instrument} {what}"
+    )
     return record, list(extraction["name"])
 
 
-def extract_light_curves(session, result: ObservationMosaic, output_dir: str | Path, *,
-                         notebook: str = NOTEBOOK) -> SourceProducts | None:
+def extract_light_curves(
+    session, result: ObservationMosaic, output_dir: str | Path, *, notebook: str = NOTEBOOK
+) -> SourceProducts | None:
     """Light curves (one bin per ``lc_time_bin``) of the catalogue sources a mosaic detected.
 
     Parameters
@@ -886,22 +1014,40 @@ def extract_light_curves(session, result: ObservationMosaic, output_dir: str | P
         stamp = provenance.fits_provenance(notebook=notebook, parameters=p, src_name=name)
         with _long_cards_allowed():
             curve.write(out / f"{stem}.fits", provenance=stamp, overwrite=True)
-        figure = lightcurve.plot(curve, path=out / f"{stem}.png", time_axis="mjd",
-                                 title=f"{name}, {INSTRUMENT_LABELS[result.instrument]} {p.E1_keV:g}-{p.E2_keV:g} keV, "
-                                       f"Rev. {observation.revolution}")
+        figure = lightcurve.plot(
+            curve,
+            path=out / f"{stem}.png",
+            time_axis="mjd",
+            title=f"{name}, {INSTRUMENT_LABELS[result.instrument]} {p.E1_keV:g}-{p.E2_keV:g} keV, "
+            f"Rev. {observation.revolution}",
+        )
         _close(figure)
         files[name] = [f"{stem}.fits", f"{stem}.png"]
         stats = lightcurve.variability(curve)
-        rows.append((observation.obs_id, result.instrument, name, len(curve.time), stats.weighted_mean,
-                     stats.weighted_mean_error, stats.chi2, stats.dof, stats.p_value))
-    summary = Table(rows=rows or None, names=("obs_id", "instrument", "source", "bins", "mean_rate",
-                                              "mean_rate_error", "chi2", "dof", "p_constant"),
-                    dtype=(str, str, str, int, float, float, float, int, float))
+        rows.append(
+            (
+                observation.obs_id,
+                result.instrument,
+                name,
+                len(curve.time),
+                stats.weighted_mean,
+                stats.weighted_mean_error,
+                stats.chi2,
+                stats.dof,
+                stats.p_value,
+            )
+        )
+    summary = Table(
+        rows=rows or None,
+        names=("obs_id", "instrument", "source", "bins", "mean_rate", "mean_rate_error", "chi2", "dof", "p_constant"),
+        dtype=(str, str, str, int, float, float, float, int, float),
+    )
     return SourceProducts(result, "lc", record, files, summary)
 
 
-def extract_spectra(session, result: ObservationMosaic, output_dir: str | Path, *,
-                    notebook: str = NOTEBOOK) -> SourceProducts | None:
+def extract_spectra(
+    session, result: ObservationMosaic, output_dir: str | Path, *, notebook: str = NOTEBOOK
+) -> SourceProducts | None:
     """Spectra (with ARF, RMF and a power-law fit) of the catalogue sources a mosaic detected.
 
     Parameters
@@ -932,9 +1078,13 @@ def extract_spectra(session, result: ObservationMosaic, output_dir: str | Path, 
     for name, (source_spectrum, response) in combined.items():
         source_spectrum = spectrum.add_systematics(source_spectrum, p.systematic_fraction)
         if p.instrument == "isgri":
-            source_spectrum = spectrum.group(source_spectrum, min_energy=p.isgri_grouping_min_energy,
-                                             max_energy=p.isgri_grouping_max_energy,
-                                             factor=p.isgri_grouping_factor, response=response)
+            source_spectrum = spectrum.group(
+                source_spectrum,
+                min_energy=p.isgri_grouping_min_energy,
+                max_energy=p.isgri_grouping_max_energy,
+                factor=p.isgri_grouping_factor,
+                response=response,
+            )
         try:
             fit = spectrum.fit_power_law(source_spectrum, response)
         except (ValueError, RuntimeError) as problem:
@@ -943,18 +1093,42 @@ def extract_spectra(session, result: ObservationMosaic, output_dir: str | Path, 
         stem = f"{result.stem}_spectrum_{provenance.file_stem(name)}"
         stamp = provenance.fits_provenance(notebook=notebook, parameters=p, src_name=name)
         with _long_cards_allowed():
-            written = spectrum.write(source_spectrum, response, out / f"{stem}.fits", provenance=stamp,
-                                     overwrite=True)
+            written = spectrum.write(source_spectrum, response, out / f"{stem}.fits", provenance=stamp, overwrite=True)
         figure = spectrum.plot(source_spectrum, response, fit, path=out / f"{stem}.png")
         _close(figure)
         files[name] = [Path(path).name for path in written] + [f"{stem}.png"]
         if fit is not None:
             flux, flux_error = fit.band_flux(p.E1_keV, p.E2_keV)
-            rows.append((observation.obs_id, result.instrument, name, source_spectrum.exposure, fit.gamma,
-                         fit.gamma_error, fit.chi2, fit.dof, flux, flux_error))
-    summary = Table(rows=rows or None, names=("obs_id", "instrument", "source", "exposure_s", "gamma", "gamma_error",
-                                              "chi2", "dof", "flux_erg_cm2_s", "flux_error"),
-                    dtype=(str, str, str, float, float, float, float, int, float, float))
+            rows.append(
+                (
+                    observation.obs_id,
+                    result.instrument,
+                    name,
+                    source_spectrum.exposure,
+                    fit.gamma,
+                    fit.gamma_error,
+                    fit.chi2,
+                    fit.dof,
+                    flux,
+                    flux_error,
+                )
+            )
+    summary = Table(
+        rows=rows or None,
+        names=(
+            "obs_id",
+            "instrument",
+            "source",
+            "exposure_s",
+            "gamma",
+            "gamma_error",
+            "chi2",
+            "dof",
+            "flux_erg_cm2_s",
+            "flux_error",
+        ),
+        dtype=(str, str, str, float, float, float, float, int, float, float),
+    )
     return SourceProducts(result, "spectrum", record, files, summary)
 
 
@@ -965,6 +1139,7 @@ def _close(figure) -> None:
 
 
 # -- tables ---------------------------------------------------------------------------------------------------------
+
 
 def summary_table(results: Iterable[ObservationMosaic]) -> Table:
     """One row per observation and instrument: what was analysed and what the mosaic shows.
@@ -985,15 +1160,48 @@ def summary_table(results: Iterable[ObservationMosaic]) -> Table:
         observation, counts = result.observation, result.record.counts()
         named = result.named_sources
         brightest = named[np.argmax(named["rate"])] if len(named) else None
-        rows.append((observation.revolution, observation.obs_id, observation.proposal_id, observation.title,
-                     result.instrument, result.parameters.E1_keV, result.parameters.E2_keV, observation.t1,
-                     observation.t2, observation.n_scw, counts["done"], observation.good_time_s / 1e3,
-                     len(result.sources), "" if brightest is None else str(brightest["name"]),
-                     float("nan") if brightest is None else float(brightest["rate"]), result.files.get("fits", "")))
-    table = Table(rows=rows or None, names=("revolution", "obs_id", "proposal_id", "title", "instrument", "e1_kev",
-                                            "e2_kev", "t1", "t2", "n_scw", "n_done", "exposure_ks", "n_sources",
-                                            "brightest", "brightest_rate", "mosaic"),
-                  dtype=(str, str, str, str, str, float, float, str, str, int, int, float, int, str, float, str))
+        rows.append(
+            (
+                observation.revolution,
+                observation.obs_id,
+                observation.proposal_id,
+                observation.title,
+                result.instrument,
+                result.parameters.E1_keV,
+                result.parameters.E2_keV,
+                observation.t1,
+                observation.t2,
+                observation.n_scw,
+                counts["done"],
+                observation.good_time_s / 1e3,
+                len(result.sources),
+                "" if brightest is None else str(brightest["name"]),
+                float("nan") if brightest is None else float(brightest["rate"]),
+                result.files.get("fits", ""),
+            )
+        )
+    table = Table(
+        rows=rows or None,
+        names=(
+            "revolution",
+            "obs_id",
+            "proposal_id",
+            "title",
+            "instrument",
+            "e1_kev",
+            "e2_kev",
+            "t1",
+            "t2",
+            "n_scw",
+            "n_done",
+            "exposure_ks",
+            "n_sources",
+            "brightest",
+            "brightest_rate",
+            "mosaic",
+        ),
+        dtype=(str, str, str, str, str, float, float, str, str, int, int, float, int, str, float, str),
+    )
     table["exposure_ks"].unit = u.ks
     table["brightest_rate"].unit = u.ct / u.s
     return table
@@ -1023,9 +1231,21 @@ def sources_table(results: Iterable[ObservationMosaic]) -> Table:
         piece.add_column(np.full(len(piece), result.instrument), name="instrument", index=2)
         pieces.append(piece)
     if not pieces:
-        return Table(names=("obs_id", "title", "instrument", "name", "ra", "dec", "significance", "rate",
-                            "rate_error", "new_source"),
-                     dtype=(str, str, str, str, float, float, float, float, float, bool))
+        return Table(
+            names=(
+                "obs_id",
+                "title",
+                "instrument",
+                "name",
+                "ra",
+                "dec",
+                "significance",
+                "rate",
+                "rate_error",
+                "new_source",
+            ),
+            dtype=(str, str, str, str, float, float, float, float, float, bool),
+        )
     return vstack(pieces, metadata_conflicts="silent")
 
 
@@ -1048,27 +1268,100 @@ def jobs_table(jobs: Iterable[ObservationMosaic | SourceProducts]) -> Table:
         table.add_column(np.full(len(table), job.label), name="product", index=0)
         tables.append(table)
     if not tables:
-        return Table(names=("product", "scw_id", "status", "reason", "chunk", "job_id", "attempts"),
-                     dtype=(str, str, str, str, str, str, int))
+        return Table(
+            names=("product", "scw_id", "status", "reason", "chunk", "job_id", "attempts"),
+            dtype=(str, str, str, str, str, str, int),
+        )
     return vstack(tables, metadata_conflicts="silent")
 
 
-# -- the gallery ------------------------------------------------------------------------------------------------
+# -- the whole run ----------------------------------------------------------------------------------------------
 
-def gallery_products(parameters: params.WorkflowParameters, revolution: str, results: Iterable[ObservationMosaic],
-                     source_products: Iterable[SourceProducts] = (), *, output_dir: str | Path,
-                     simulated: bool = False) -> list[gallery.GalleryProduct]:
-    """Describe the revolution's products for the MMODA product gallery.
 
-    Product ids follow the real revolution notebooks: revolution,
-    observation, instrument, product type and the analysis settings, but not
+def make_mosaics(
+    session,
+    parameters: Mapping[str, Any],
+    observations: Sequence[Observation],
+    selections: Mapping[str, Table],
+    output_dir: str | Path,
+) -> list[ObservationMosaic]:
+    """One mosaic per observation and instrument (written as it is made), in instrument order.
+
+    Parameters
+    ----------
+    session : integral_workflows.session.Session
+    parameters : parameter model
+        The run's parameters.
+    observations : sequence of Observation
+        The revolution's observations.
+    selections : mapping
+        Instrument → its usable ScWs (:func:`select_for_instrument`).
+    output_dir : path-like
+        Where each mosaic's files go (:meth:`ObservationMosaic.write`).
+
+    Returns
+    -------
+    list of ObservationMosaic
+        Observations without a usable ScW for an instrument are left out (logged).
+    """
+    mosaics = []
+    for instrument, selected in selections.items():
+        for observation in observations:
+            part = observation.restricted_to(selected)
+            if not part.n_scw:
+                log.warning("%s (%s), %s: no usable ScW", observation.obs_id, observation.title, instrument)
+                continue
+            result = make_mosaic(session, parameters, part, instrument)
+            result.write(output_dir)
+            mosaics.append(result)
+            log.info(
+                "%s (%s), %s: %s; %d sources",
+                observation.obs_id,
+                observation.title,
+                instrument,
+                result.record.summary(),
+                len(result.sources),
+            )
+    return mosaics
+
+
+def extract_source_products(
+    session, mosaics: Iterable[ObservationMosaic], output_dir: str | Path
+) -> list[SourceProducts]:
+    """Light curves and spectra of the catalogue sources each mosaic detected.
+
+    Returns
+    -------
+    list of SourceProducts
+        Mosaics without a detected catalogue source give none.
+    """
+    extracted = []
+    for result in mosaics:
+        for products in (
+            extract_light_curves(session, result, output_dir),
+            extract_spectra(session, result, output_dir),
+        ):
+            if products is not None:
+                extracted.append(products)
+    return extracted
+
+
+def describe_products(
+    revolution: str,
+    results: Iterable[ObservationMosaic],
+    source_products: Iterable[SourceProducts] = (),
+    *,
+    output_dir: str | Path,
+) -> list[Product]:
+    """Describe the revolution's mosaics, light curves and spectra (what the gallery shows of them).
+
+    Identities follow the real revolution notebooks: revolution,
+    observation, instrument and the analysis settings, but not
     ``data_version``, so that the consolidated (CONS) products of a
     revolution replace its near-real-time (NRT) ones in the gallery.
 
     Parameters
     ----------
-    parameters : WorkflowParameters
-        The run's parameters.
     revolution : str
         The revolution.
     results : iterable of ObservationMosaic
@@ -1077,53 +1370,79 @@ def gallery_products(parameters: params.WorkflowParameters, revolution: str, res
         Light curves and spectra, if extracted.
     output_dir : path-like
         The folder the files are in.
-    simulated : bool
-        Whether the data are the local MMODA's simulated sky.
 
     Returns
     -------
-    list of integral_workflows.gallery.GalleryProduct
+    list of integral_workflows.products.Product
+        ``image`` (with plot, regions and sources table), ``light_curve`` and ``spectrum`` descriptors.
     """
     out = Path(output_dir)
-    values = params.to_json_dict(parameters)
     products = []
     for result in results:
         if not result.files:
             continue
         observation, p = result.observation, result.parameters
-        defining = {"rev_num": revolution, "obsid": observation.obs_id, "instrument": result.instrument,
-                    "product_type": gallery.product_type(result.instrument, "image"), "E1_keV": f"{p.E1_keV:.1f}",
-                    "E2_keV": f"{p.E2_keV:.1f}", "osa_version": p.osa_version,
-                    "detection_threshold": p.detection_threshold}
-        products.append(gallery.GalleryProduct(
-            title=product_title(observation.title, revolution, p.data_version), instrument=result.instrument,
-            kind="image", product_id=gallery.product_id(defining), t1=observation.t1, t2=observation.t2,
-            src_names=tuple(str(name) for name in result.named_sources["name"]), ra=observation.ra,
-            dec=observation.dec, e1_kev=p.E1_keV, e2_kev=p.E2_keV, obsids=(observation.obs_id,),
-            revolutions=(revolution,), image=out / result.files["png"], fits_files=(out / result.files["fits"],),
-            region_file=out / result.files["region"], sources_table=out / result.files["sources"],
-            produced_by=NOTEBOOK, parameters=values, simulated=simulated))
+        identity = {
+            "rev_num": revolution,
+            "obsid": observation.obs_id,
+            "instrument": result.instrument,
+            "E1_keV": f"{p.E1_keV:.1f}",
+            "E2_keV": f"{p.E2_keV:.1f}",
+            "osa_version": p.osa_version,
+            "detection_threshold": p.detection_threshold,
+        }
+        products.append(
+            Product(
+                path=out / result.files["fits"],
+                kind="image",
+                instrument=result.instrument,
+                source=observation.title,
+                band=(p.E1_keV, p.E2_keV),
+                period=(observation.t1, observation.t2),
+                position=(observation.ra, observation.dec),
+                plot=out / result.files["png"],
+                region=out / result.files["region"],
+                sources=out / result.files["sources"],
+                title=product_title(observation.title, revolution, p.data_version),
+                identity=identity,
+                details={
+                    "src_names": [str(name) for name in result.named_sources["name"]],
+                    "obsids": [observation.obs_id],
+                    "revolutions": [revolution],
+                },
+            )
+        )
     for extracted in source_products:
-        if extracted is None:
-            continue
         result = extracted.mosaic
         observation, p = result.observation, result.parameters
         positions = {str(row["name"]): (float(row["ra"]), float(row["dec"])) for row in result.named_sources}
+        kind = "light_curve" if extracted.kind == "lc" else "spectrum"
         for name, files in extracted.files.items():
-            kind_label = "light curve" if extracted.kind == "lc" else "spectrum"
-            defining = {"source_name": name, "obsid": observation.obs_id, "instrument": result.instrument,
-                        "product_type": gallery.product_type(result.instrument, extracted.kind), "rev_num": revolution}
-            fields = {}
-            if extracted.kind == "lc":
-                defining.update(time_bin=p.lc_time_bin, E1_keV=f"{p.E1_keV:.1f}", E2_keV=f"{p.E2_keV:.1f}")
-                fields["time_bin"] = p.lc_time_bin
-            ra, dec = positions.get(name, (None, None))
-            products.append(gallery.GalleryProduct(
-                title=product_title(f"{name} {result.instrument} {kind_label}", revolution, p.data_version),
-                instrument=result.instrument, kind=extracted.kind, product_id=gallery.product_id(defining),
-                t1=observation.t1, t2=observation.t2, src_names=(name,), ra=ra, dec=dec,
-                e1_kev=p.E1_keV if extracted.kind == "lc" else None,
-                e2_kev=p.E2_keV if extracted.kind == "lc" else None, obsids=(observation.obs_id,),
-                revolutions=(revolution,), image=out / files[-1], fits_files=tuple(out / f for f in files[:-1]),
-                produced_by=NOTEBOOK, parameters=values, fields=fields, simulated=simulated))
+            identity = {
+                "source_name": name,
+                "obsid": observation.obs_id,
+                "instrument": result.instrument,
+                "rev_num": revolution,
+            }
+            details = {"obsids": [observation.obs_id], "revolutions": [revolution]}
+            if kind == "light_curve":
+                identity.update(time_bin=p.lc_time_bin, E1_keV=f"{p.E1_keV:.1f}", E2_keV=f"{p.E2_keV:.1f}")
+                details["time_bin"] = p.lc_time_bin
+            label = "light curve" if kind == "light_curve" else "spectrum"
+            products.append(
+                Product(
+                    path=out / files[0],
+                    kind=kind,
+                    instrument=result.instrument,
+                    source=name,
+                    band=(p.E1_keV, p.E2_keV),
+                    period=(observation.t1, observation.t2),
+                    position=positions.get(name),
+                    companions=tuple(out / f for f in files[1:-1]),
+                    plot=out / files[-1],
+                    title=product_title(f"{name} {result.instrument} {label}", revolution, p.data_version),
+                    identity=identity,
+                    details=details,
+                )
+            )
     return products

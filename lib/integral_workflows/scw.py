@@ -9,7 +9,7 @@ enough to the target. This module builds that list in four steps::
     kept, report = apply_cuts(table, revolution_extents=extents)
     image_scws = sample(kept, -0.2, seed=0, report=report)  # e.g. 20 % for the catalog image
 
-or in one call, :func:`select_scws`, from a ``WorkflowParameters``-like
+or in one call, :func:`select_scws`, from a parameter model or any
 mapping. The result is an :class:`astropy.table.Table`, one row per ScW (see
 :data:`SCW_COLUMNS`), and a :class:`CutReport` saying how many ScWs each cut
 removed, which ones and why.
@@ -68,7 +68,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import requests
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
@@ -78,10 +77,27 @@ from astropy.time import Time
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ScwQueryError", "CutStep", "CutReport", "query_scws", "revolution_extents", "apply_cuts", "sample",
-    "select_scws", "heasarc_adql", "write_scw_table", "read_scw_table", "scw_ids", "cut_rows",
-    "plot_scws_per_month", "plot_offaxis_vs_time", "plot_exposure_per_month", "plot_selection_summary",
-    "DEFAULT_BAD_REVOLUTIONS", "SCW_COLUMNS", "MINIMAL_RETURN_COLUMNS", "EXTRA_RETURN_COLUMNS",
+    "ScwQueryError",
+    "CutStep",
+    "CutReport",
+    "query_scws",
+    "revolution_extents",
+    "apply_cuts",
+    "sample",
+    "select_scws",
+    "heasarc_adql",
+    "write_scw_table",
+    "read_scw_table",
+    "scw_ids",
+    "cut_rows",
+    "plot_scws_per_month",
+    "plot_offaxis_vs_time",
+    "plot_exposure_per_month",
+    "plot_selection_summary",
+    "DEFAULT_BAD_REVOLUTIONS",
+    "SCW_COLUMNS",
+    "MINIMAL_RETURN_COLUMNS",
+    "EXTRA_RETURN_COLUMNS",
 ]
 
 #: MJD of IJD 0 (2000-01-01T00:00:00 TT).
@@ -105,8 +121,25 @@ _TYPE_NAMES = np.array([SCW_TYPES[0], SCW_TYPES[1], SCW_TYPES[2], "unknown"])
 #: Revolutions the EPFL student project (science notes §1a, ``jscws.ipynb``) drops as bad, "as per the ISDC
 #: website": 4-digit strings, as revolutions are written in ScW ids and in the ``bad_revolutions`` parameter.
 #: The same project also drops the single ScW 159800130010.
-DEFAULT_BAD_REVOLUTIONS = ("0128", "0129", "0130", "0277", "0355", "0507", "0509", "1319", "1320", "1321", "1322",
-                           "1323", "1324", "1557", "1574", "1802", "1803")
+DEFAULT_BAD_REVOLUTIONS = (
+    "0128",
+    "0129",
+    "0130",
+    "0277",
+    "0355",
+    "0507",
+    "0509",
+    "1319",
+    "1320",
+    "1321",
+    "1322",
+    "1323",
+    "1324",
+    "1557",
+    "1574",
+    "1802",
+    "1803",
+)
 
 #: The longest revolution lasts just under 3 days (2.99 d before 2015, 2.66 d after): a window padded by this
 #: much on both sides of any ScW of a revolution contains the whole revolution.
@@ -119,11 +152,21 @@ _QUERY_PAD_DAYS = 300.0 / SECONDS_PER_DAY
 #: HEASARC's TAP service answers at most this many rows per query.
 HEASARC_MAX_ROWS = 100_000
 HEASARC_TABLE = "intscw"
-HEASARC_COLUMNS = ("scw_id", "scw_ver", "scw_type", "ra", "dec", "start_date", "end_date", "good_isgri",
-                   "good_jemx1", "good_jemx2", "obs_id")
+HEASARC_COLUMNS = (
+    "scw_id",
+    "scw_ver",
+    "scw_type",
+    "ra",
+    "dec",
+    "start_date",
+    "end_date",
+    "good_isgri",
+    "good_jemx1",
+    "good_jemx2",
+    "obs_id",
+)
 
 DEFAULT_TIMEOUT_S = 120.0
-_HTTP_ATTEMPTS = 3
 
 #: Columns of a ScW table, with their meaning (``obs_id`` only when the source gives it).
 SCW_COLUMNS = {
@@ -144,8 +187,19 @@ SCW_COLUMNS = {
     "ibismode": "IBIS mode (41 nominal; -1 when the source does not give it)",
     "obs_id": "observation id",
 }
-_UNITS = {"tstart": u.d, "tstop": u.d, "mjd_mid": u.d, "telapse": u.s, "ra_x": u.deg, "dec_x": u.deg,
-          "offaxis_deg": u.deg, "good_isgri": u.s, "good_jemx1": u.s, "good_jemx2": u.s, "good_time_s": u.s}
+_UNITS = {
+    "tstart": u.d,
+    "tstop": u.d,
+    "mjd_mid": u.d,
+    "telapse": u.s,
+    "ra_x": u.deg,
+    "dec_x": u.deg,
+    "offaxis_deg": u.deg,
+    "good_isgri": u.s,
+    "good_jemx1": u.s,
+    "good_jemx2": u.s,
+    "good_time_s": u.s,
+}
 
 _SCW_ID_PATTERN = re.compile(r"^\d{12}\.\d{3}$")
 
@@ -168,6 +222,7 @@ class ScwQueryError(RuntimeError):
 
 # -- small helpers ----------------------------------------------------------------------------------------------------
 
+
 def _as_time(value: Any, name: str) -> Time:
     """A time argument as astropy Time: ISO/ISOT strings are UTC, numbers IJD (< 10000) or MJD (TT)."""
     if isinstance(value, Time):
@@ -181,8 +236,10 @@ def _as_time(value: Any, name: str) -> Time:
             return Time(value.strip(), scale="utc")
         except ValueError:
             pass
-    raise ValueError(f"{name} = {value!r} is not a time: give an ISOT UTC string ('2003-01-01T00:00:00'), "
-                     "an astropy Time or an IJD number")
+    raise ValueError(
+        f"{name} = {value!r} is not a time: give an ISOT UTC string ('2003-01-01T00:00:00'), "
+        "an astropy Time or an IJD number"
+    )
 
 
 def _ijd(moment: Time) -> float:
@@ -196,11 +253,16 @@ def _utc_isot(ijd: float) -> str:
         return Time(ijd + IJD_MJD_OFFSET, format="mjd", scale="tt").utc.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _session_for(url: str) -> requests.Session:
-    session = requests.Session()
-    if url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        session.trust_env = False  # a proxy from the environment must not be asked for a loopback server
-    return session
+def _mmoda_session(session, url: str | None):
+    """The network seam for the ScW-list service: ``session``, or the one of dispatcher ``url``."""
+    from .session import session_for
+
+    if session is None and not url:
+        raise ValueError(
+            "url is required with source='mmoda' (or session=): the dispatcher URL, e.g. "
+            "integral_workflows.hosts.dispatcher_url(host_type), or an integral_workflows.session.Session"
+        )
+    return session_for(session, url=url)
 
 
 def _normalise_revolutions(revolutions: Iterable[Any] | None) -> tuple[str, ...]:
@@ -220,10 +282,22 @@ def _normalise_revolutions(revolutions: Iterable[Any] | None) -> tuple[str, ...]
 
 # -- the ScW table ----------------------------------------------------------------------------------------------------
 
-def _build_scw_table(*, swid: np.ndarray, version: np.ndarray, tstart: np.ndarray, tstop: np.ndarray,
-                     telapse: np.ndarray | None, ra_x: np.ndarray, dec_x: np.ndarray, ra: float, dec: float,
-                     good: Mapping[str, np.ndarray | None], ibismode: np.ndarray | None,
-                     obs_id: np.ndarray | None) -> Table:
+
+def _build_scw_table(
+    *,
+    swid: np.ndarray,
+    version: np.ndarray,
+    tstart: np.ndarray,
+    tstop: np.ndarray,
+    telapse: np.ndarray | None,
+    ra_x: np.ndarray,
+    dec_x: np.ndarray,
+    ra: float,
+    dec: float,
+    good: Mapping[str, np.ndarray | None],
+    ibismode: np.ndarray | None,
+    obs_id: np.ndarray | None,
+) -> Table:
     """Assemble the ScW table (vectorised) from the columns of either source; sorted by time, deduplicated."""
     swid = np.asarray(swid).astype("U12")
     n = len(swid)
@@ -241,8 +315,7 @@ def _build_scw_table(*, swid: np.ndarray, version: np.ndarray, tstart: np.ndarra
     telapse = (tstop - tstart) * SECONDS_PER_DAY if telapse is None else np.asarray(telapse, dtype=float)
     ra_x = np.asarray(ra_x, dtype=float)
     dec_x = np.asarray(dec_x, dtype=float)
-    offaxis = (SkyCoord(ra_x, dec_x, unit="deg").separation(SkyCoord(ra, dec, unit="deg")).deg
-               if n else np.zeros(0))
+    offaxis = SkyCoord(ra_x, dec_x, unit="deg").separation(SkyCoord(ra, dec, unit="deg")).deg if n else np.zeros(0)
 
     columns = {
         "scw_id": np.char.add(np.char.add(swid, "."), version),
@@ -260,8 +333,9 @@ def _build_scw_table(*, swid: np.ndarray, version: np.ndarray, tstart: np.ndarra
     for name in ("good_isgri", "good_jemx1", "good_jemx2"):
         values = good.get(name)
         columns[name] = np.full(n, np.nan) if values is None else np.asarray(values, dtype=float)
-    columns["ibismode"] = (np.full(n, -1, np.int16) if ibismode is None
-                           else np.asarray(ibismode, dtype=float).astype(np.int16))
+    columns["ibismode"] = (
+        np.full(n, -1, np.int16) if ibismode is None else np.asarray(ibismode, dtype=float).astype(np.int16)
+    )
     if obs_id is not None:
         columns["obs_id"] = np.asarray(obs_id).astype(str)
 
@@ -275,8 +349,10 @@ def _build_scw_table(*, swid: np.ndarray, version: np.ndarray, tstart: np.ndarra
         order = np.lexsort((version, swid))
         last_of_each = np.append(swid[order][1:] != swid[order][:-1], True)
         if not np.all(last_of_each):
-            log.info("%d ScWs were listed in several versions: the highest version of each is kept",
-                     int((~last_of_each).sum()))
+            log.info(
+                "%d ScWs were listed in several versions: the highest version of each is kept",
+                int((~last_of_each).sum()),
+            )
         table = table[order[last_of_each]]
         table = table[np.argsort(np.asarray(table["tstart"]), kind="stable")]
     return table
@@ -289,70 +365,89 @@ def _columns_from_body(body: Any) -> dict:
     if isinstance(body, list):  # without return_columns the service answers the sorted SWIDs only
         return {"SWID": body}
     if not isinstance(body, dict) or "SWID" not in body:
-        raise ScwQueryError(f"the ScW-list service answered neither a list of ScWs nor a dict of columns: "
-                            f"{str(body)[:300]}")
+        raise ScwQueryError(
+            f"the ScW-list service answered neither a list of ScWs nor a dict of columns: {str(body)[:300]}"
+        )
     lengths = {name: len(values) for name, values in body.items() if isinstance(values, list)}
     if len(set(lengths.values())) > 1:
         raise ScwQueryError(f"the ScW-list service answered columns of different lengths: {lengths}")
     return body
 
 
-def _get(session: requests.Session, url: str, params: Mapping[str, str], *, timeout_s: float) -> requests.Response:
-    """GET with a few retries on connection errors and 5xx answers (the service is occasionally down briefly)."""
-    problem = ""
-    for attempt in range(_HTTP_ATTEMPTS):
-        if attempt:
-            time.sleep(min(2.0 ** attempt, 10.0))
-        try:
-            response = session.get(url, params=params, timeout=timeout_s)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            problem = f"{type(error).__name__}: {error}"
-            log.warning("ScW-list request failed (%s), attempt %d of %d", problem, attempt + 1, _HTTP_ATTEMPTS)
-            continue
-        if response.status_code >= 500:
-            problem = f"HTTP {response.status_code}: {response.text[:300]}"
-            log.warning("ScW-list service answered %s, attempt %d of %d", problem, attempt + 1, _HTTP_ATTEMPTS)
-            continue
-        return response
-    raise ScwQueryError(f"the ScW-list service {url} did not answer after {_HTTP_ATTEMPTS} attempts: {problem}")
-
-
-def _mmoda_scwlist(session: requests.Session, *, url: str, readiness: str, t1_ijd: float, t2_ijd: float,
-                   cone: tuple[float, float, float] | None, columns: Sequence[str], timeout_s: float) -> dict:
+def _mmoda_scwlist(
+    session,
+    *,
+    readiness: str,
+    t1_ijd: float,
+    t2_ijd: float,
+    cone: tuple[float, float, float] | None,
+    columns: Sequence[str],
+    timeout_s: float,
+) -> dict:
     """One ScW-list request; raises :class:`ScwQueryError` (with ``status`` 400 attribute) on refusal."""
-    address = f"{url.rstrip('/')}/{SCWLIST_PATH}/{readiness}/{_utc_isot(t1_ijd)}/{_utc_isot(t2_ijd)}"
+    path = f"{SCWLIST_PATH}/{readiness}/{_utc_isot(t1_ijd)}/{_utc_isot(t2_ijd)}"
     params = {"return_columns": ",".join(columns)}
     if cone is not None:
         params.update(ra=repr(float(cone[0])), dec=repr(float(cone[1])), radius=repr(float(cone[2])))
-    response = _get(session, address, params, timeout_s=timeout_s)
+    # connection errors and 5xx are retried by the session within its budget
+    response = session.get(path, params=params, timeout_s=timeout_s, what="the ScW-list service")
+    if response.status_code >= 500:
+        raise ScwQueryError(
+            f"the ScW-list service {session.url}/{SCWLIST_PATH} kept failing: HTTP "
+            f"{response.status_code}: {response.text[:300]}",
+            status=response.status_code,
+        )
     if response.status_code != 200:
-        raise ScwQueryError(f"the ScW-list service refused {response.url} (HTTP {response.status_code}): "
-                            f"{response.text[:500]}", status=response.status_code)
+        raise ScwQueryError(
+            f"the ScW-list service refused {response.url} (HTTP {response.status_code}): {response.text[:500]}",
+            status=response.status_code,
+        )
     try:
         body = response.json()
     except ValueError:
-        raise ScwQueryError(f"the ScW-list service answered something that is not JSON: "
-                            f"{response.text[:300]}") from None
+        raise ScwQueryError(
+            f"the ScW-list service answered something that is not JSON: {response.text[:300]}"
+        ) from None
     return _columns_from_body(body)
 
 
-def _query_mmoda(*, url: str, readiness: str, t1_ijd: float, t2_ijd: float, cone: tuple[float, float, float],
-                 timeout_s: float) -> tuple[dict, list[str], bool]:
+def _query_mmoda(
+    *, session, readiness: str, t1_ijd: float, t2_ijd: float, cone: tuple[float, float, float], timeout_s: float
+) -> tuple[dict, list[str], bool]:
     """The cone query with the extra columns, falling back to the minimal set on a 400."""
     wanted = list(MINIMAL_RETURN_COLUMNS + EXTRA_RETURN_COLUMNS)
-    with _session_for(url) as session:
-        try:
-            return _mmoda_scwlist(session, url=url, readiness=readiness, t1_ijd=t1_ijd, t2_ijd=t2_ijd, cone=cone,
-                                  columns=wanted, timeout_s=timeout_s), wanted, False
-        except ScwQueryError as error:
-            if error.status != 400:
-                raise
-            log.info("the ScW-list service refused the extra columns %s (%s): asking for the minimal set %s; "
-                     "good times will be missing (TELAPSE is used instead)", ",".join(EXTRA_RETURN_COLUMNS),
-                     str(error)[:200], ",".join(MINIMAL_RETURN_COLUMNS))
-        minimal = list(MINIMAL_RETURN_COLUMNS)
-        return _mmoda_scwlist(session, url=url, readiness=readiness, t1_ijd=t1_ijd, t2_ijd=t2_ijd, cone=cone,
-                              columns=minimal, timeout_s=timeout_s), minimal, True
+    try:
+        return (
+            _mmoda_scwlist(
+                session,
+                readiness=readiness,
+                t1_ijd=t1_ijd,
+                t2_ijd=t2_ijd,
+                cone=cone,
+                columns=wanted,
+                timeout_s=timeout_s,
+            ),
+            wanted,
+            False,
+        )
+    except ScwQueryError as error:
+        if error.status != 400:
+            raise
+        log.info(
+            "the ScW-list service refused the extra columns %s (%s): asking for the minimal set %s; "
+            "good times will be missing (TELAPSE is used instead)",
+            ",".join(EXTRA_RETURN_COLUMNS),
+            str(error)[:200],
+            ",".join(MINIMAL_RETURN_COLUMNS),
+        )
+    minimal = list(MINIMAL_RETURN_COLUMNS)
+    return (
+        _mmoda_scwlist(
+            session, readiness=readiness, t1_ijd=t1_ijd, t2_ijd=t2_ijd, cone=cone, columns=minimal, timeout_s=timeout_s
+        ),
+        minimal,
+        True,
+    )
 
 
 def _table_from_mmoda(body: dict, *, data_version: str, ra: float, dec: float) -> Table:
@@ -371,18 +466,38 @@ def _table_from_mmoda(body: dict, *, data_version: str, ra: float, dec: float) -
         # numpy's zfill fails on an empty array: an empty answer is simply no ScW
         version = version.astype("U3")
     return _build_scw_table(
-        swid=column("SWID"), version=version, tstart=column("TSTART"), tstop=column("TSTOP"),
-        telapse=column("TELAPSE"), ra_x=column("RA_SCX"), dec_x=column("DEC_SCX"), ra=ra, dec=dec,
-        good={"good_isgri": column("GOOD_ISGRI"), "good_jemx1": column("GOOD_JEMX1"),
-              "good_jemx2": column("GOOD_JEMX2")},
-        ibismode=column("IBISMODE"), obs_id=column("OBS_ID"))
+        swid=column("SWID"),
+        version=version,
+        tstart=column("TSTART"),
+        tstop=column("TSTOP"),
+        telapse=column("TELAPSE"),
+        ra_x=column("RA_SCX"),
+        dec_x=column("DEC_SCX"),
+        ra=ra,
+        dec=dec,
+        good={
+            "good_isgri": column("GOOD_ISGRI"),
+            "good_jemx1": column("GOOD_JEMX1"),
+            "good_jemx2": column("GOOD_JEMX2"),
+        },
+        ibismode=column("IBISMODE"),
+        obs_id=column("OBS_ID"),
+    )
 
 
 # -- HEASARC ----------------------------------------------------------------------------------------------------------
 
-def heasarc_adql(*, mjd_start: float, mjd_stop: float, ra: float | None = None, dec: float | None = None,
-                 radius: float | None = None, columns: Sequence[str] = HEASARC_COLUMNS,
-                 table: str = HEASARC_TABLE) -> str:
+
+def heasarc_adql(
+    *,
+    mjd_start: float,
+    mjd_stop: float,
+    ra: float | None = None,
+    dec: float | None = None,
+    radius: float | None = None,
+    columns: Sequence[str] = HEASARC_COLUMNS,
+    table: str = HEASARC_TABLE,
+) -> str:
     """ADQL for the ScWs of HEASARC's ``intscw`` overlapping a time range, optionally in a cone.
 
     Parameters
@@ -407,14 +522,22 @@ def heasarc_adql(*, mjd_start: float, mjd_stop: float, ra: float | None = None, 
     """
     conditions = []
     if ra is not None and dec is not None and radius is not None and radius < 180:
-        conditions.append(f"CONTAINS(POINT('ICRS',ra,dec),CIRCLE('ICRS',{float(ra):.6f},{float(dec):.6f},"
-                          f"{float(radius):.6f}))=1")
+        conditions.append(
+            f"CONTAINS(POINT('ICRS',ra,dec),CIRCLE('ICRS',{float(ra):.6f},{float(dec):.6f},{float(radius):.6f}))=1"
+        )
     conditions.append(f"end_date > {float(mjd_start):.8f} AND start_date < {float(mjd_stop):.8f}")
     return f"SELECT {','.join(columns)} FROM {table} WHERE " + " AND ".join(conditions)
 
 
-def _heasarc_rows(*, mjd_start: float, mjd_stop: float, cone: tuple[float, float, float] | None,
-                  columns: Sequence[str], max_rows: int, depth: int = 0) -> Table:
+def _heasarc_rows(
+    *,
+    mjd_start: float,
+    mjd_stop: float,
+    cone: tuple[float, float, float] | None,
+    columns: Sequence[str],
+    max_rows: int,
+    depth: int = 0,
+) -> Table:
     """Rows of ``intscw`` for a time range; a truncated answer (``max_rows`` rows) is split in two and re-asked."""
     from astroquery.heasarc import Heasarc
 
@@ -424,8 +547,9 @@ def _heasarc_rows(*, mjd_start: float, mjd_stop: float, cone: tuple[float, float
     try:
         result = Heasarc.query_tap(adql, maxrec=max_rows)
     except Exception as error:  # pyvo/requests raise many kinds; all mean "no list from HEASARC"
-        raise ScwQueryError(f"HEASARC TAP query failed ({type(error).__name__}: {error}); the query was: "
-                            f"{adql}") from error
+        raise ScwQueryError(
+            f"HEASARC TAP query failed ({type(error).__name__}: {error}); the query was: {adql}"
+        ) from error
     rows = result.to_table() if hasattr(result, "to_table") else Table(result)
     rows = Table(rows, copy=False)
     rows.rename_columns(list(rows.colnames), [name.lower() for name in rows.colnames])
@@ -434,10 +558,11 @@ def _heasarc_rows(*, mjd_start: float, mjd_stop: float, cone: tuple[float, float
     if depth >= 20 or mjd_stop - mjd_start < 1.0 / 24:
         raise ScwQueryError(f"HEASARC answered {len(rows)} rows (its limit) even for {mjd_start}-{mjd_stop}")
     middle = 0.5 * (mjd_start + mjd_stop)
-    log.info("HEASARC answer truncated at %d rows: splitting %.3f-%.3f at %.3f", max_rows, mjd_start, mjd_stop,
-             middle)
-    halves = [_heasarc_rows(mjd_start=lo, mjd_stop=hi, cone=cone, columns=columns, max_rows=max_rows,
-                            depth=depth + 1) for lo, hi in ((mjd_start, middle), (middle, mjd_stop))]
+    log.info("HEASARC answer truncated at %d rows: splitting %.3f-%.3f at %.3f", max_rows, mjd_start, mjd_stop, middle)
+    halves = [
+        _heasarc_rows(mjd_start=lo, mjd_stop=hi, cone=cone, columns=columns, max_rows=max_rows, depth=depth + 1)
+        for lo, hi in ((mjd_start, middle), (middle, mjd_stop))
+    ]
     return vstack(halves)  # ScWs spanning the middle come twice: deduplicated by the table builder
 
 
@@ -465,16 +590,31 @@ def _table_from_heasarc(rows: Table, *, ra: float, dec: float) -> Table:
             tstop = Time(stop_mjd_utc, format="mjd", scale="utc").tt.mjd - IJD_MJD_OFFSET
     else:
         tstart = tstop = np.zeros(0)
-    good = {name: (_masked_to_float(rows[name]) if name in rows.colnames else None)
-            for name in ("good_isgri", "good_jemx1", "good_jemx2")}
-    obs_id = (np.asarray(np.ma.filled(np.ma.asarray(rows["obs_id"]).astype(str), "")) if "obs_id" in rows.colnames
-              else None)
-    return _build_scw_table(swid=swid, version=version, tstart=tstart, tstop=tstop, telapse=None,
-                            ra_x=_masked_to_float(rows["ra"]), dec_x=_masked_to_float(rows["dec"]), ra=ra, dec=dec,
-                            good=good, ibismode=None, obs_id=obs_id)
+    good = {
+        name: (_masked_to_float(rows[name]) if name in rows.colnames else None)
+        for name in ("good_isgri", "good_jemx1", "good_jemx2")
+    }
+    obs_id = (
+        np.asarray(np.ma.filled(np.ma.asarray(rows["obs_id"]).astype(str), "")) if "obs_id" in rows.colnames else None
+    )
+    return _build_scw_table(
+        swid=swid,
+        version=version,
+        tstart=tstart,
+        tstop=tstop,
+        telapse=None,
+        ra_x=_masked_to_float(rows["ra"]),
+        dec_x=_masked_to_float(rows["dec"]),
+        ra=ra,
+        dec=dec,
+        good=good,
+        ibismode=None,
+        obs_id=obs_id,
+    )
 
 
 # -- the query --------------------------------------------------------------------------------------------------------
+
 
 def _check_source_and_version(source: str, data_version: str) -> tuple[str, str]:
     source = str(source).lower()
@@ -484,14 +624,27 @@ def _check_source_and_version(source: str, data_version: str) -> tuple[str, str]
     if data_version not in VERSION_OF_DATA:
         raise ValueError(f"data_version = {data_version!r}: use 'CONS' or 'NRT'")
     if source == "heasarc" and data_version == "NRT":
-        raise ValueError("HEASARC's intscw holds consolidated ScWs only: use data_version='CONS', or "
-                         "source='mmoda' for near-real-time data")
+        raise ValueError(
+            "HEASARC's intscw holds consolidated ScWs only: use data_version='CONS', or "
+            "source='mmoda' for near-real-time data"
+        )
     return source, data_version
 
 
-def query_scws(*, ra: float, dec: float, radius: float, t1: Any, t2: Any, data_version: str = "CONS",
-               url: str | None = None, source: str = "mmoda", timeout_s: float = DEFAULT_TIMEOUT_S,
-               heasarc_max_rows: int = HEASARC_MAX_ROWS) -> Table:
+def query_scws(
+    *,
+    ra: float,
+    dec: float,
+    radius: float,
+    t1: Any,
+    t2: Any,
+    data_version: str = "CONS",
+    url: str | None = None,
+    session=None,
+    source: str = "mmoda",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    heasarc_max_rows: int = HEASARC_MAX_ROWS,
+) -> Table:
     """List the ScWs overlapping [t1, t2] whose pointing is within ``radius`` of (ra, dec).
 
     Parameters
@@ -506,9 +659,12 @@ def query_scws(*, ra: float, dec: float, radius: float, t1: Any, t2: Any, data_v
         A ScW is listed if it starts before t2 and ends after t1.
     data_version : {'CONS', 'NRT'}
         Consolidated (ids ``.001``) or near-real-time (``.000``) data.
-    url : str
+    url : str, optional
         Dispatcher URL (:func:`integral_workflows.hosts.dispatcher_url`);
-        required for ``source='mmoda'``.
+        joins the session open for it (see
+        :func:`integral_workflows.session.session_for`).
+    session : integral_workflows.session.Session, optional
+        The network seam; ``session`` or ``url`` is required for ``source='mmoda'``.
     source : {'mmoda', 'heasarc'}
         The dispatcher's ``gw/timesystem`` ScW-list service, or HEASARC's
         ``intscw`` through astroquery TAP (online only).
@@ -531,7 +687,9 @@ def query_scws(*, ra: float, dec: float, radius: float, t1: Any, t2: Any, data_v
         For a bad argument (no URL, unknown source or data version, radius
         out of range, t2 before t1).
     ScwQueryError
-        If the service cannot be reached or refuses the query.
+        If the service refuses the query or keeps failing.
+    integral_workflows.session.BackendUnavailable
+        If the dispatcher is gone.
     """
     source, data_version = _check_source_and_version(source, data_version)
     ra, dec, radius = float(ra), float(dec), float(radius)
@@ -547,38 +705,71 @@ def query_scws(*, ra: float, dec: float, radius: float, t1: Any, t2: Any, data_v
     columns_used: list[str]
     fallback = False
     if source == "mmoda":
-        if not url:
-            raise ValueError("url is required with source='mmoda': the dispatcher URL, e.g. "
-                             "integral_workflows.hosts.dispatcher_url(host_type)")
+        session = _mmoda_session(session, url)
+        url = session.url
         body, columns_used, fallback = _query_mmoda(
-            url=url, readiness=_READINESS_OF_DATA[data_version], t1_ijd=t1_ijd - _QUERY_PAD_DAYS,
-            t2_ijd=t2_ijd + _QUERY_PAD_DAYS, cone=(ra, dec, radius), timeout_s=timeout_s)
+            session=session,
+            readiness=_READINESS_OF_DATA[data_version],
+            t1_ijd=t1_ijd - _QUERY_PAD_DAYS,
+            t2_ijd=t2_ijd + _QUERY_PAD_DAYS,
+            cone=(ra, dec, radius),
+            timeout_s=timeout_s,
+        )
         table = _table_from_mmoda(body, data_version=data_version, ra=ra, dec=dec)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mjd_start, mjd_stop = float(start.utc.mjd), float(stop.utc.mjd)
-        rows = _heasarc_rows(mjd_start=mjd_start, mjd_stop=mjd_stop, cone=(ra, dec, radius),
-                             columns=HEASARC_COLUMNS, max_rows=heasarc_max_rows)
+        rows = _heasarc_rows(
+            mjd_start=mjd_start,
+            mjd_stop=mjd_stop,
+            cone=(ra, dec, radius),
+            columns=HEASARC_COLUMNS,
+            max_rows=heasarc_max_rows,
+        )
         columns_used = [name for name in HEASARC_COLUMNS if name in rows.colnames]
         table = _table_from_heasarc(rows, ra=ra, dec=dec)
     returned = len(table)
     # The services were asked a slightly wider period (see _QUERY_PAD_DAYS) and may round the cone: cut exactly here.
-    exact = ((np.asarray(table["tstart"]) < t2_ijd) & (np.asarray(table["tstop"]) > t1_ijd)
-             & (np.asarray(table["offaxis_deg"]) < radius))
+    exact = (
+        (np.asarray(table["tstart"]) < t2_ijd)
+        & (np.asarray(table["tstop"]) > t1_ijd)
+        & (np.asarray(table["offaxis_deg"]) < radius)
+    )
     if not np.all(exact):
         log.debug("%d ScWs of the answer fall outside the exact period or cone", int((~exact).sum()))
         table = table[exact]
     elapsed = time.perf_counter() - started
     table.meta["query"] = {
-        "source": source, "url": url if source == "mmoda" else "HEASARC TAP " + HEASARC_TABLE,
-        "ra": ra, "dec": dec, "radius": radius, "t1": start.utc.isot, "t2": stop.utc.isot,
-        "t1_ijd": t1_ijd, "t2_ijd": t2_ijd, "data_version": data_version, "columns": list(columns_used),
-        "minimal_columns_fallback": bool(fallback), "n_returned": int(returned), "n_scw": len(table),
-        "elapsed_s": round(elapsed, 3), "queried_at": Time.now().utc.isot,
+        "source": source,
+        "url": url if source == "mmoda" else "HEASARC TAP " + HEASARC_TABLE,
+        "ra": ra,
+        "dec": dec,
+        "radius": radius,
+        "t1": start.utc.isot,
+        "t2": stop.utc.isot,
+        "t1_ijd": t1_ijd,
+        "t2_ijd": t2_ijd,
+        "data_version": data_version,
+        "columns": list(columns_used),
+        "minimal_columns_fallback": bool(fallback),
+        "n_returned": int(returned),
+        "n_scw": len(table),
+        "elapsed_s": round(elapsed, 3),
+        "queried_at": Time.now().utc.isot,
     }
-    log.info("%d ScWs within %.2f deg of (%.4f, %.4f) from %s to %s (%s, %s) in %.2f s", len(table), radius, ra, dec,
-             start.utc.isot, stop.utc.isot, source, data_version, elapsed)
+    log.info(
+        "%d ScWs within %.2f deg of (%.4f, %.4f) from %s to %s (%s, %s) in %.2f s",
+        len(table),
+        radius,
+        ra,
+        dec,
+        start.utc.isot,
+        stop.utc.isot,
+        source,
+        data_version,
+        elapsed,
+    )
     return table
 
 
@@ -601,9 +792,17 @@ def _revolution_windows(table: Table, revolutions: Sequence[str]) -> list[tuple[
     return [(lo, hi) for lo, hi in merged]
 
 
-def revolution_extents(table: Table, *, url: str | None = None, data_version: str = "CONS", source: str = "mmoda",
-                       timeout_s: float = DEFAULT_TIMEOUT_S, cache: dict[str, int] | None = None,
-                       heasarc_max_rows: int = HEASARC_MAX_ROWS) -> dict[str, int]:
+def revolution_extents(
+    table: Table,
+    *,
+    url: str | None = None,
+    session=None,
+    data_version: str = "CONS",
+    source: str = "mmoda",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    cache: dict[str, int] | None = None,
+    heasarc_max_rows: int = HEASARC_MAX_ROWS,
+) -> dict[str, int]:
     """Highest pointing number of each revolution of ``table``, over the whole revolution.
 
     The radiation-belt rule needs the last pointing of each revolution, which
@@ -617,7 +816,7 @@ def revolution_extents(table: Table, *, url: str | None = None, data_version: st
     table : astropy.table.Table
         ScWs from :func:`query_scws` (columns ``revolution``, ``tstart``,
         ``tstop``).
-    url, data_version, source, timeout_s, heasarc_max_rows
+    url, session, data_version, source, timeout_s, heasarc_max_rows
         As for :func:`query_scws`.
     cache : dict, optional
         Revolution → highest pointing, filled and reused across calls (e.g.
@@ -635,29 +834,31 @@ def revolution_extents(table: Table, *, url: str | None = None, data_version: st
     wanted = sorted(set(np.asarray(table["revolution"]).tolist()))
     missing = [rev for rev in wanted if rev not in cache]
     if missing:
-        if source == "mmoda" and not url:
-            raise ValueError("url is required with source='mmoda'")
+        session = _mmoda_session(session, url) if source == "mmoda" else None
         windows = _revolution_windows(table, missing)
         started = time.perf_counter()
         ids: list[np.ndarray] = []
-        session = _session_for(url) if source == "mmoda" else None
-        try:
-            for lo, hi in windows:
-                if source == "mmoda":
-                    body = _mmoda_scwlist(session, url=url, readiness=_READINESS_OF_DATA[data_version], t1_ijd=lo,
-                                          t2_ijd=hi, cone=None, columns=["SWID"], timeout_s=timeout_s)
-                    ids.append(np.asarray(body["SWID"]).astype("U12"))
-                else:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        mjd_lo, mjd_hi = Time(np.array([lo, hi]) + IJD_MJD_OFFSET, format="mjd", scale="tt").utc.mjd
-                    rows = _heasarc_rows(mjd_start=mjd_lo, mjd_stop=mjd_hi, cone=None, columns=("scw_id",),
-                                         max_rows=heasarc_max_rows)
-                    numbers = np.asarray(np.ma.filled(np.ma.asarray(rows["scw_id"]), -1)).astype(np.int64)
-                    ids.append(np.char.zfill(numbers[numbers >= 0].astype(str), 12))
-        finally:
-            if session is not None:
-                session.close()
+        for lo, hi in windows:
+            if source == "mmoda":
+                body = _mmoda_scwlist(
+                    session,
+                    readiness=_READINESS_OF_DATA[data_version],
+                    t1_ijd=lo,
+                    t2_ijd=hi,
+                    cone=None,
+                    columns=["SWID"],
+                    timeout_s=timeout_s,
+                )
+                ids.append(np.asarray(body["SWID"]).astype("U12"))
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    mjd_lo, mjd_hi = Time(np.array([lo, hi]) + IJD_MJD_OFFSET, format="mjd", scale="tt").utc.mjd
+                rows = _heasarc_rows(
+                    mjd_start=mjd_lo, mjd_stop=mjd_hi, cone=None, columns=("scw_id",), max_rows=heasarc_max_rows
+                )
+                numbers = np.asarray(np.ma.filled(np.ma.asarray(rows["scw_id"]), -1)).astype(np.int64)
+                ids.append(np.char.zfill(numbers[numbers >= 0].astype(str), 12))
         every = np.concatenate(ids) if ids else np.zeros(0, "U12")
         number = every.astype(np.int64) if len(every) else np.zeros(0, np.int64)
         pointings = number[number % 10 == 0]  # type digit 0: pointings; slews carry their target's number
@@ -674,15 +875,25 @@ def revolution_extents(table: Table, *, url: str | None = None, data_version: st
                 cache[rev] = found[rev]
             else:
                 in_cone = int(np.asarray(table["pointing"])[np.asarray(table["revolution"]) == rev].max())
-                log.warning("revolution %s is not in the service's full ScW list: its highest pointing is taken "
-                            "from the cone query (%04d), which may be too low", rev, in_cone)
+                log.warning(
+                    "revolution %s is not in the service's full ScW list: its highest pointing is taken "
+                    "from the cone query (%04d), which may be too low",
+                    rev,
+                    in_cone,
+                )
                 cache[rev] = in_cone
-        log.info("highest pointing of %d revolutions from %d ScW-list requests (%d ScWs) in %.2f s", len(missing),
-                 len(windows), len(every), time.perf_counter() - started)
+        log.info(
+            "highest pointing of %d revolutions from %d ScW-list requests (%d ScWs) in %.2f s",
+            len(missing),
+            len(windows),
+            len(every),
+            time.perf_counter() - started,
+        )
     return {rev: cache[rev] for rev in wanted}
 
 
 # -- cuts -------------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class CutStep:
@@ -717,8 +928,13 @@ class CutStep:
 
     def as_dict(self, *, include_removed: bool = True) -> dict:
         """JSON-safe dict; without the per-ScW lists if ``include_removed`` is False."""
-        out = {"name": self.name, "rule": self.rule, "enabled": bool(self.enabled), "removed": int(self.removed),
-               "remaining": int(self.remaining)}
+        out = {
+            "name": self.name,
+            "rule": self.rule,
+            "enabled": bool(self.enabled),
+            "removed": int(self.removed),
+            "remaining": int(self.remaining),
+        }
         if include_removed:
             out["scw_ids"] = [str(s) for s in self.scw_ids]
             out["reasons"] = [str(r) for r in self.reasons]
@@ -773,16 +989,22 @@ class CutReport:
         """One row per cut: name, enabled, removed, remaining, rule (plus a first row for the query)."""
         rows = [("query", True, 0, self.initial, "ScWs listed by the query")]
         rows += [(s.name, s.enabled, s.removed, s.remaining, s.rule) for s in self.steps]
-        return Table(rows=rows, names=("cut", "enabled", "removed", "remaining", "rule"),
-                     dtype=("U32", bool, "i8", "i8", "U200"))
+        return Table(
+            rows=rows, names=("cut", "enabled", "removed", "remaining", "rule"), dtype=("U32", bool, "i8", "i8", "U200")
+        )
 
     def removed_table(self) -> Table:
         """One row per removed ScW: ``scw_id``, ``cut``, ``reason``."""
         ids = [s for step in self.steps for s in step.scw_ids]
         cuts = [step.name for step in self.steps for _ in step.scw_ids]
         reasons = [r for step in self.steps for r in step.reasons]
-        return Table({"scw_id": np.asarray(ids, dtype="U16"), "cut": np.asarray(cuts, dtype="U32"),
-                      "reason": np.asarray(reasons, dtype=str) if reasons else np.zeros(0, "U1")})
+        return Table(
+            {
+                "scw_id": np.asarray(ids, dtype="U16"),
+                "cut": np.asarray(cuts, dtype="U32"),
+                "reason": np.asarray(reasons, dtype=str) if reasons else np.zeros(0, "U1"),
+            }
+        )
 
     def to_markdown(self, *, list_removed: int = 0) -> str:
         """The report as Markdown: a summary line, the table of cuts, notes.
@@ -797,10 +1019,14 @@ class CutReport:
         str
         """
         label = {"isgri": "ISGRI", "jemx1": "JEM-X1", "jemx2": "JEM-X2"}.get(self.instrument, self.instrument)
-        lines = [f"**ScW selection ({label})**: {self.initial} ScWs listed, {self.final} kept, "
-                 f"good exposure {self.good_exposure_s / 1e6:.3f} Ms ({self.good_exposure_s / 1e3:.1f} ks).", "",
-                 "| cut | removed | remaining | rule |", "|---|---:|---:|---|",
-                 f"| query | | {self.initial} | ScWs listed by the query |"]
+        lines = [
+            f"**ScW selection ({label})**: {self.initial} ScWs listed, {self.final} kept, "
+            f"good exposure {self.good_exposure_s / 1e6:.3f} Ms ({self.good_exposure_s / 1e3:.1f} ks).",
+            "",
+            "| cut | removed | remaining | rule |",
+            "|---|---:|---:|---|",
+            f"| query | | {self.initial} | ScWs listed by the query |",
+        ]
         for step in self.steps:
             rule = step.rule if step.enabled else f"(off) {step.rule}"
             lines.append(f"| {step.name} | {step.removed} | {step.remaining} | {rule.replace('|', '/')} |")
@@ -817,21 +1043,39 @@ class CutReport:
 
     def as_dict(self, *, include_removed: bool = True) -> dict:
         """JSON-safe dict (see :meth:`from_dict`); per-ScW lists only if ``include_removed``."""
-        return {"initial": int(self.initial), "final": int(self.final),
-                "good_exposure_s": float(self.good_exposure_s), "instrument": str(self.instrument),
-                "removed_by_cut": {k: int(v) for k, v in self.removed_by_cut.items()},
-                "steps": [step.as_dict(include_removed=include_removed) for step in self.steps],
-                "notes": [str(n) for n in self.notes]}
+        return {
+            "initial": int(self.initial),
+            "final": int(self.final),
+            "good_exposure_s": float(self.good_exposure_s),
+            "instrument": str(self.instrument),
+            "removed_by_cut": {k: int(v) for k, v in self.removed_by_cut.items()},
+            "steps": [step.as_dict(include_removed=include_removed) for step in self.steps],
+            "notes": [str(n) for n in self.notes],
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CutReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> CutReport:
         """Rebuild a report from :meth:`as_dict` (``removed_rows`` is not kept)."""
-        steps = [CutStep(name=s["name"], rule=s["rule"], enabled=s["enabled"], removed=s["removed"],
-                         remaining=s["remaining"], scw_ids=list(s.get("scw_ids", [])),
-                         reasons=list(s.get("reasons", []))) for s in data.get("steps", [])]
-        return cls(initial=int(data["initial"]), steps=steps, final=int(data["final"]),
-                   good_exposure_s=float(data["good_exposure_s"]), instrument=str(data.get("instrument", "isgri")),
-                   notes=list(data.get("notes", [])))
+        steps = [
+            CutStep(
+                name=s["name"],
+                rule=s["rule"],
+                enabled=s["enabled"],
+                removed=s["removed"],
+                remaining=s["remaining"],
+                scw_ids=list(s.get("scw_ids", [])),
+                reasons=list(s.get("reasons", [])),
+            )
+            for s in data.get("steps", [])
+        ]
+        return cls(
+            initial=int(data["initial"]),
+            steps=steps,
+            final=int(data["final"]),
+            good_exposure_s=float(data["good_exposure_s"]),
+            instrument=str(data.get("instrument", "isgri")),
+            notes=list(data.get("notes", [])),
+        )
 
 
 def _good_time_column(instrument: str, jemx_unit: int) -> tuple[str, str]:
@@ -851,11 +1095,19 @@ def _good_exposure(table: Table) -> float:
     return float(np.nansum(np.asarray(table["good_time_s"], dtype=float)))
 
 
-def apply_cuts(table: Table, *, instrument: str = "isgri", jemx_unit: int = 1, pointings_only: bool = True,
-               min_good_time_s: float | None = 1000.0, exclude_radiation_belts: bool = True,
-               revolution_extents: Mapping[str, int] | None = None,
-               bad_revolutions: Iterable[str] | None = DEFAULT_BAD_REVOLUTIONS, belt_first: int = 5,
-               belt_last: int = 10) -> tuple[Table, CutReport]:
+def apply_cuts(
+    table: Table,
+    *,
+    instrument: str = "isgri",
+    jemx_unit: int = 1,
+    pointings_only: bool = True,
+    min_good_time_s: float | None = 1000.0,
+    exclude_radiation_belts: bool = True,
+    revolution_extents: Mapping[str, int] | None = None,
+    bad_revolutions: Iterable[str] | None = DEFAULT_BAD_REVOLUTIONS,
+    belt_first: int = 5,
+    belt_last: int = 10,
+) -> tuple[Table, CutReport]:
     """Apply the selection cuts in order, counting what each removes.
 
     Each ScW is attributed to the first cut that removes it. The kept table
@@ -905,8 +1157,10 @@ def apply_cuts(table: Table, *, instrument: str = "isgri", jemx_unit: int = 1, p
     good = np.asarray(work[good_column], dtype=float) if good_column in work.colnames else np.full(n, np.nan)
     missing_good = ~np.isfinite(good)
     if np.any(missing_good):
-        note = (f"{int(missing_good.sum())} of {n} ScWs have no {good_column} from the ScW source: their TELAPSE is "
-                f"used as good time instead")
+        note = (
+            f"{int(missing_good.sum())} of {n} ScWs have no {good_column} from the ScW source: their TELAPSE is "
+            f"used as good time instead"
+        )
         log.info(note)
         report.notes.append(note)
         good = np.where(missing_good, np.asarray(work["telapse"], dtype=float), good)
@@ -931,21 +1185,33 @@ def apply_cuts(table: Table, *, instrument: str = "isgri", jemx_unit: int = 1, p
         keep[index] = False
         cut_name[index] = name
         cut_reason[index] = reasons
-        report.steps.append(CutStep(name, rule, True, len(index), int(keep.sum()),
-                                    scw_ids=scw_id[index].tolist(), reasons=list(reasons)))
+        report.steps.append(
+            CutStep(
+                name, rule, True, len(index), int(keep.sum()), scw_ids=scw_id[index].tolist(), reasons=list(reasons)
+            )
+        )
         log.info("cut %-16s removed %6d ScWs, %6d remain", name, len(index), int(keep.sum()))
 
     # 1. Pointings only: slews and engineering windows have no fixed attitude to image.
     scw_type = np.asarray(work["scw_type"])
-    record("pointings only", "keep pointing ScWs (type digit 0), drop slews and engineering windows",
-           pointings_only, scw_type != "pointing",
-           lambda index: [f"{scw_type[i]} ScW, not a pointing" for i in index])
+    record(
+        "pointings only",
+        "keep pointing ScWs (type digit 0), drop slews and engineering windows",
+        pointings_only,
+        scw_type != "pointing",
+        lambda index: [f"{scw_type[i]} ScW, not a pointing" for i in index],
+    )
 
     # 2. Bad revolutions.
     bad = _normalise_revolutions(bad_revolutions)
     shown = ", ".join(bad) if len(bad) <= 20 else ", ".join(bad[:20]) + f", ... ({len(bad)} in all)"
-    record("bad revolutions", f"drop revolutions {shown}", bool(bad), np.isin(revolution, bad),
-           lambda index: [f"revolution {revolution[i]} is in the bad-revolution list" for i in index])
+    record(
+        "bad revolutions",
+        f"drop revolutions {shown}",
+        bool(bad),
+        np.isin(revolution, bad),
+        lambda index: [f"revolution {revolution[i]} is in the bad-revolution list" for i in index],
+    )
 
     # 3. Radiation belts, by the highest pointing number of the whole revolution.
     highest = np.zeros(n, dtype=int)
@@ -954,25 +1220,40 @@ def apply_cuts(table: Table, *, instrument: str = "isgri", jemx_unit: int = 1, p
         extents = {str(rev).strip().zfill(4): int(top) for rev, top in (revolution_extents or {}).items()}
         unknown = sorted(set(revolution.tolist()) - set(extents))
         if unknown:
-            note = (f"no full-revolution extent for {len(unknown)} revolutions ({', '.join(unknown[:10])}"
-                    f"{', ...' if len(unknown) > 10 else ''}): their highest pointing is taken from the queried "
-                    "ScWs, which can miss the end of the revolution (use revolution_extents())")
+            note = (
+                f"no full-revolution extent for {len(unknown)} revolutions ({', '.join(unknown[:10])}"
+                f"{', ...' if len(unknown) > 10 else ''}): their highest pointing is taken from the queried "
+                "ScWs, which can miss the end of the revolution (use revolution_extents())"
+            )
             log.warning(note)
             report.notes.append(note)
             for rev in unknown:
                 extents[rev] = int(pointing[revolution == rev].max())
         highest = np.array([extents[rev] for rev in revolution.tolist()], dtype=int)
     in_belts = (pointing <= belt_first) | (pointing > highest - belt_last)
-    record("radiation belts", f"drop pointings PPPP <= {belt_first} or PPPP > highest - {belt_last} of their "
-           "revolution (highest over the whole revolution)", exclude_radiation_belts, in_belts,
-           lambda index: [f"pointing {pointing[i]:04d} of revolution {revolution[i]} is among the first "
-                          f"{belt_first} or last {belt_last} (highest {highest[i]:04d})" for i in index])
+    record(
+        "radiation belts",
+        f"drop pointings PPPP <= {belt_first} or PPPP > highest - {belt_last} of their "
+        "revolution (highest over the whole revolution)",
+        exclude_radiation_belts,
+        in_belts,
+        lambda index: [
+            f"pointing {pointing[i]:04d} of revolution {revolution[i]} is among the first "
+            f"{belt_first} or last {belt_last} (highest {highest[i]:04d})"
+            for i in index
+        ],
+    )
 
     # 4. Good time of the instrument.
     enabled = min_good_time_s is not None
     threshold = float(min_good_time_s) if enabled else 0.0
-    record("good time", f"keep {good_column} > {threshold:.0f} s", enabled, ~(good > threshold),
-           lambda index: [f"{good_column} {good[i]:.0f} s <= {threshold:.0f} s" for i in index])
+    record(
+        "good time",
+        f"keep {good_column} > {threshold:.0f} s",
+        enabled,
+        ~(good > threshold),
+        lambda index: [f"{good_column} {good[i]:.0f} s <= {threshold:.0f} s" for i in index],
+    )
 
     kept = work[keep]
     removed = work[~keep]
@@ -1025,8 +1306,9 @@ def sample(table: Table, n_scw_image: float, *, seed: int | None, report: CutRep
             log.info("n_scw_image = %d but only %d ScWs are selected: all are used", int(value), n)
         rule = f"draw {int(value)} ScWs at random (seed {seed})"
     else:
-        raise ValueError(f"n_scw_image = {n_scw_image!r}: use -1 (all), a fraction between -1 and 0, or a whole "
-                         "number > 0")
+        raise ValueError(
+            f"n_scw_image = {n_scw_image!r}: use -1 (all), a fraction between -1 and 0, or a whole number > 0"
+        )
     generator = np.random.default_rng(seed)
     chosen = np.sort(generator.choice(n, size=count, replace=False)) if count < n else np.arange(n)
     drawn = table[chosen]
@@ -1034,8 +1316,9 @@ def sample(table: Table, n_scw_image: float, *, seed: int | None, report: CutRep
     if report is not None:
         left_out = np.setdiff1d(np.arange(n), chosen)
         ids = np.asarray(table["scw_id"])[left_out].tolist()
-        report.steps.append(CutStep("sample", rule, value != -1, len(ids), len(drawn), scw_ids=ids,
-                                    reasons=["not drawn"] * len(ids)))
+        report.steps.append(
+            CutStep("sample", rule, value != -1, len(ids), len(drawn), scw_ids=ids, reasons=["not drawn"] * len(ids))
+        )
         report.final = len(drawn)
         report.good_exposure_s = _good_exposure(drawn)
         drawn.meta["cut_report"] = report.as_dict()
@@ -1044,32 +1327,41 @@ def sample(table: Table, n_scw_image: float, *, seed: int | None, report: CutRep
 
 
 def _parameter(parameters: Mapping[str, Any], name: str) -> Any:
-    """A parameter's value, or its default from the parameter table when the mapping lacks it."""
-    from .params import PARAMETERS
+    """A parameter's value, or its block's default when the mapping lacks it."""
+    from .parameters.models import default_value
 
     if name in parameters:
         return parameters[name]
-    return PARAMETERS[name].default
+    return default_value(name)
 
 
-def select_scws(parameters: Mapping[str, Any], *, url: str | None = None, draw_sample: bool = False,
-                use_default_bad_revolutions: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
-                extents_cache: dict[str, int] | None = None) -> tuple[Table, CutReport]:
+def select_scws(
+    parameters: Mapping[str, Any],
+    *,
+    url: str | None = None,
+    session=None,
+    draw_sample: bool = False,
+    use_default_bad_revolutions: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    extents_cache: dict[str, int] | None = None,
+) -> tuple[Table, CutReport]:
     """The whole selection for a set of workflow parameters: query, revolution extents, cuts, (sample).
 
     Parameters
     ----------
     parameters : mapping
-        A :class:`integral_workflows.params.WorkflowParameters` or any mapping
+        A parameter model (:mod:`integral_workflows.parameters`) or any mapping
         with its names: ``T1``, ``T2``, ``RA``, ``DEC`` (already resolved:
         RA = DEC = 0, the "look the name up" convention, is refused),
         ``radius`` (None: the instrument default), ``instrument``,
         ``jemx_unit``, ``data_version``, ``scw_source``, ``min_good_time_s``,
         ``exclude_radiation_belts``, ``bad_revolutions``, ``pointings_only``,
-        ``n_scw_image``, ``random_seed``. Missing names take the defaults of
-        :data:`integral_workflows.params.PARAMETERS`.
-    url : str
-        Dispatcher URL (required for ``scw_source='mmoda'``).
+        ``n_scw_image``, ``random_seed``. Missing names take their block's default
+        (:func:`integral_workflows.parameters.models.default_value`).
+    url : str, optional
+        Dispatcher URL (``url`` or ``session`` is required for ``scw_source='mmoda'``).
+    session : integral_workflows.session.Session, optional
+        The network seam.
     draw_sample : bool
         Also draw ``n_scw_image`` ScWs with ``random_seed`` (:func:`sample`).
         Off by default: ``n_scw_image`` sizes the catalog image, while light
@@ -1088,35 +1380,58 @@ def select_scws(parameters: Mapping[str, Any], *, url: str | None = None, draw_s
         The selected ScWs (``meta['query']`` and ``meta['cut_report']`` set)
         and the report.
     """
-    from .params import PARAMETERS
+    from .parameters.blocks import INSTRUMENT_DEFAULTS
 
     ra, dec = _parameter(parameters, "RA"), _parameter(parameters, "DEC")
     if ra == 0 and dec == 0:
-        raise ValueError("RA = DEC = 0 means 'look src_name up': resolve the coordinates first "
-                         "(integral_workflows.targets.coordinates_for(parameters)) and pass RA and DEC")
+        raise ValueError(
+            "RA = DEC = 0 means 'look src_name up': resolve the coordinates first "
+            "(integral_workflows.targets.coordinates_for(parameters)) and pass RA and DEC"
+        )
     instrument = str(_parameter(parameters, "instrument")).lower()
     radius = _parameter(parameters, "radius")
     if radius is None:
-        radius = PARAMETERS["radius"].default.for_instrument(instrument)
+        radius = INSTRUMENT_DEFAULTS["radius"][instrument]
     source = _parameter(parameters, "scw_source")
     data_version = _parameter(parameters, "data_version")
-    table = query_scws(ra=ra, dec=dec, radius=radius, t1=_parameter(parameters, "T1"),
-                       t2=_parameter(parameters, "T2"), data_version=data_version, url=url, source=source,
-                       timeout_s=timeout_s)
+    if str(source).lower() == "mmoda":
+        session = _mmoda_session(session, url)
+    table = query_scws(
+        ra=ra,
+        dec=dec,
+        radius=radius,
+        t1=_parameter(parameters, "T1"),
+        t2=_parameter(parameters, "T2"),
+        data_version=data_version,
+        session=session,
+        source=source,
+        timeout_s=timeout_s,
+    )
     exclude_belts = bool(_parameter(parameters, "exclude_radiation_belts"))
-    extents = (revolution_extents(table, url=url, data_version=data_version, source=source, timeout_s=timeout_s,
-                                  cache=extents_cache) if exclude_belts and len(table) else None)
+    extents = (
+        revolution_extents(
+            table, session=session, data_version=data_version, source=source, timeout_s=timeout_s, cache=extents_cache
+        )
+        if exclude_belts and len(table)
+        else None
+    )
     bad = set(_normalise_revolutions(_parameter(parameters, "bad_revolutions")))
     if use_default_bad_revolutions:
         bad |= set(DEFAULT_BAD_REVOLUTIONS)
-    kept, report = apply_cuts(table, instrument=instrument, jemx_unit=int(_parameter(parameters, "jemx_unit")),
-                              pointings_only=bool(_parameter(parameters, "pointings_only")),
-                              min_good_time_s=_parameter(parameters, "min_good_time_s"),
-                              exclude_radiation_belts=exclude_belts, revolution_extents=extents,
-                              bad_revolutions=sorted(bad))
+    kept, report = apply_cuts(
+        table,
+        instrument=instrument,
+        jemx_unit=int(_parameter(parameters, "jemx_unit")),
+        pointings_only=bool(_parameter(parameters, "pointings_only")),
+        min_good_time_s=_parameter(parameters, "min_good_time_s"),
+        exclude_radiation_belts=exclude_belts,
+        revolution_extents=extents,
+        bad_revolutions=sorted(bad),
+    )
     if draw_sample:
-        kept = sample(kept, _parameter(parameters, "n_scw_image"), seed=_parameter(parameters, "random_seed"),
-                      report=report)
+        kept = sample(
+            kept, _parameter(parameters, "n_scw_image"), seed=_parameter(parameters, "random_seed"), report=report
+        )
     kept.meta["query"] = dict(table.meta.get("query", {}))
     kept.meta["cut_report"] = report.as_dict()
     return kept, report
@@ -1143,16 +1458,22 @@ _META_EXTNAME = "SELECTION"
 _SCW_EXTNAME = "SCWS"
 _JSON_CHUNK = 2000
 #: Header keywords of the SCWS extension (8 characters at most, standard FITS) → key of ``meta['query']``.
-_FITS_KEYWORDS = {"RA_OBJ": "ra", "DEC_OBJ": "dec", "RADIUS": "radius", "DATE-BEG": "t1", "DATE-END": "t2",
-                  "DATAVERS": "data_version", "SCWSRC": "source"}
+_FITS_KEYWORDS = {
+    "RA_OBJ": "ra",
+    "DEC_OBJ": "dec",
+    "RADIUS": "radius",
+    "DATE-BEG": "t1",
+    "DATE-END": "t2",
+    "DATAVERS": "data_version",
+    "SCWSRC": "source",
+}
 
 
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
-def write_scw_table(table: Table, path: str | Path, *, report: CutReport | None = None,
-                    overwrite: bool = True) -> Path:
+def write_scw_table(table: Table, path: str | Path, *, report: CutReport | None = None, overwrite: bool = True) -> Path:
     """Write a ScW table with its query and cut report: ECSV or FITS by the file's extension.
 
     Parameters
@@ -1189,7 +1510,7 @@ def write_scw_table(table: Table, path: str | Path, *, report: CutReport | None 
         scws = fits.table_to_hdu(out)
         scws.name = _SCW_EXTNAME
         text = json.dumps(meta)
-        chunks = [text[i:i + _JSON_CHUNK] for i in range(0, len(text), _JSON_CHUNK)] or [""]
+        chunks = [text[i : i + _JSON_CHUNK] for i in range(0, len(text), _JSON_CHUNK)] or [""]
         selection = fits.BinTableHDU(Table({"json": np.asarray(chunks, dtype=f"U{_JSON_CHUNK}")}), name=_META_EXTNAME)
         selection.header["COMMENT"] = "JSON of the ScW query and cut report, split in rows: join them"
         fits.HDUList([fits.PrimaryHDU(), scws, selection]).writeto(path, overwrite=overwrite)
@@ -1232,6 +1553,7 @@ def read_scw_table(path: str | Path) -> Table:
 
 # -- plots ------------------------------------------------------------------------------------------------------------
 
+
 def _mjd_to_plot_dates(mjd: np.ndarray) -> np.ndarray:
     """MJD → matplotlib date numbers (days since matplotlib's epoch), vectorised."""
     import matplotlib.dates as mdates
@@ -1251,8 +1573,9 @@ def _month_keys(mjd: np.ndarray) -> np.ndarray:
 
 
 def _month_range(*tables: Table | None) -> np.ndarray:
-    keys = np.concatenate([_month_keys(np.asarray(t["mjd_mid"])) for t in tables if t is not None and len(t)]
-                          or [np.zeros(0, int)])
+    keys = np.concatenate(
+        [_month_keys(np.asarray(t["mjd_mid"])) for t in tables if t is not None and len(t)] or [np.zeros(0, int)]
+    )
     if len(keys) == 0:
         return np.zeros(0, dtype=int)
     return np.arange(keys.min(), keys.max() + 1)
@@ -1272,7 +1595,7 @@ def _per_month(table: Table | None, months: np.ndarray, weights: str | None = No
         return np.zeros(len(months))
     keys = _month_keys(np.asarray(table["mjd_mid"]))
     values = None if weights is None else np.nan_to_num(np.asarray(table[weights], dtype=float))
-    return np.bincount(keys - months[0], weights=values, minlength=len(months))[:len(months)]
+    return np.bincount(keys - months[0], weights=values, minlength=len(months))[: len(months)]
 
 
 def _new_figure(*, nrows: int = 1, height: float = 3.5):
@@ -1304,8 +1627,9 @@ def _good_time_name(table: Table) -> str:
     return "good_time_s" if "good_time_s" in table.colnames else "good_isgri"
 
 
-def plot_scws_per_month(kept: Table, *, cut: Table | None = None, ax=None, path: str | Path | None = None,
-                        title: str | None = None):
+def plot_scws_per_month(
+    kept: Table, *, cut: Table | None = None, ax=None, path: str | Path | None = None, title: str | None = None
+):
     """Bar chart of ScWs per month; stacked kept + cut when ``cut`` is given.
 
     Parameters
@@ -1331,8 +1655,16 @@ def plot_scws_per_month(kept: Table, *, cut: Table | None = None, ax=None, path:
     n_kept = _per_month(kept, months)
     ax.bar(dates, n_kept, width=27, align="edge", color="tab:blue", label=f"kept ({len(kept)})")
     if cut is not None:
-        ax.bar(dates, _per_month(cut, months), width=27, align="edge", bottom=n_kept, color="tab:gray", alpha=0.6,
-               label=f"cut ({len(cut)})")
+        ax.bar(
+            dates,
+            _per_month(cut, months),
+            width=27,
+            align="edge",
+            bottom=n_kept,
+            color="tab:gray",
+            alpha=0.6,
+            label=f"cut ({len(cut)})",
+        )
         ax.legend(loc="upper right")
     ax.set_ylabel("ScWs per month")
     _date_axis(ax)
@@ -1341,8 +1673,15 @@ def plot_scws_per_month(kept: Table, *, cut: Table | None = None, ax=None, path:
     return _finish(figure, path)
 
 
-def plot_offaxis_vs_time(kept: Table, *, cut: Table | None = None, radius: float | None = None, ax=None,
-                         path: str | Path | None = None, title: str | None = None):
+def plot_offaxis_vs_time(
+    kept: Table,
+    *,
+    cut: Table | None = None,
+    radius: float | None = None,
+    ax=None,
+    path: str | Path | None = None,
+    title: str | None = None,
+):
     """Off-axis angle of the target (from the pointing axis) against time.
 
     Parameters
@@ -1363,16 +1702,20 @@ def plot_offaxis_vs_time(kept: Table, *, cut: Table | None = None, radius: float
     figure, axes = (ax.figure, [ax]) if ax is not None else _new_figure()
     ax = axes[0]
     if cut is not None and len(cut):
-        ax.plot(_mjd_to_plot_dates(cut["mjd_mid"]), cut["offaxis_deg"], ".", ms=2, color="tab:gray", alpha=0.5,
-                label="cut")
+        ax.plot(
+            _mjd_to_plot_dates(cut["mjd_mid"]), cut["offaxis_deg"], ".", ms=2, color="tab:gray", alpha=0.5, label="cut"
+        )
     ax.plot(_mjd_to_plot_dates(kept["mjd_mid"]), kept["offaxis_deg"], ".", ms=2, color="tab:blue", label="kept")
     radius = radius if radius is not None else kept.meta.get("query", {}).get("radius")
     if radius is not None:
         ax.axhline(radius, color="tab:red", lw=0.8, ls="--", label=f"radius {radius:g}°")
     ax.set_ylabel("off-axis angle (deg)")
     # Head room above the radius line for the legend, which would otherwise hide the outermost pointings.
-    top = max([float(radius) if radius is not None else 0.0] + [float(np.max(t["offaxis_deg"])) for t in (kept, cut)
-                                                                  if t is not None and len(t)] + [1.0])
+    top = max(
+        [float(radius) if radius is not None else 0.0]
+        + [float(np.max(t["offaxis_deg"])) for t in (kept, cut) if t is not None and len(t)]
+        + [1.0]
+    )
     ax.set_ylim(0, 1.3 * top)
     ax.legend(loc="upper right", markerscale=4, ncols=3)
     _date_axis(ax)
@@ -1381,8 +1724,14 @@ def plot_offaxis_vs_time(kept: Table, *, cut: Table | None = None, radius: float
     return _finish(figure, path)
 
 
-def plot_exposure_per_month(kept: Table, *, good_time_column: str | None = None, ax=None,
-                            path: str | Path | None = None, title: str | None = None):
+def plot_exposure_per_month(
+    kept: Table,
+    *,
+    good_time_column: str | None = None,
+    ax=None,
+    path: str | Path | None = None,
+    title: str | None = None,
+):
     """Good exposure per month (bars, ks) and cumulative exposure (line, Ms, right axis).
 
     Parameters
@@ -1410,8 +1759,14 @@ def plot_exposure_per_month(kept: Table, *, good_time_column: str | None = None,
     twin = ax.twinx()
     if len(months):
         # Cumulative at the end of each month: a step after each bar.
-        twin.step(np.append(dates, _month_dates(months[-1:] + 1)), np.append(0, np.cumsum(exposure)) / 1e6,
-                  where="pre", color="black", lw=1.2, label="cumulative")
+        twin.step(
+            np.append(dates, _month_dates(months[-1:] + 1)),
+            np.append(0, np.cumsum(exposure)) / 1e6,
+            where="pre",
+            color="black",
+            lw=1.2,
+            label="cumulative",
+        )
     twin.set_ylabel("cumulative (Ms)")
     twin.set_ylim(bottom=0)
     _date_axis(ax)
@@ -1420,8 +1775,15 @@ def plot_exposure_per_month(kept: Table, *, good_time_column: str | None = None,
     return _finish(figure, path)
 
 
-def plot_selection_summary(kept: Table, *, cut: Table | None = None, report: CutReport | None = None,
-                           radius: float | None = None, path: str | Path | None = None, title: str | None = None):
+def plot_selection_summary(
+    kept: Table,
+    *,
+    cut: Table | None = None,
+    report: CutReport | None = None,
+    radius: float | None = None,
+    path: str | Path | None = None,
+    title: str | None = None,
+):
     """Three panels sharing the time axis: ScWs per month, off-axis angle, good exposure.
 
     Parameters
@@ -1450,7 +1812,43 @@ def plot_selection_summary(kept: Table, *, cut: Table | None = None, report: Cut
     plot_exposure_per_month(kept, ax=axes[2])
     heading = title or "ScW selection"
     if report is not None:
-        heading += (f": {report.final} of {report.initial} ScWs kept, "
-                    f"{report.good_exposure_s / 1e6:.2f} Ms good exposure")
+        heading += (
+            f": {report.final} of {report.initial} ScWs kept, {report.good_exposure_s / 1e6:.2f} Ms good exposure"
+        )
     figure.suptitle(heading)
     return _finish(figure, path)
+
+
+def write_products(table: Table, report: CutReport, output_dir: str | Path, *, figure=None) -> list:
+    """Write a ScW selection's products and describe them.
+
+    Writes ``scws.ecsv`` (:func:`write_scw_table`), ``scws_removed.ecsv`` (every ScW a cut removed, with
+    the reason) and, with ``figure``, ``selection.png``.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The selected ScWs.
+    report : CutReport
+        The cuts' report.
+    output_dir : path-like
+        Where the files go.
+    figure : matplotlib.figure.Figure, optional
+        The selection's plot (:func:`plot_selection_summary`).
+
+    Returns
+    -------
+    list of integral_workflows.products.Product
+        The ScW table, the removed ScWs and the plot.
+    """
+    from .products import Product
+
+    out = Path(output_dir)
+    products = [Product(path=write_scw_table(table, out / "scws.ecsv", report=report), kind="scw_table")]
+    removed = out / "scws_removed.ecsv"
+    report.removed_table().write(removed, overwrite=True)
+    products.append(Product(path=removed, kind="table"))
+    if figure is not None:
+        figure.savefig(out / "selection.png", dpi=110, bbox_inches="tight")
+        products.append(Product(path=out / "selection.png", kind="plot"))
+    return products

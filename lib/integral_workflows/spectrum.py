@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -38,6 +38,7 @@ from scipy import optimize, stats
 
 from .catalog import source_name_key
 from .jobs import product_instrument, product_meta_data
+from .provenance import fits_ascii
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,55 @@ QUALITY_GOOD, QUALITY_BAD_SOFTWARE, QUALITY_BAD_USER = 0, 1, 5
 #: Default pivot energies (keV) by instrument: 100 keV for ISGRI (the Crab reference), 10 keV for JEM-X.
 DEFAULT_PIVOTS_KEV = {"ISGRI": 100.0, "JMX1": 10.0, "JMX2": 10.0}
 
-KEPT_KEYWORDS = ("TELESCOP", "INSTRUME", "DETNAM", "TSTART", "TSTOP", "ORIGIN", "CREATOR", "SIMULATD", "RA_OBJ",
-                 "DEC_OBJ", "OBJECT", "SOURCEID", "ONTIME", "LIVETIME", "TELAPSE")
-_STRUCTURAL_KEYWORDS = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS", "EXTNAME",
-                        "SIMPLE", "EXTEND", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "HDUCLAS3", "HDUCLAS4", "HDUVERS",
-                        "EXPOSURE", "DETCHANS", "CHANTYPE", "POISSERR", "BACKFILE", "CORRFILE", "RESPFILE",
-                        "ANCRFILE", "BACKSCAL", "AREASCAL", "CORRSCAL", "NAME", "FILTER"}
+KEPT_KEYWORDS = (
+    "TELESCOP",
+    "INSTRUME",
+    "DETNAM",
+    "TSTART",
+    "TSTOP",
+    "ORIGIN",
+    "CREATOR",
+    "SIMULATD",
+    "RA_OBJ",
+    "DEC_OBJ",
+    "OBJECT",
+    "SOURCEID",
+    "ONTIME",
+    "LIVETIME",
+    "TELAPSE",
+)
+_STRUCTURAL_KEYWORDS = {
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "PCOUNT",
+    "GCOUNT",
+    "TFIELDS",
+    "EXTNAME",
+    "SIMPLE",
+    "EXTEND",
+    "HDUCLASS",
+    "HDUCLAS1",
+    "HDUCLAS2",
+    "HDUCLAS3",
+    "HDUCLAS4",
+    "HDUVERS",
+    "EXPOSURE",
+    "DETCHANS",
+    "CHANTYPE",
+    "POISSERR",
+    "BACKFILE",
+    "CORRFILE",
+    "RESPFILE",
+    "ANCRFILE",
+    "BACKSCAL",
+    "AREASCAL",
+    "CORRSCAL",
+    "NAME",
+    "FILTER",
+}
 
 
 def _is_simulated(meta: dict) -> bool:
@@ -94,6 +138,11 @@ def _kept(headers) -> dict:
 def _write_keywords(header, keywords: dict) -> None:
     for key, value in keywords.items():
         if key[:8].upper() not in _STRUCTURAL_KEYWORDS:
+            # FITS values are ASCII: Unicode names are folded (the original stays in the tables and step record).
+            if isinstance(value, tuple):
+                value = tuple(fits_ascii(v) if isinstance(v, str) else v for v in value)
+            elif isinstance(value, str):
+                value = fits_ascii(value)
             header[key[:8]] = value
 
 
@@ -203,11 +252,13 @@ class Spectrum:
                 setattr(self, name, np.asarray(getattr(self, name), dtype=float))
         self.exposure = float(self.exposure)
         if not self.extname:
-            self.extname = {"ISGRI": "ISGR-EVTS-SPE"}.get(self.instrument, f"{self.instrument}-PHA1-SPE"
-                                                           if self.instrument.startswith("JMX") else "SPECTRUM")
+            self.extname = {"ISGRI": "ISGR-EVTS-SPE"}.get(
+                self.instrument, f"{self.instrument}-PHA1-SPE" if self.instrument.startswith("JMX") else "SPECTRUM"
+            )
 
     @property
     def n_channels(self) -> int:
+        """Number of channels of the spectrum."""
         return len(self.channel)
 
     @property
@@ -220,7 +271,7 @@ class Spectrum:
         """Channels with ``QUALITY == 0``."""
         return self.quality == QUALITY_GOOD
 
-    def binned(self, *, response: "Response | None" = None) -> BinnedSpectrum:
+    def binned(self, *, response: Response | None = None) -> BinnedSpectrum:
         """Sum the good channels over the groups of ``GROUPING``.
 
         Parameters
@@ -246,15 +297,18 @@ class Spectrum:
         with np.errstate(invalid="ignore"):
             e_lo = np.array([e_min[row > 0].min() for row in membership]) if len(groups) else np.zeros(0)
             e_hi = np.array([e_max[row > 0].max() for row in membership]) if len(groups) else np.zeros(0)
-        return BinnedSpectrum(e_lo=e_lo, e_hi=e_hi, rate=membership @ rate,
-                              stat_err=np.sqrt(membership @ np.where(good, self.stat_err, 0.0) ** 2),
-                              sys_err=membership @ np.abs(np.where(good, self.sys_err, 0.0) * rate),
-                              membership=membership)
+        return BinnedSpectrum(
+            e_lo=e_lo,
+            e_hi=e_hi,
+            rate=membership @ rate,
+            stat_err=np.sqrt(membership @ np.where(good, self.stat_err, 0.0) ** 2),
+            sys_err=membership @ np.abs(np.where(good, self.sys_err, 0.0) * rate),
+            membership=membership,
+        )
 
     # -- input ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_hdus(cls, hdus: Sequence, *, source: str | None = None, response: "Response | None" = None
-                  ) -> "Spectrum":
+    def from_hdus(cls, hdus: Sequence, *, source: str | None = None, response: Response | None = None) -> Spectrum:
         """Build from the HDUs of a spectrum product or PHA file.
 
         Parameters
@@ -273,8 +327,11 @@ class Spectrum:
         """
         tables = _tables(hdus)
         candidates = [t for t in tables if str(t.header.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM"]
-        candidates += [t for t in tables if "CHANNEL" in _column_names(t)
-                       and {"RATE", "COUNTS"} & set(_column_names(t)) and t not in candidates]
+        candidates += [
+            t
+            for t in tables
+            if "CHANNEL" in _column_names(t) and {"RATE", "COUNTS"} & set(_column_names(t)) and t not in candidates
+        ]
         if not candidates:
             raise ValueError("no spectrum table (HDUCLAS1 SPECTRUM or CHANNEL with RATE/COUNTS) in the product")
         hdu = candidates[0]
@@ -301,16 +358,25 @@ class Spectrum:
             stat_err = values("STAT_ERR", 0.0) / exposure if "STAT_ERR" in columns else poisson
         name = source if source is not None else str(header.get("NAME", header.get("OBJECT", ""))).strip()
         meta = _kept([hdu.header, *[h.header for h in hdus]])
-        spectrum = cls(source=name, channel=np.asarray(data[columns["CHANNEL"]], dtype=np.int64), rate=rate,
-                       stat_err=stat_err, sys_err=values("SYS_ERR", 0.0), quality=values("QUALITY", 0),
-                       grouping=values("GROUPING", 1), exposure=exposure, instrument=product_instrument(header),
-                       meta=meta, extname=str(hdu.name or ""))
+        spectrum = cls(
+            source=name,
+            channel=np.asarray(data[columns["CHANNEL"]], dtype=np.int64),
+            rate=rate,
+            stat_err=stat_err,
+            sys_err=values("SYS_ERR", 0.0),
+            quality=values("QUALITY", 0),
+            grouping=values("GROUPING", 1),
+            exposure=exposure,
+            instrument=product_instrument(header),
+            meta=meta,
+            extname=str(hdu.name or ""),
+        )
         if response is not None:
             spectrum = _with_energies(spectrum, response)
         return spectrum
 
     @classmethod
-    def from_product(cls, product, *, response: "Response | None" = None) -> "Spectrum":
+    def from_product(cls, product, *, response: Response | None = None) -> Spectrum:
         """Build from an oda_api ``NumpyDataProduct``.
 
         Parameters
@@ -330,13 +396,14 @@ class Spectrum:
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None, response=response)
 
     @classmethod
-    def read(cls, path: Path | str, *, response: "Response | None" = None) -> "Spectrum":
+    def read(cls, path: Path | str, *, response: Response | None = None) -> Spectrum:
         """Read a PHA file (channel energies from ``response`` when given)."""
         return cls.from_hdus(_read_hdus(path), response=response)
 
     # -- output --------------------------------------------------------------------------------------------
-    def to_hdulist(self, *, ancrfile: str = "NONE", respfile: str = "NONE", provenance: dict | None = None
-                   ) -> fits.HDUList:
+    def to_hdulist(
+        self, *, ancrfile: str = "NONE", respfile: str = "NONE", provenance: dict | None = None
+    ) -> fits.HDUList:
         """An OGIP PHA type I file (rates, statistical errors, fractional systematics).
 
         Parameters
@@ -350,12 +417,14 @@ class Spectrum:
         -------
         astropy.io.fits.HDUList
         """
-        columns = [fits.Column("CHANNEL", "J", array=self.channel),
-                   fits.Column("RATE", "E", unit="count/s", array=self.rate),
-                   fits.Column("STAT_ERR", "E", unit="count/s", array=self.stat_err),
-                   fits.Column("SYS_ERR", "E", array=self.sys_err),
-                   fits.Column("QUALITY", "I", array=self.quality),
-                   fits.Column("GROUPING", "I", array=self.grouping)]
+        columns = [
+            fits.Column("CHANNEL", "J", array=self.channel),
+            fits.Column("RATE", "E", unit="count/s", array=self.rate),
+            fits.Column("STAT_ERR", "E", unit="count/s", array=self.stat_err),
+            fits.Column("SYS_ERR", "E", array=self.sys_err),
+            fits.Column("QUALITY", "I", array=self.quality),
+            fits.Column("GROUPING", "I", array=self.grouping),
+        ]
         table = fits.BinTableHDU.from_columns(columns, name=self.extname)
         header = table.header
         header["TLMIN1"] = (int(self.channel.min()), "first channel")
@@ -364,8 +433,8 @@ class Spectrum:
         _write_keywords(header, extra)
         _instrument_keywords(header, self.instrument)
         header["FILTER"] = "NONE"
-        header["NAME"] = (self.source, "source name")
-        header.setdefault("OBJECT", self.source)
+        header["NAME"] = (fits_ascii(self.source), "source name (ASCII-folded)")
+        header.setdefault("OBJECT", fits_ascii(self.source))
         header["EXPOSURE"] = (self.exposure, "exposure (s)")
         header["AREASCAL"] = (1.0, "area scaling factor")
         header["BACKSCAL"] = (1.0, "background scaling factor")
@@ -378,7 +447,7 @@ class Spectrum:
         header["HDUCLAS1"] = ("SPECTRUM", "PHA dataset")
         header["HDUVERS"] = ("1.2.1", "version of the format")
         # OSA's coded-mask rates are already background-subtracted: NET, with no BACKFILE to subtract.
-        header["HDUCLAS2"] = ("NET", "background-subtracted (coded-mask deconvolution)")
+        header["HDUCLAS2"] = ("NET", "background-subtracted (coded-mask)")
         header["HDUCLAS3"] = ("RATE", "rates, not counts")
         header["HDUCLAS4"] = ("TYPE:I", "single spectrum")
         header["POISSERR"] = (False, "errors in STAT_ERR, not Poissonian")
@@ -388,12 +457,18 @@ class Spectrum:
         _write_keywords(primary.header, extra)
         return fits.HDUList([primary, table])
 
-    def write(self, path: Path | str, *, ancrfile: str = "NONE", respfile: str = "NONE",
-              provenance: dict | None = None, overwrite: bool = False) -> Path:
+    def write(
+        self,
+        path: Path | str,
+        *,
+        ancrfile: str = "NONE",
+        respfile: str = "NONE",
+        provenance: dict | None = None,
+        overwrite: bool = False,
+    ) -> Path:
         """Write the PHA file alone (see :func:`write` for the spectrum with its responses)."""
         path = Path(path)
-        self.to_hdulist(ancrfile=ancrfile, respfile=respfile, provenance=provenance).writeto(path,
-                                                                                            overwrite=overwrite)
+        self.to_hdulist(ancrfile=ancrfile, respfile=respfile, provenance=provenance).writeto(path, overwrite=overwrite)
         return path
 
 
@@ -405,7 +480,7 @@ def _instrument_keywords(header, instrument: str) -> None:
         header["INSTRUME"] = instrument
 
 
-def _channel_energies(spectrum: Spectrum, response: "Response | None") -> tuple[np.ndarray, np.ndarray]:
+def _channel_energies(spectrum: Spectrum, response: Response | None) -> tuple[np.ndarray, np.ndarray]:
     if spectrum.e_min is not None and spectrum.e_max is not None:
         return spectrum.e_min, spectrum.e_max
     if response is not None:
@@ -414,13 +489,14 @@ def _channel_energies(spectrum: Spectrum, response: "Response | None") -> tuple[
     raise ValueError(f"the spectrum of {spectrum.source} has no channel energies: give its response (EBOUNDS)")
 
 
-def _check_channels(spectrum: Spectrum, response: "Response") -> None:
+def _check_channels(spectrum: Spectrum, response: Response) -> None:
     if spectrum.n_channels != response.n_channels:
-        raise ValueError(f"spectrum of {spectrum.source} has {spectrum.n_channels} channels, its response "
-                         f"{response.n_channels}")
+        raise ValueError(
+            f"spectrum of {spectrum.source} has {spectrum.n_channels} channels, its response {response.n_channels}"
+        )
 
 
-def _with_energies(spectrum: Spectrum, response: "Response") -> Spectrum:
+def _with_energies(spectrum: Spectrum, response: Response) -> Spectrum:
     _check_channels(spectrum, response)
     return dataclasses.replace(spectrum, e_min=response.e_min.copy(), e_max=response.e_max.copy())
 
@@ -464,17 +540,21 @@ class Response:
         self.matrix = np.asarray(self.matrix, dtype=float)
         self.channel = np.asarray(self.channel, dtype=np.int64)
         if self.matrix.shape != (len(self.energ_lo), len(self.channel)):
-            raise ValueError(f"RMF matrix shape {self.matrix.shape} does not match {len(self.energ_lo)} energies × "
-                             f"{len(self.channel)} channels")
+            raise ValueError(
+                f"RMF matrix shape {self.matrix.shape} does not match {len(self.energ_lo)} energies × "
+                f"{len(self.channel)} channels"
+            )
         if len(self.specresp) != len(self.energ_lo):
             raise ValueError(f"ARF has {len(self.specresp)} bins, RMF {len(self.energ_lo)} energies")
 
     @property
     def n_channels(self) -> int:
+        """Number of detector channels of the response (columns of the matrix)."""
         return len(self.channel)
 
     @property
     def simulated(self) -> bool:
+        """True when the response came from the local (simulated) MMODA."""
         return _is_simulated(self.meta)
 
     def fold(self, photon_flux: np.ndarray) -> np.ndarray:
@@ -483,7 +563,7 @@ class Response:
 
     # -- input ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_hdus(cls, arf_hdus: Sequence | None, rmf_hdus: Sequence) -> "Response":
+    def from_hdus(cls, arf_hdus: Sequence | None, rmf_hdus: Sequence) -> Response:
         """Build from the HDUs of the ARF (optional) and RMF products or files.
 
         The dense matrix is rebuilt from ``N_GRP``/``F_CHAN``/``N_CHAN``/``MATRIX``
@@ -504,25 +584,34 @@ class Response:
         specresp = np.ones(len(energ_lo))
         headers = [matrix_hdu.header, ebounds_hdu.header]
         if arf_hdus is not None:
-            arf_hdu = next((t for t in _tables(arf_hdus) if {"SPECRESP", "ENERG_LO", "ENERG_HI"}
-                            <= set(_column_names(t))), None)
+            arf_hdu = next(
+                (t for t in _tables(arf_hdus) if {"SPECRESP", "ENERG_LO", "ENERG_HI"} <= set(_column_names(t))), None
+            )
             if arf_hdu is None:
                 raise ValueError("ARF product lacks a SPECRESP table (ENERG_LO, ENERG_HI, SPECRESP)")
             columns = _column_names(arf_hdu)
             arf_lo = np.asarray(arf_hdu.data[columns["ENERG_LO"]], dtype=float)
             arf_hi = np.asarray(arf_hdu.data[columns["ENERG_HI"]], dtype=float)
-            if len(arf_lo) != len(energ_lo) or not (np.allclose(arf_lo, energ_lo, rtol=1e-5)
-                                                    and np.allclose(arf_hi, energ_hi, rtol=1e-5)):
+            if len(arf_lo) != len(energ_lo) or not (
+                np.allclose(arf_lo, energ_lo, rtol=1e-5) and np.allclose(arf_hi, energ_hi, rtol=1e-5)
+            ):
                 raise ValueError(f"ARF and RMF true-energy grids differ ({len(arf_lo)} and {len(energ_lo)} bins)")
             specresp = np.asarray(arf_hdu.data[columns["SPECRESP"]], dtype=float)
             headers.insert(0, arf_hdu.header)
-        return cls(energ_lo=energ_lo, energ_hi=energ_hi, specresp=specresp, matrix=matrix, channel=channel,
-                   e_min=e_min, e_max=e_max,
-                   instrument=product_instrument(matrix_hdu.header) or product_instrument(headers[0]),
-                   meta=_kept(headers))
+        return cls(
+            energ_lo=energ_lo,
+            energ_hi=energ_hi,
+            specresp=specresp,
+            matrix=matrix,
+            channel=channel,
+            e_min=e_min,
+            e_max=e_max,
+            instrument=product_instrument(matrix_hdu.header) or product_instrument(headers[0]),
+            meta=_kept(headers),
+        )
 
     @classmethod
-    def from_products(cls, arf, rmf) -> "Response":
+    def from_products(cls, arf, rmf) -> Response:
         """Build from oda_api ``NumpyDataProduct`` objects.
 
         Parameters
@@ -540,17 +629,21 @@ class Response:
         return cls.from_hdus(arf_hdus, [unit.to_fits_hdu() for unit in rmf.data_unit])
 
     @classmethod
-    def read(cls, arf_path: Path | str | None, rmf_path: Path | str) -> "Response":
+    def read(cls, arf_path: Path | str | None, rmf_path: Path | str) -> Response:
         """Read an ARF (optional) and an RMF file."""
         return cls.from_hdus(None if arf_path is None else _read_hdus(arf_path), _read_hdus(rmf_path))
 
     # -- output --------------------------------------------------------------------------------------------
     def arf_hdulist(self, *, provenance: dict | None = None) -> fits.HDUList:
         """OGIP ARF: ``SPECRESP`` table with ``ENERG_LO, ENERG_HI`` (keV) and ``SPECRESP`` (cm²)."""
-        table = fits.BinTableHDU.from_columns([
-            fits.Column("ENERG_LO", "E", unit="keV", array=self.energ_lo),
-            fits.Column("ENERG_HI", "E", unit="keV", array=self.energ_hi),
-            fits.Column("SPECRESP", "E", unit="cm**2", array=self.specresp)], name="SPECRESP")
+        table = fits.BinTableHDU.from_columns(
+            [
+                fits.Column("ENERG_LO", "E", unit="keV", array=self.energ_lo),
+                fits.Column("ENERG_HI", "E", unit="keV", array=self.energ_hi),
+                fits.Column("SPECRESP", "E", unit="cm**2", array=self.specresp),
+            ],
+            name="SPECRESP",
+        )
         extra = {**self.meta, **(provenance or {})}
         _write_keywords(table.header, extra)
         _instrument_keywords(table.header, self.instrument)
@@ -586,17 +679,25 @@ class Response:
             else:
                 f_chan[i] = first_channel
                 rows[i] = np.zeros(0, dtype=np.float32)
-        matrix_hdu = fits.BinTableHDU.from_columns([
-            fits.Column("ENERG_LO", "E", unit="keV", array=self.energ_lo),
-            fits.Column("ENERG_HI", "E", unit="keV", array=self.energ_hi),
-            fits.Column("N_GRP", "I", array=n_grp),
-            fits.Column("F_CHAN", "J", array=f_chan),
-            fits.Column("N_CHAN", "J", array=n_chan),
-            fits.Column("MATRIX", "PE()", array=rows)], name="SPECRESP MATRIX")
-        ebounds_hdu = fits.BinTableHDU.from_columns([
-            fits.Column("CHANNEL", "J", array=self.channel),
-            fits.Column("E_MIN", "E", unit="keV", array=self.e_min),
-            fits.Column("E_MAX", "E", unit="keV", array=self.e_max)], name="EBOUNDS")
+        matrix_hdu = fits.BinTableHDU.from_columns(
+            [
+                fits.Column("ENERG_LO", "E", unit="keV", array=self.energ_lo),
+                fits.Column("ENERG_HI", "E", unit="keV", array=self.energ_hi),
+                fits.Column("N_GRP", "I", array=n_grp),
+                fits.Column("F_CHAN", "J", array=f_chan),
+                fits.Column("N_CHAN", "J", array=n_chan),
+                fits.Column("MATRIX", "PE()", array=rows),
+            ],
+            name="SPECRESP MATRIX",
+        )
+        ebounds_hdu = fits.BinTableHDU.from_columns(
+            [
+                fits.Column("CHANNEL", "J", array=self.channel),
+                fits.Column("E_MIN", "E", unit="keV", array=self.e_min),
+                fits.Column("E_MAX", "E", unit="keV", array=self.e_max),
+            ],
+            name="EBOUNDS",
+        )
         extra = {**self.meta, **(provenance or {})}
         for hdu, hduclas2, hduvers in ((matrix_hdu, "RSP_MATRIX", "1.3.0"), (ebounds_hdu, "EBOUNDS", "1.2.0")):
             header = hdu.header
@@ -634,14 +735,14 @@ def _dense_matrix(hdu, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     f_chan_column, n_chan_column, values_column = (data[columns[k]] for k in ("F_CHAN", "N_CHAN", "MATRIX"))
     for i in range(len(energ_lo)):
         values = np.atleast_1d(np.asarray(values_column[i], dtype=float))
-        f_chan = np.atleast_1d(np.asarray(f_chan_column[i], dtype=np.int64))[:n_grp[i]]
-        n_chan = np.atleast_1d(np.asarray(n_chan_column[i], dtype=np.int64))[:n_grp[i]]
+        f_chan = np.atleast_1d(np.asarray(f_chan_column[i], dtype=np.int64))[: n_grp[i]]
+        n_chan = np.atleast_1d(np.asarray(n_chan_column[i], dtype=np.int64))[: n_grp[i]]
         position = 0
         for first, count in zip(f_chan, n_chan):
             start = first - first_channel
             if start < 0 or start + count > n_channels or position + count > len(values):
                 raise ValueError(f"RMF row {i}: channel group {first}+{count} outside the {n_channels} channels")
-            matrix[i, start:start + count] = values[position:position + count]
+            matrix[i, start : start + count] = values[position : position + count]
             position += count
     return energ_lo, energ_hi, matrix
 
@@ -666,8 +767,7 @@ def from_products(spectrum, arf, rmf) -> tuple[Spectrum, Response]:
     return result, response
 
 
-def from_data_collection(collection, source: str, *, instrument: str | None = None
-                         ) -> tuple[Spectrum, Response]:
+def from_data_collection(collection, source: str, *, instrument: str | None = None) -> tuple[Spectrum, Response]:
     """Spectrum and response of ``source`` in an oda_api ``DataCollection`` (one job's result).
 
     Products are selected by ``meta_data['src_name']`` and
@@ -724,8 +824,9 @@ def from_data_collection(collection, source: str, *, instrument: str | None = No
     return from_products(slot["spectrum"][0], arf, slot["rmf"][0])
 
 
-def write(spectrum: Spectrum, response: Response, path: Path | str, *, provenance: dict | None = None,
-          overwrite: bool = False) -> tuple[Path, Path, Path]:
+def write(
+    spectrum: Spectrum, response: Response, path: Path | str, *, provenance: dict | None = None, overwrite: bool = False
+) -> tuple[Path, Path, Path]:
     """Write the spectrum, ARF and RMF as three OGIP files XSPEC-family readers load together.
 
     Parameters
@@ -752,8 +853,7 @@ def write(spectrum: Spectrum, response: Response, path: Path | str, *, provenanc
     rmf_path = pha_path.with_name(f"{pha_path.stem}_rmf{suffix}")
     response.arf_hdulist(provenance=provenance).writeto(arf_path, overwrite=overwrite)
     response.rmf_hdulist(provenance=provenance).writeto(rmf_path, overwrite=overwrite)
-    spectrum.write(pha_path, ancrfile=arf_path.name, respfile=rmf_path.name, provenance=provenance,
-                   overwrite=overwrite)
+    spectrum.write(pha_path, ancrfile=arf_path.name, respfile=rmf_path.name, provenance=provenance, overwrite=overwrite)
     log.info("%s: wrote %s, %s, %s", spectrum.source, pha_path, arf_path.name, rmf_path.name)
     return pha_path, arf_path, rmf_path
 
@@ -774,6 +874,16 @@ def read(path: Path | str) -> tuple[Spectrum, Response]:
 
 
 # -- operations -----------------------------------------------------------------------------------------------
+class NoExposureError(ValueError):
+    """No chunk exposed the source: there is no spectrum to make."""
+
+
+def _has_exposure(spectrum: Spectrum) -> bool:
+    """True when the chunk saw the source: positive exposure and at least one usable channel."""
+    usable = spectrum.good & np.isfinite(spectrum.rate) & np.isfinite(spectrum.stat_err) & (spectrum.stat_err > 0)
+    return bool(np.isfinite(spectrum.exposure) and spectrum.exposure > 0 and np.any(usable))
+
+
 def combine(spectra_with_responses: Sequence[tuple[Spectrum, Response]]) -> tuple[Spectrum, Response]:
     """Combine chunk spectra of one source into one spectrum and response.
 
@@ -783,7 +893,9 @@ def combine(spectra_with_responses: Sequence[tuple[Spectrum, Response]]) -> tupl
     exposure-weighted mean of the chunk ARFs and of the chunk RMFs, the
     usual approximation for the response of a summed spectrum. Channels good
     in no chunk are marked bad (``QUALITY`` 1). ``SYS_ERR`` is the largest
-    chunk fraction; ``GROUPING`` is kept when all chunks share it.
+    chunk fraction; ``GROUPING`` is kept when all chunks share it. Chunks
+    without exposure of the source (it was outside all their ScWs' fields)
+    are skipped; ``NCHUNKS`` and ``NSKIPPED`` count the chunks combined and skipped.
 
     Parameters
     ----------
@@ -795,45 +907,60 @@ def combine(spectra_with_responses: Sequence[tuple[Spectrum, Response]]) -> tupl
 
     Raises
     ------
+    NoExposureError
+        When no chunk has exposure of the source.
     ValueError
         When channel or energy grids differ between chunks.
     """
     pairs = list(spectra_with_responses)
     if not pairs:
         raise ValueError("no spectra to combine")
+    # A chunk none of whose ScWs saw the source (outside every field of view) comes back with no exposure: it
+    # carries no information and cannot weight the responses, so it is skipped and counted (NSKIPPED).
+    seen = [(s, r) for s, r in pairs if _has_exposure(s)]
+    n_skipped = len(pairs) - len(seen)
+    if not seen:
+        raise NoExposureError(f"{pairs[0][0].source}: no exposure in any of the {len(pairs)} chunks")
+    if n_skipped:
+        log.info("%s: %d of %d chunks without exposure skipped", pairs[0][0].source, n_skipped, len(pairs))
+    pairs = seen
     first_spectrum, first_response = pairs[0]
     for k, (spectrum, response) in enumerate(pairs):
         _check_channels(spectrum, response)
         problems = []
         if spectrum.n_channels != first_spectrum.n_channels or np.any(spectrum.channel != first_spectrum.channel):
             problems.append(f"{spectrum.n_channels} channels vs {first_spectrum.n_channels}")
-        elif not (np.allclose(response.e_min, first_response.e_min, rtol=1e-5)
-                  and np.allclose(response.e_max, first_response.e_max, rtol=1e-5)):
+        elif not (
+            np.allclose(response.e_min, first_response.e_min, rtol=1e-5)
+            and np.allclose(response.e_max, first_response.e_max, rtol=1e-5)
+        ):
             problems.append("different channel energies (EBOUNDS)")
         if len(response.energ_lo) != len(first_response.energ_lo):
             problems.append(f"{len(response.energ_lo)} true-energy bins vs {len(first_response.energ_lo)}")
-        elif not (np.allclose(response.energ_lo, first_response.energ_lo, rtol=1e-5)
-                  and np.allclose(response.energ_hi, first_response.energ_hi, rtol=1e-5)):
+        elif not (
+            np.allclose(response.energ_lo, first_response.energ_lo, rtol=1e-5)
+            and np.allclose(response.energ_hi, first_response.energ_hi, rtol=1e-5)
+        ):
             problems.append("different true-energy grids")
         if problems:
             raise ValueError(f"cannot combine chunk {k} of {spectrum.source} with chunk 0: {'; '.join(problems)}")
     rates = np.array([s.rate for s, _ in pairs])
     errors = np.array([s.stat_err for s, _ in pairs])
-    usable = (np.array([s.good for s, _ in pairs]) & np.isfinite(rates) & np.isfinite(errors) & (errors > 0))
+    usable = np.array([s.good for s, _ in pairs]) & np.isfinite(rates) & np.isfinite(errors) & (errors > 0)
     with np.errstate(divide="ignore"):
         weights = np.where(usable, 1.0 / np.where(usable, errors, 1.0) ** 2, 0.0)
     weight_sum = weights.sum(axis=0)
     covered = weight_sum > 0
-    rate = np.where(covered, (weights * np.where(usable, rates, 0.0)).sum(axis=0) / np.where(covered, weight_sum, 1),
-                    0.0)
+    rate = np.where(
+        covered, (weights * np.where(usable, rates, 0.0)).sum(axis=0) / np.where(covered, weight_sum, 1), 0.0
+    )
     stat_err = np.where(covered, 1.0 / np.sqrt(np.where(covered, weight_sum, 1.0)), 0.0)
-    quality = np.where(covered, QUALITY_GOOD,
-                       np.maximum(np.max([s.quality for s, _ in pairs], axis=0), QUALITY_BAD_SOFTWARE))
+    quality = np.where(
+        covered, QUALITY_GOOD, np.maximum(np.max([s.quality for s, _ in pairs], axis=0), QUALITY_BAD_SOFTWARE)
+    )
     groupings = np.array([s.grouping for s, _ in pairs])
     grouping = groupings[0] if np.all(groupings == groupings[0]) else np.ones(first_spectrum.n_channels)
     exposures = np.array([s.exposure for s, _ in pairs])
-    if np.any(exposures <= 0):
-        raise ValueError("cannot weight responses: a chunk has no exposure")
     share = exposures / exposures.sum()
     specresp = np.einsum("k,ke->e", share, np.array([r.specresp for _, r in pairs]))
     matrix = np.einsum("k,kec->ec", share, np.array([r.matrix for _, r in pairs]))
@@ -843,17 +970,34 @@ def combine(spectra_with_responses: Sequence[tuple[Spectrum, Response]]) -> tupl
     if starts:
         meta["TSTART"], meta["TSTOP"] = min(starts), max(stops)
     meta["NCHUNKS"] = len(pairs)
+    meta["NSKIPPED"] = n_skipped
     if any(s.simulated or r.simulated for s, r in pairs):
         meta["SIMULATD"] = True
-    spectrum = dataclasses.replace(first_spectrum, rate=rate, stat_err=stat_err,
-                                   sys_err=np.max([s.sys_err for s, _ in pairs], axis=0), quality=quality,
-                                   grouping=grouping, exposure=float(exposures.sum()), meta=meta,
-                                   e_min=first_response.e_min.copy(), e_max=first_response.e_max.copy())
-    response = dataclasses.replace(first_response, specresp=specresp, matrix=matrix,
-                                   meta={**first_response.meta, **({"SIMULATD": True} if meta.get("SIMULATD")
-                                                                    else {})})
-    log.info("%s: combined %d spectra (%.0f s); %d channels covered", spectrum.source, len(pairs),
-             spectrum.exposure, np.count_nonzero(covered))
+    spectrum = dataclasses.replace(
+        first_spectrum,
+        rate=rate,
+        stat_err=stat_err,
+        sys_err=np.max([s.sys_err for s, _ in pairs], axis=0),
+        quality=quality,
+        grouping=grouping,
+        exposure=float(exposures.sum()),
+        meta=meta,
+        e_min=first_response.e_min.copy(),
+        e_max=first_response.e_max.copy(),
+    )
+    response = dataclasses.replace(
+        first_response,
+        specresp=specresp,
+        matrix=matrix,
+        meta={**first_response.meta, **({"SIMULATD": True} if meta.get("SIMULATD") else {})},
+    )
+    log.info(
+        "%s: combined %d spectra (%.0f s); %d channels covered",
+        spectrum.source,
+        len(pairs),
+        spectrum.exposure,
+        np.count_nonzero(covered),
+    )
     return spectrum, response
 
 
@@ -878,8 +1022,9 @@ def add_systematics(spectrum: Spectrum, fraction: float) -> Spectrum:
     return dataclasses.replace(spectrum, sys_err=np.hypot(spectrum.sys_err, fraction), meta=meta)
 
 
-def group(spectrum: Spectrum, *, min_energy: float, max_energy: float, factor: int,
-          response: Response | None = None) -> Spectrum:
+def group(
+    spectrum: Spectrum, *, min_energy: float, max_energy: float, factor: int, response: Response | None = None
+) -> Spectrum:
     """Group channels as the long-term spectrum service's ``isgri_grouping_*`` parameters say.
 
     Channels whose centre lies outside [``min_energy``, ``max_energy``] are
@@ -926,15 +1071,24 @@ def group(spectrum: Spectrum, *, min_energy: float, max_energy: float, factor: i
         label = np.clip(np.searchsorted(edges, centre[indices], side="right") - 1, 0, n_groups - 1)
         starts = np.r_[True, label[1:] != label[:-1]]
         grouping[indices] = np.where(starts, 1, -1)
-        log.info("%s: %d channels in %g–%g keV grouped into %d %s groups (%d asked)", spectrum.source,
-                 indices.size, min_energy, max_energy, np.count_nonzero(starts),
-                 "logarithmic" if factor < 0 else "linear", n_groups)
+        log.info(
+            "%s: %d channels in %g–%g keV grouped into %d %s groups (%d asked)",
+            spectrum.source,
+            indices.size,
+            min_energy,
+            max_energy,
+            np.count_nonzero(starts),
+            "logarithmic" if factor < 0 else "linear",
+            n_groups,
+        )
     else:
-        log.info("%s: %d channels kept in %g–%g keV, no grouping", spectrum.source, indices.size, min_energy,
-                 max_energy)
+        log.info(
+            "%s: %d channels kept in %g–%g keV, no grouping", spectrum.source, indices.size, min_energy, max_energy
+        )
     meta = {**spectrum.meta, "GRP_EMIN": float(min_energy), "GRP_EMAX": float(max_energy), "GRP_FACT": factor}
-    return dataclasses.replace(spectrum, quality=quality, grouping=grouping, e_min=e_min.copy(), e_max=e_max.copy(),
-                               meta=meta)
+    return dataclasses.replace(
+        spectrum, quality=quality, grouping=grouping, e_min=e_min.copy(), e_max=e_max.copy(), meta=meta
+    )
 
 
 # -- power law ----------------------------------------------------------------------------------------------------
@@ -945,7 +1099,7 @@ def _integral_of_power(x_lo, x_hi, exponent):
     if exponent == 0:
         return log_ratio
     # x_lo^a (e^{a ln(x_hi/x_lo)} − 1)/a: expm1 keeps precision for a → 0.
-    return x_lo ** exponent * np.expm1(exponent * log_ratio) / exponent
+    return x_lo**exponent * np.expm1(exponent * log_ratio) / exponent
 
 
 def power_law_bin_flux(energ_lo, energ_hi, gamma: float, norm: float, *, pivot_keV: float) -> np.ndarray:
@@ -962,8 +1116,11 @@ def power_law_bin_flux(energ_lo, energ_hi, gamma: float, norm: float, *, pivot_k
     pivot_keV : float
         E0.
     """
-    return norm * pivot_keV * _integral_of_power(np.asarray(energ_lo) / pivot_keV,
-                                                 np.asarray(energ_hi) / pivot_keV, 1.0 - gamma)
+    return (
+        norm
+        * pivot_keV
+        * _integral_of_power(np.asarray(energ_lo) / pivot_keV, np.asarray(energ_hi) / pivot_keV, 1.0 - gamma)
+    )
 
 
 def power_law_energy_flux(e1: float, e2: float, gamma: float, norm: float, *, pivot_keV: float) -> float:
@@ -972,14 +1129,12 @@ def power_law_energy_flux(e1: float, e2: float, gamma: float, norm: float, *, pi
     F = K E0² ∫ x^(1−Γ) dx = K E0^Γ (e2^(2−Γ) − e1^(2−Γ)) / (2−Γ) × 1.602e-9
     (the science notes' formula; the logarithm at Γ = 2).
     """
-    return float(norm * pivot_keV ** 2 * _integral_of_power(e1 / pivot_keV, e2 / pivot_keV, 2.0 - gamma)
-                 * KEV_TO_ERG)
+    return float(norm * pivot_keV**2 * _integral_of_power(e1 / pivot_keV, e2 / pivot_keV, 2.0 - gamma) * KEV_TO_ERG)
 
 
 def fold_power_law(response: Response, gamma: float, norm: float, *, pivot_keV: float) -> np.ndarray:
     """Count rate per channel (ct/s) of a power law through the response."""
-    return response.fold(power_law_bin_flux(response.energ_lo, response.energ_hi, gamma, norm,
-                                            pivot_keV=pivot_keV))
+    return response.fold(power_law_bin_flux(response.energ_lo, response.energ_hi, gamma, norm, pivot_keV=pivot_keV))
 
 
 @dataclasses.dataclass
@@ -1057,7 +1212,8 @@ class PowerLawFit:
             (Γ, K) covariance with the analytic ∂F/∂K and a central-difference ∂F/∂Γ.
         """
         return self._flux_with_error(
-            lambda gamma, norm: power_law_energy_flux(e1, e2, gamma, norm, pivot_keV=self.pivot_keV))
+            lambda gamma, norm: power_law_energy_flux(e1, e2, gamma, norm, pivot_keV=self.pivot_keV)
+        )
 
     def photon_flux(self, e1: float, e2: float) -> tuple[float, float]:
         """Photon flux of the fitted power law in a band.
@@ -1073,17 +1229,26 @@ class PowerLawFit:
             ∫ N(E) dE in ph/cm²/s and its 1σ error, propagated from the covariance.
         """
         return self._flux_with_error(
-            lambda gamma, norm: float(power_law_bin_flux(e1, e2, gamma, norm, pivot_keV=self.pivot_keV)))
+            lambda gamma, norm: float(power_law_bin_flux(e1, e2, gamma, norm, pivot_keV=self.pivot_keV))
+        )
 
     def summary(self) -> str:
         """One line: Γ, K, χ²/dof and p-value."""
-        return (f"Γ = {self.gamma:.3f} ± {self.gamma_error:.3f}, K({self.pivot_keV:g} keV) = {self.norm:.3e} ± "
-                f"{self.norm_error:.1e} ph/cm²/s/keV, χ²/dof = {self.chi2:.1f}/{self.dof} (p = {self.p_value:.2g})")
+        return (
+            f"Γ = {self.gamma:.3f} ± {self.gamma_error:.3f}, K({self.pivot_keV:g} keV) = {self.norm:.3e} ± "
+            f"{self.norm_error:.1e} ph/cm²/s/keV, χ²/dof = {self.chi2:.1f}/{self.dof} (p = {self.p_value:.2g})"
+        )
 
 
-def fit_power_law(spectrum: Spectrum, response: Response, *, energy_range: tuple[float, float] | None = None,
-                  initial: tuple[float, float] = (2.0, 1e-2), pivot_keV: float | None = None,
-                  profile: bool = False) -> PowerLawFit:
+def fit_power_law(
+    spectrum: Spectrum,
+    response: Response,
+    *,
+    energy_range: tuple[float, float] | None = None,
+    initial: tuple[float, float] = (2.0, 1e-2),
+    pivot_keV: float | None = None,
+    profile: bool = False,
+) -> PowerLawFit:
     """Fit a forward-folded power law to the good, grouped channels (χ², ``scipy.optimize.least_squares``).
 
     Parameters
@@ -1130,8 +1295,9 @@ def fit_power_law(spectrum: Spectrum, response: Response, *, energy_range: tuple
         return (norm * unit_model(gamma) - data) / sigma
 
     start = np.array([float(initial[0]), float(initial[1])])
-    solution = optimize.least_squares(residuals, start, jac="3-point", x_scale="jac", method="trf",
-                                      xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    solution = optimize.least_squares(
+        residuals, start, jac="3-point", x_scale="jac", method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12
+    )
     gamma, norm = (float(v) for v in solution.x)
     jacobian = solution.jac
     try:
@@ -1139,18 +1305,29 @@ def fit_power_law(spectrum: Spectrum, response: Response, *, energy_range: tuple
     except np.linalg.LinAlgError:
         covariance = np.full((2, 2), np.nan)
         log.warning("%s: singular Jacobian at the best fit: no parameter errors", spectrum.source)
-    chi2 = float(np.sum(solution.fun ** 2))
+    chi2 = float(np.sum(solution.fun**2))
     dof = n_groups - 2
     interval = None
     if profile and np.all(np.isfinite(covariance)):
         interval = _profile_gamma(unit_model, data, sigma, gamma, chi2, float(np.sqrt(covariance[0, 0])))
     centres = binned.centre[selected]
-    result = PowerLawFit(gamma=gamma, gamma_error=float(np.sqrt(covariance[0, 0])), norm=norm,
-                         norm_error=float(np.sqrt(covariance[1, 1])), pivot_keV=pivot_keV, covariance=covariance,
-                         chi2=chi2, dof=dof, p_value=float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
-                         energy_range=(float(centres.min()), float(centres.max())), n_groups=n_groups,
-                         model_rate=fold_power_law(response, gamma, norm, pivot_keV=pivot_keV),
-                         gamma_interval=interval, success=bool(solution.success), message=str(solution.message))
+    result = PowerLawFit(
+        gamma=gamma,
+        gamma_error=float(np.sqrt(covariance[0, 0])),
+        norm=norm,
+        norm_error=float(np.sqrt(covariance[1, 1])),
+        pivot_keV=pivot_keV,
+        covariance=covariance,
+        chi2=chi2,
+        dof=dof,
+        p_value=float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
+        energy_range=(float(centres.min()), float(centres.max())),
+        n_groups=n_groups,
+        model_rate=fold_power_law(response, gamma, norm, pivot_keV=pivot_keV),
+        gamma_interval=interval,
+        success=bool(solution.success),
+        message=str(solution.message),
+    )
     if not solution.success:
         log.warning("%s: power-law fit did not converge: %s", spectrum.source, solution.message)
     log.info("%s: %s", spectrum.source, result.summary())
@@ -1159,6 +1336,7 @@ def fit_power_law(spectrum: Spectrum, response: Response, *, energy_range: tuple
 
 def _profile_gamma(unit_model, data, sigma, gamma_best, chi2_best, gamma_error) -> tuple[float, float]:
     """Γ where the χ² minimised over K rises by 1 on either side of the best fit."""
+
     def excess(gamma):
         model = unit_model(gamma) / sigma
         scaled = data / sigma
@@ -1176,8 +1354,14 @@ def _profile_gamma(unit_model, data, sigma, gamma_best, chi2_best, gamma_error) 
 
 
 # -- plotting -------------------------------------------------------------------------------------------------
-def plot(spectrum: Spectrum, response: Response, fit: PowerLawFit | None = None, *, path: Path | str | None = None,
-         title: str = ""):
+def plot(
+    spectrum: Spectrum,
+    response: Response,
+    fit: PowerLawFit | None = None,
+    *,
+    path: Path | str | None = None,
+    title: str = "",
+):
     """Count spectrum (ct/s/keV, log axes) with the folded model, and residuals (data − model)/σ.
 
     Parameters
@@ -1204,21 +1388,51 @@ def plot(spectrum: Spectrum, response: Response, fit: PowerLawFit | None = None,
     x_error = np.vstack([binned.centre - binned.e_lo, binned.e_hi - binned.centre])
     density = binned.rate / binned.width
     density_error = binned.error / binned.width
-    top.errorbar(binned.centre, density, xerr=x_error, yerr=density_error, fmt="o", markersize=3, linewidth=0.8,
-                 label=f"{spectrum.source} ({spectrum.exposure / 1e3:.1f} ks)")
+    top.errorbar(
+        binned.centre,
+        density,
+        xerr=x_error,
+        yerr=density_error,
+        fmt="o",
+        markersize=3,
+        linewidth=0.8,
+        label=f"{spectrum.source} ({spectrum.exposure / 1e3:.1f} ks)",
+    )
     if fit is not None:
         model = binned.fold(fit.model_rate)
         # Groups need not be contiguous (bad channels are skipped), so the model is drawn group by group.
-        top.hlines(model / binned.width, binned.e_lo, binned.e_hi, color="C3", linewidth=1.5,
-                   label=f"power law Γ = {fit.gamma:.2f}")
+        top.hlines(
+            model / binned.width,
+            binned.e_lo,
+            binned.e_hi,
+            color="C3",
+            linewidth=1.5,
+            label=f"power law Γ = {fit.gamma:.2f}",
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             residual = (binned.rate - model) / binned.error
         in_fit = (binned.centre >= fit.energy_range[0]) & (binned.centre <= fit.energy_range[1])
-        bottom.errorbar(binned.centre[in_fit], residual[in_fit], xerr=x_error[:, in_fit], yerr=1.0, fmt="o",
-                        markersize=3, linewidth=0.8)
+        bottom.errorbar(
+            binned.centre[in_fit],
+            residual[in_fit],
+            xerr=x_error[:, in_fit],
+            yerr=1.0,
+            fmt="o",
+            markersize=3,
+            linewidth=0.8,
+        )
         if np.any(~in_fit):
-            bottom.errorbar(binned.centre[~in_fit], residual[~in_fit], xerr=x_error[:, ~in_fit], yerr=1.0, fmt="o",
-                            markersize=3, linewidth=0.8, color="0.6", label="not fitted")
+            bottom.errorbar(
+                binned.centre[~in_fit],
+                residual[~in_fit],
+                xerr=x_error[:, ~in_fit],
+                yerr=1.0,
+                fmt="o",
+                markersize=3,
+                linewidth=0.8,
+                color="0.6",
+                label="not fitted",
+            )
         bottom.axhline(0.0, color="C3", linewidth=0.8)
     bottom.set_ylabel("(data − model)/σ")
     bottom.set_xlabel("energy (keV)")
@@ -1240,12 +1454,15 @@ def plot(spectrum: Spectrum, response: Response, fit: PowerLawFit | None = None,
     return fig
 
 
-def spectra_from_pieces(pieces, sources: Sequence[str], *, instrument: str | None = None
-                        ) -> dict[str, tuple[Spectrum, Response]]:
+def spectra_from_pieces(
+    pieces, sources: Sequence[str], *, instrument: str | None = None, report: dict | None = None
+) -> dict[str, tuple[Spectrum, Response]]:
     """Combine, per source, the spectra of many finished jobs (:func:`combine`).
 
     Each job's answer is decoded once; a source absent from a job
-    contributes nothing from it.
+    contributes nothing from it, and a chunk that returns the source
+    without exposure (outside all its ScWs' fields) is skipped for it.
+    A source no chunk saw is left out and reported, not an error.
 
     Parameters
     ----------
@@ -1255,24 +1472,336 @@ def spectra_from_pieces(pieces, sources: Sequence[str], *, instrument: str | Non
         Source names as in the ``selected_catalog``.
     instrument : {"isgri", "jemx"}, optional
         Needed only when a job holds spectra of both.
+    report : dict, optional
+        Filled, per source, with ``{"chunks_used": [...], "chunks_skipped": [...], "status": ...}``
+        (chunks named by their first ScW; status ``combined`` or ``not seen by any chunk``), for the
+        step record.
 
     Returns
     -------
     dict
-        Source name → (Spectrum, Response) summed over the jobs.
+        Source name → (Spectrum, Response) summed over the jobs that saw it.
     """
     found: dict[str, list] = {name: [] for name in sources}
-    for piece in pieces:
+    notes = {name: {"chunks_used": [], "chunks_skipped": []} for name in sources}
+    for number, piece in enumerate(pieces):
         collection = piece.data_collection()
+        scw_ids = tuple(getattr(piece, "scw_ids", ()) or ())
+        label = f"chunk {number} ({scw_ids[0]}..)" if scw_ids else f"chunk {number}"
         for name in sources:
             try:
-                found[name].append(from_data_collection(collection, name, instrument=instrument))
+                pair = from_data_collection(collection, name, instrument=instrument)
             except (ValueError, KeyError):
+                notes[name]["chunks_skipped"].append(label)
                 continue
+            if _has_exposure(pair[0]):
+                found[name].append(pair)
+                notes[name]["chunks_used"].append(label)
+            else:
+                notes[name]["chunks_skipped"].append(label)
     combined = {}
     for name, pairs in found.items():
+        skipped = notes[name]["chunks_skipped"]
         if pairs:
             combined[name] = combine(pairs)
+            notes[name]["status"] = "combined"
+            if skipped:
+                log.info("%s: not seen by %d chunk(s), skipped: %s", name, len(skipped), ", ".join(skipped))
+                combined[name][0].meta["NSKIPPED"] = len(skipped)
         else:
-            log.warning("no spectrum of %s in any job", name)
+            notes[name]["status"] = "not seen by any chunk"
+            log.warning("%s: no chunk saw it (no exposure in any job): no spectrum", name)
+    if report is not None:
+        report.update(notes)
     return combined
+
+
+def coverage_record(report: Mapping[str, Mapping]) -> dict:
+    """The step-record summary of a :func:`spectra_from_pieces` report.
+
+    Parameters
+    ----------
+    report : mapping
+        Source → ``{"chunks_used", "chunks_skipped", "status"}``.
+
+    Returns
+    -------
+    dict
+        ``sources_not_seen`` (no chunk saw them: no spectrum) and ``chunks_skipped`` (source → the chunks
+        that did not see it, for the sources that have a spectrum).
+    """
+    return {
+        "sources_not_seen": sorted(name for name, note in report.items() if note.get("status") != "combined"),
+        "chunks_skipped": {
+            name: list(note["chunks_skipped"])
+            for name, note in report.items()
+            if note.get("status") == "combined" and note.get("chunks_skipped")
+        },
+    }
+
+
+#: 2016-01-01T00:00 TT as IJD (MJD 57388 − 51544): ISGRI's low-energy threshold rose around then, so that
+#: channels below ~25 keV are no longer reliable in later data.
+ISGRI_THRESHOLD_CHANGE_IJD = 5844.0
+#: Lower bound (keV) of ISGRI's default fit band before and from :data:`ISGRI_THRESHOLD_CHANGE_IJD`.
+ISGRI_FIT_LOW_KEV = {"before": 20.0, "after": 25.0}
+#: A fit whose χ² p-value is below this is flagged poor (POORFIT) and warned about.
+POOR_FIT_P_VALUE = 0.01
+
+
+def default_fit_band(instrument: str, tstart_ijd: float | None, tstop_ijd: float | None) -> tuple[float, float]:
+    """The default fit band of an instrument for data of a given epoch.
+
+    ISGRI fits start at 20 keV for data taken before 2016-01-01 and at 25 keV
+    when any of the data are later (the low threshold rose over the mission;
+    a spectrum that straddles the date takes the later, safer bound). JEM-X
+    keeps all its channels.
+
+    Parameters
+    ----------
+    instrument : str
+        ``isgri`` / ``ISGRI`` or a JEM-X name.
+    tstart_ijd, tstop_ijd : float or None
+        The data's time span (IJD, TT); unknown: the later bound for ISGRI.
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper energies (keV) of the groups fitted (upper ``inf``: no limit).
+    """
+    if str(instrument).upper() != "ISGRI":
+        return (0.0, float("inf"))
+    late = tstop_ijd is None or not np.isfinite(tstop_ijd) or tstop_ijd > ISGRI_THRESHOLD_CHANGE_IJD
+    return (ISGRI_FIT_LOW_KEV["after" if late else "before"], float("inf"))
+
+
+def _span_ijd(spectrum: Spectrum) -> tuple[float | None, float | None]:
+    """TSTART/TSTOP of a spectrum's meta as IJD (OSA writes IJD days; MJD values are converted)."""
+    values = []
+    for key in ("TSTART", "TSTOP"):
+        value = spectrum.meta.get(key)
+        try:
+            value = float(value[0] if isinstance(value, tuple) else value)
+        except (TypeError, ValueError):
+            values.append(None)
+            continue
+        values.append(value - 51544.0 if value > 40000.0 else value)
+    return values[0], values[1]
+
+
+def fit_sources(
+    combined: Mapping[str, tuple[Spectrum, Response]],
+    *,
+    instrument: str,
+    systematic_fraction: float,
+    band_keV: tuple[float, float],
+    grouping: Mapping[str, float] | None = None,
+    fit_band_keV: tuple[float, float] | None = None,
+):
+    """Add the systematic error, group ISGRI channels, and fit a power law to each source's spectrum.
+
+    Parameters
+    ----------
+    combined : mapping
+        Source name → (summed spectrum, response) (:func:`spectra_from_pieces`).
+    instrument : str
+        ``isgri`` or ``jemx``; only ISGRI spectra are grouped.
+    systematic_fraction : float
+        Added in quadrature, as a fraction of the rate.
+    band_keV : tuple of float
+        The band of the quoted flux.
+    grouping : mapping, optional
+        ``min_energy``, ``max_energy`` and ``factor`` of :func:`group` (ISGRI).
+    fit_band_keV : tuple of float, optional
+        Groups fitted (by their centre); by default :func:`default_fit_band` for the epoch of each spectrum.
+
+    Returns
+    -------
+    (dict, dict, astropy.table.Table)
+        Source → (spectrum, response) as prepared, the spectrum's meta holding the fit band (``FIT_EMIN``,
+        ``FIT_EMAX``), χ², dof, p-value and ``POORFIT`` (p < :data:`POOR_FIT_P_VALUE`); source →
+        :class:`PowerLawFit` (sources whose fit failed are left out, logged); one row per fitted source
+        (photon index, normalisation, χ², p-value, band, poor-fit flag, band flux).
+    """
+    from astropy.table import Table
+
+    spectra, fits_by_source, rows = {}, {}, []
+    for name, (source_spectrum, response) in combined.items():
+        source_spectrum = add_systematics(source_spectrum, systematic_fraction)
+        if instrument == "isgri" and grouping:
+            source_spectrum = group(
+                source_spectrum,
+                min_energy=grouping["min_energy"],
+                max_energy=grouping["max_energy"],
+                factor=int(grouping["factor"]),
+                response=response,
+            )
+        band = (
+            tuple(fit_band_keV)
+            if fit_band_keV is not None
+            else default_fit_band(instrument, *_span_ijd(source_spectrum))
+        )
+        spectra[name] = (source_spectrum, response)
+        try:
+            fit = fit_power_law(source_spectrum, response, energy_range=band)
+        except (ValueError, RuntimeError) as problem:
+            log.warning("%s: no power-law fit (%s)", name, problem)
+            continue
+        poor = bool(np.isfinite(fit.p_value) and fit.p_value < POOR_FIT_P_VALUE)
+        if poor:
+            log.warning(
+                "%s: poor power-law fit: chi2/dof = %.1f/%d, p = %.2g < %g in %g-%g keV",
+                name,
+                fit.chi2,
+                fit.dof,
+                fit.p_value,
+                POOR_FIT_P_VALUE,
+                band[0],
+                band[1],
+            )
+        source_spectrum.meta.update(
+            {
+                "FIT_EMIN": (float(band[0]), "[keV] lower bound of the fitted groups"),
+                "FIT_EMAX": (
+                    float(band[1]) if np.isfinite(band[1]) else "INF",
+                    "[keV] upper bound of the fitted groups",
+                ),
+                "FITCHI2": (float(fit.chi2), "power-law fit chi2"),
+                "FITDOF": (int(fit.dof), "power-law fit degrees of freedom"),
+                "FITPVAL": (float(fit.p_value) if np.isfinite(fit.p_value) else "NAN", "chi2 p-value of the fit"),
+                "POORFIT": (poor, f"fit p-value < {POOR_FIT_P_VALUE:g}"),
+            }
+        )
+        fits_by_source[name] = fit
+        flux, flux_error = fit.band_flux(*band_keV)
+        rows.append(
+            (
+                name,
+                source_spectrum.exposure,
+                fit.gamma,
+                fit.gamma_error,
+                fit.norm,
+                fit.norm_error,
+                fit.pivot_keV,
+                fit.chi2,
+                fit.dof,
+                fit.p_value,
+                float(band[0]),
+                float(band[1]),
+                fit.energy_range[0],
+                fit.energy_range[1],
+                poor,
+                flux,
+                flux_error,
+            )
+        )
+    summary = Table(
+        rows=rows or None,
+        names=(
+            "source",
+            "exposure_s",
+            "gamma",
+            "gamma_error",
+            "norm",
+            "norm_error",
+            "pivot_keV",
+            "chi2",
+            "dof",
+            "p_value",
+            "fit_band_min_keV",
+            "fit_band_max_keV",
+            "fitted_min_keV",
+            "fitted_max_keV",
+            "poor_fit",
+            "flux_erg_cm2_s",
+            "flux_error",
+        ),
+        dtype=(
+            str,
+            float,
+            float,
+            float,
+            float,
+            float,
+            float,
+            float,
+            int,
+            float,
+            float,
+            float,
+            float,
+            float,
+            bool,
+            float,
+            float,
+        ),
+    )
+    summary.meta["fit_band_rule"] = (
+        f"ISGRI: groups from {ISGRI_FIT_LOW_KEV['before']:g} keV for data before 2016-01-01, from "
+        f"{ISGRI_FIT_LOW_KEV['after']:g} keV when any data are later; JEM-X: all channels"
+        if fit_band_keV is None
+        else f"fixed: {fit_band_keV[0]:g}-{fit_band_keV[1]:g} keV"
+    )
+    summary.meta["poor_fit"] = f"chi2 p-value < {POOR_FIT_P_VALUE:g}"
+    return spectra, fits_by_source, summary
+
+
+def write_products(
+    spectra: Mapping[str, tuple[Spectrum, Response]],
+    fits_by_source: Mapping[str, PowerLawFit],
+    output_dir: Path | str,
+    *,
+    params,
+    provenance: dict,
+    positions: Mapping[str, tuple[float, float]] | None = None,
+) -> list:
+    """Write each source's spectrum (PHA, ARF, RMF and a PNG) and describe them.
+
+    Parameters
+    ----------
+    spectra : mapping
+        Source name → (spectrum, response) (:func:`fit_sources`).
+    fits_by_source : mapping
+        Source name → its power-law fit, drawn on the plot when present.
+    output_dir : path-like
+        Where ``spectrum_<source>.fits`` (``_arf``, ``_rmf``) and ``.png`` go.
+    params : mapping or parameter model
+        The run's parameters (instrument, band of the quoted flux, period...).
+    provenance : dict
+        FITS provenance cards.
+    positions : mapping, optional
+        Source name → (RA, Dec) in degrees.
+
+    Returns
+    -------
+    list of integral_workflows.products.Product
+        One ``spectrum`` per source, its ARF and RMF as companions.
+    """
+    import matplotlib.pyplot as plt
+
+    from .products import Product, instrument_key, long_term_identity
+    from .provenance import file_stem
+
+    out = Path(output_dir)
+    instrument = instrument_key(params["instrument"], params.get("jemx_unit", 1))
+    products = []
+    for name, (source_spectrum, response) in spectra.items():
+        stem = f"spectrum_{file_stem(name)}"
+        pha, arf, rmf = write(source_spectrum, response, out / f"{stem}.fits", provenance=provenance, overwrite=True)
+        figure = plot(source_spectrum, response, fits_by_source.get(name), path=out / f"{stem}.png")
+        plt.close(figure)
+        products.append(
+            Product(
+                path=pha,
+                kind="spectrum",
+                instrument=instrument,
+                source=name,
+                band=(params["E1_keV"], params["E2_keV"]),
+                period=(params["T1"], params["T2"]),
+                position=(positions or {}).get(name),
+                companions=(arf, rmf),
+                plot=out / f"{stem}.png",
+                identity=long_term_identity(params, instrument=instrument, kind="spectrum", source=name),
+            )
+        )
+    return products

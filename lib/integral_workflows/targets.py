@@ -28,9 +28,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Target", "TargetNotFoundError", "MovingTargetError", "resolve_name", "coordinates_for",
-           "is_solar_system_body", "is_online", "builtin_catalogue_path", "write_builtin_catalogue",
-           "SOLAR_SYSTEM_BODIES"]
+__all__ = [
+    "Target",
+    "TargetNotFoundError",
+    "MovingTargetError",
+    "resolve_name",
+    "coordinates_for",
+    "is_solar_system_body",
+    "is_online",
+    "builtin_catalogue_path",
+    "write_builtin_catalogue",
+    "SOLAR_SYSTEM_BODIES",
+]
 
 #: The bodies recognised as moving targets, spelled as they are reported.
 SOLAR_SYSTEM_BODIES = ("Sun", "Moon", "Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune")
@@ -104,8 +113,10 @@ class Target:
             For a solar-system body, whose position depends on time.
         """
         if self.ra is None or self.dec is None:
-            raise MovingTargetError(f"{self.name} is a solar-system body: it has no fixed position, "
-                                    "its ephemeris must be computed for the time of each ScW")
+            raise MovingTargetError(
+                f"{self.name} is a solar-system body: it has no fixed position, "
+                "its ephemeris must be computed for the time of each ScW"
+            )
         return self.ra, self.dec
 
 
@@ -131,6 +142,7 @@ def _solar_system_target(name: str) -> Target:
 
 
 # -- online check --------------------------------------------------------------------------------------------------
+
 
 def _probe_network(address: tuple[str, int], timeout_s: float) -> bool:
     """Try a TCP connection to ``address`` within ``timeout_s``, DNS included."""
@@ -170,6 +182,7 @@ def is_online(*, timeout_s: float = 2.0) -> bool:
 
 
 # -- the built-in catalogue ----------------------------------------------------------------------------------------
+
 
 def builtin_catalogue_path() -> Path:
     """Path of the shipped catalogue of INTEGRAL sources (names and positions)."""
@@ -235,13 +248,17 @@ def write_builtin_catalogue(reference_catalogue: str | Path, *, destination: str
     table["DEC"].unit = "deg"
     table["RA"].description = "right ascension, J2000"
     table["DEC"].description = "declination, J2000"
-    table.meta["description"] = ("Names and positions of the INTEGRAL sources used by integral_workflows.targets "
-                                 "to resolve source names offline.")
-    table.meta["source"] = ("ISDC INTEGRAL reference catalogue gnrl_refr_cat version 43 (2019-06-13), a public "
-                            "ISDC product; the subset of sources flagged for ISGRI, JEM-X or SPI, as committed in "
-                            "the public repository gbelanger/grid-processing-integral (refcat/) and copied to "
-                            f"shared/data/{reference_catalogue.name}. Columns kept: NAME, RA_OBJ -> RA, "
-                            "DEC_OBJ -> DEC.")
+    table.meta["description"] = (
+        "Names and positions of the INTEGRAL sources used by integral_workflows.targets "
+        "to resolve source names offline."
+    )
+    table.meta["source"] = (
+        "ISDC INTEGRAL reference catalogue gnrl_refr_cat version 43 (2019-06-13), a public "
+        "ISDC product; the subset of sources flagged for ISGRI, JEM-X or SPI, as committed in "
+        "the public repository gbelanger/grid-processing-integral (refcat/) and copied to "
+        f"shared/data/{reference_catalogue.name}. Columns kept: NAME, RA_OBJ -> RA, "
+        "DEC_OBJ -> DEC."
+    )
     table.meta["source_sha256"] = hashlib.sha256(reference_catalogue.read_bytes()).hexdigest()
     table.meta["built_by"] = "integral_workflows.targets.write_builtin_catalogue"
     table.sort("NAME")
@@ -253,6 +270,7 @@ def write_builtin_catalogue(reference_catalogue: str | Path, *, destination: str
 
 
 # -- Simbad --------------------------------------------------------------------------------------------------------
+
 
 def _query_simbad(name: str) -> Target | None:
     """Ask Simbad for ``name``; None if Simbad does not know it."""
@@ -270,12 +288,14 @@ def _query_simbad(name: str) -> Target | None:
         # astroquery < 0.4.8 returned sexagesimal strings (hours, degrees).
         from astropy import units as u
         from astropy.coordinates import SkyCoord
+
         coordinates = SkyCoord(ra, dec, unit=(u.hourangle, u.deg))
         ra, dec = coordinates.ra.deg, coordinates.dec.deg
     return Target(name=name, ra=float(ra), dec=float(dec), source=SOURCE_SIMBAD)
 
 
 # -- public API ----------------------------------------------------------------------------------------------------
+
 
 def resolve_name(name: str, *, online: bool | None = None) -> Target:
     """Return the position of a named target.
@@ -326,9 +346,12 @@ def resolve_name(name: str, *, online: bool | None = None) -> Target:
     suggestions = _suggestions(name, _builtin_index())
     where = "Simbad nor the built-in catalogue" if asked_simbad else "the built-in catalogue (offline)"
     hint = f"; close names: {', '.join(suggestions)}" if suggestions else ""
-    raise TargetNotFoundError(f"unknown source name {name!r}: neither {where} knows it{hint}. "
-                              "Give RA and DEC (deg) explicitly to use a position.", name=name,
-                              suggestions=suggestions)
+    raise TargetNotFoundError(
+        f"unknown source name {name!r}: neither {where} knows it{hint}. "
+        "Give RA and DEC (deg) explicitly to use a position.",
+        name=name,
+        suggestions=suggestions,
+    )
 
 
 def coordinates_for(parameters: Mapping[str, Any], *, online: bool | None = None) -> Target:
@@ -337,7 +360,7 @@ def coordinates_for(parameters: Mapping[str, Any], *, online: bool | None = None
     Parameters
     ----------
     parameters : mapping
-        With ``src_name``, ``RA`` and ``DEC`` (a WorkflowParameters works).
+        With ``src_name``, ``RA`` and ``DEC`` (a parameter model works).
     online : bool, optional
         Passed to :func:`resolve_name`.
 
@@ -355,6 +378,5 @@ def coordinates_for(parameters: Mapping[str, Any], *, online: bool | None = None
     if ra == 0.0 and dec == 0.0:
         return resolve_name(name, online=online)
     if is_solar_system_body(name):
-        log.warning("%s is a solar-system body but fixed RA/DEC were given: using RA %.5f, DEC %.5f",
-                    name, ra, dec)
+        log.warning("%s is a solar-system body but fixed RA/DEC were given: using RA %.5f, DEC %.5f", name, ra, dec)
     return Target(name=name, ra=ra, dec=dec, source=SOURCE_PARAMETERS)

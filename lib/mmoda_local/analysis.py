@@ -37,13 +37,21 @@ log = logging.getLogger(__name__)
 
 #: Name of the backend analysis step reported per ScW, per instrument and product kind (ddosa node names).
 NODES = {
-    ("isgri", "image"): "ii_skyimage", ("isgri", "lc"): "ii_lc_extract", ("isgri", "spectrum"): "ii_spectra_extract",
-    ("jemx", "image"): "jemx_image", ("jemx", "lc"): "jemx_lcr", ("jemx", "spectrum"): "jemx_spe",
+    ("isgri", "image"): "ii_skyimage",
+    ("isgri", "lc"): "ii_lc_extract",
+    ("isgri", "spectrum"): "ii_spectra_extract",
+    ("jemx", "image"): "jemx_image",
+    ("jemx", "lc"): "jemx_lcr",
+    ("jemx", "spectrum"): "jemx_spe",
 }
 #: The step that combines the ScWs of a job, reported with ``scwid: "inapplicable"`` when it has nothing to combine.
 COMBINING_NODES = {
-    ("isgri", "image"): "mosaic_ii_skyimage", ("isgri", "lc"): "ISGRILCSum", ("isgri", "spectrum"): "ISGRISpectraSum",
-    ("jemx", "image"): "mosaic_jemx", ("jemx", "lc"): "lc_pick", ("jemx", "spectrum"): "spe_pick",
+    ("isgri", "image"): "mosaic_ii_skyimage",
+    ("isgri", "lc"): "ISGRILCSum",
+    ("isgri", "spectrum"): "ISGRISpectraSum",
+    ("jemx", "image"): "mosaic_jemx",
+    ("jemx", "lc"): "lc_pick",
+    ("jemx", "spectrum"): "spe_pick",
 }
 #: What the backend's own selection (``scw_list`` not given) analyses when a query is a Dummy one.
 DUMMY_SCWS = ("066500220010.001",)
@@ -78,14 +86,18 @@ class ScwVerdicts:
     def known(self, instrument: str, scw_ids) -> dict[str, str]:
         """Reasons already known for the given ScWs (those never found bad are absent)."""
         with self._lock:
-            return {scw: self._verdicts[f"{instrument}/{scw}"] for scw in scw_ids
-                    if f"{instrument}/{scw}" in self._verdicts}
+            return {
+                scw: self._verdicts[f"{instrument}/{scw}"] for scw in scw_ids if f"{instrument}/{scw}" in self._verdicts
+            }
 
     def record(self, instrument: str, reasons: dict[str, str]) -> None:
         """Remember the ScWs found unanalysable (written to disk when something new was learnt)."""
         with self._lock:
-            new = {f"{instrument}/{scw}": reason for scw, reason in reasons.items()
-                   if self._verdicts.get(f"{instrument}/{scw}") != reason}
+            new = {
+                f"{instrument}/{scw}": reason
+                for scw, reason in reasons.items()
+                if self._verdicts.get(f"{instrument}/{scw}") != reason
+            }
             if not new:
                 return
             self._verdicts.update(new)
@@ -117,10 +129,10 @@ class Analysis:
         with self._lock:
             if self._archive is None:
                 from .archive import ScwArchive
+
                 started = time.time()
                 self._archive = ScwArchive.load(cache_dir=self.config.cache_dir)
-                log.info("ScW archive ready (%d pointings) in %.1f s", len(self._archive.table),
-                         time.time() - started)
+                log.info("ScW archive ready (%d pointings) in %.1f s", len(self._archive.table), time.time() - started)
             return self._archive
 
     @property
@@ -129,8 +141,12 @@ class Analysis:
         with self._lock:
             if self._sky is None:
                 from .sky import Sky
-                self._sky = Sky.default(body_fluxes_mcrab=dict(self.config.body_fluxes_mcrab),
-                                        seed=self.config.seed)
+
+                self._sky = Sky.default(
+                    body_fluxes_mcrab=dict(self.config.body_fluxes_mcrab),
+                    seed=self.config.seed,
+                    injected_sources=list(self.config.injected_sources),
+                )
             return self._sky
 
     # -- ScW selection -------------------------------------------------------------------------------------
@@ -168,12 +184,18 @@ class Analysis:
         known = self.verdicts.known(spec.instrument, spec.scw_ids)
         if len(known) < len(spec.scw_ids):
             return None
-        reports = [_exception_report(spec, NODES[(spec.instrument, spec.kind)], scw, reason)
-                   for scw, reason in known.items()]
-        reports.append(_exception_report(spec, COMBINING_NODES[(spec.instrument, spec.kind)], "inapplicable",
-                                         "no ScW could be analysed"))
-        return no_data_failure("AnalysisException", {"node": COMBINING_NODES[(spec.instrument, spec.kind)],
-                                                     "scws": sorted(known), "reasons": known}), reports
+        reports = [
+            _exception_report(spec, NODES[(spec.instrument, spec.kind)], scw, reason) for scw, reason in known.items()
+        ]
+        reports.append(
+            _exception_report(
+                spec, COMBINING_NODES[(spec.instrument, spec.kind)], "inapplicable", "no ScW could be analysed"
+            )
+        )
+        return no_data_failure(
+            "AnalysisException",
+            {"node": COMBINING_NODES[(spec.instrument, spec.kind)], "scws": sorted(known), "reasons": known},
+        ), reports
 
     def inspect(self, spec: JobSpec) -> dict[str, str]:
         """Find, without computing products, which ScWs of a job cannot be analysed; remember them.
@@ -191,6 +213,7 @@ class Analysis:
     def _scw_problems(self, spec: JobSpec):
         """Reasons why ScWs of a job cannot be analysed, and the archive rows of all of them (-1 if unknown)."""
         from .instrument import instrument_for, problem_with_scw
+
         instrument = instrument_for(spec.instrument, jemx_unit=spec.parameters.get("jemx_num"))
         rows = self.archive.find(spec.scw_ids)
         table = self.archive.table
@@ -222,18 +245,23 @@ class Analysis:
         """
         spec = job.spec
         if spec.kind == "spectral_fit":
-            raise JobFailure("Error when getting query products",
-                             error_message="spectral_fit runs XSPEC in the MMODA web front end; the local backend "
-                                           "does not provide it: fit the spectrum products instead",
-                             debug_message="NotImplementedError('spectral_fit')")
+            raise JobFailure(
+                "Error when getting query products",
+                error_message="spectral_fit runs XSPEC in the MMODA web front end; the local backend "
+                "does not provide it: fit the spectrum products instead",
+                debug_message="NotImplementedError('spectral_fit')",
+            )
         wrong = queries.check_scw_ids(spec.scw_ids)
         if wrong:
-            raise JobFailure("Error when getting query products",
-                             error_message=f"DDAException: the following scws have a wrong format: {wrong}",
-                             debug_message=f"DDAException('the following scws have a wrong format {wrong}')")
+            raise JobFailure(
+                "Error when getting query products",
+                error_message=f"DDAException: the following scws have a wrong format: {wrong}",
+                debug_message=f"DDAException('the following scws have a wrong format {wrong}')",
+            )
         if not spec.scw_ids:
             raise no_data_failure("scwlist empty", {})
         from .instrument import instrument_for
+
         instrument = instrument_for(spec.instrument, jemx_unit=spec.parameters.get("jemx_num"))
         node = NODES[(spec.instrument, spec.kind)]
         problems, rows = self._scw_problems(spec)
@@ -248,30 +276,35 @@ class Analysis:
         good = [int(row) for scw_id, row in zip(spec.scw_ids, rows) if scw_id not in problems]
         combining = COMBINING_NODES[(spec.instrument, spec.kind)]
         if problems and self.config.scw_failure_policy == "fail-job":
-            raise no_data_failure("AnalysisException", {"node": node, "scws": sorted(problems),
-                                                        "reasons": problems})
+            raise no_data_failure("AnalysisException", {"node": node, "scws": sorted(problems), "reasons": problems})
         if not good:
             job.reports.append(_exception_report(spec, combining, "inapplicable", "no ScW could be analysed"))
-            raise no_data_failure("AnalysisException", {"node": combining, "scws": sorted(problems),
-                                                        "reasons": problems})
+            raise no_data_failure(
+                "AnalysisException", {"node": combining, "scws": sorted(problems), "reasons": problems}
+            )
         products, comment = self._products(spec, self.archive.table[good], instrument)
         job.report(message="main done", node=combining, scwid="inapplicable")
         return json.dumps(products, allow_nan=False), comment
 
     def _products(self, spec: JobSpec, table, instrument) -> tuple[dict, str]:
         from .products import build_products
+
         return build_products(spec, table, instrument, self.sky, seed=self.config.seed)
 
     def debug_products(self, spec: JobSpec) -> str:
         """Products of the dispatcher's test instruments (``empty``, ``empty-async``)."""
         from oda_api.data_products import NumpyDataProduct, NumpyDataUnit
+
         if spec.kind == "numerical":
             unit = NumpyDataUnit(np.zeros((100, 100)), hdu_type="image", name="table")
             return json.dumps({"numpy_data_product_list": [NumpyDataProduct([unit]).encode()]})
         if spec.kind == "callback":
             scws = list(spec.parameters.get("scw_list") or [])
-            unit = NumpyDataUnit(np.array(scws, dtype=float) if not scws else np.zeros(len(scws)),
-                                 name="table", meta_data={"scw_list": scws})
+            unit = NumpyDataUnit(
+                np.array(scws, dtype=float) if not scws else np.zeros(len(scws)),
+                name="table",
+                meta_data={"scw_list": scws},
+            )
             return json.dumps({"input_param_scw_list": NumpyDataProduct([unit]).encode()})
         return "{}"
 
@@ -283,10 +316,13 @@ def no_data_failure(exception: str, details: dict) -> JobFailure:
     are readable by the client.
     """
     detail_json = json.dumps(details, sort_keys=True)
-    return JobFailure(protocol.NO_DATA_MESSAGE,
-                      error_message=f"{exception}:{detail_json}",
-                      debug_message=json.dumps({"node": "dataanalysis.core.AnalysisException",
-                                                "exception": detail_json, "exception_kind": "handled"}))
+    return JobFailure(
+        protocol.NO_DATA_MESSAGE,
+        error_message=f"{exception}:{detail_json}",
+        debug_message=json.dumps(
+            {"node": "dataanalysis.core.AnalysisException", "exception": detail_json, "exception_kind": "handled"}
+        ),
+    )
 
 
 def _exception_report(spec: JobSpec, node: str, scwid: str, reason: str) -> dict:
@@ -296,6 +332,14 @@ def _exception_report(spec: JobSpec, node: str, scwid: str, reason: str) -> dict
     ``node``, ``message``, ``scwid``, ``exception``, ``state``); the dispatcher
     stores the unknown action ``node_analysis_exception`` as ``progress``.
     """
-    return {"session_id": "", "job_id": spec.job_id, "level": "top", "node": node, "message": "analysis exception",
-            "scwid": scwid, "exception": f"AnalysisException({reason!r})", "state": "node_analysis_exception",
-            "action": "progress"}
+    return {
+        "session_id": "",
+        "job_id": spec.job_id,
+        "level": "top",
+        "node": node,
+        "message": "analysis exception",
+        "scwid": scwid,
+        "exception": f"AnalysisException({reason!r})",
+        "state": "node_analysis_exception",
+        "action": "progress",
+    }

@@ -1,112 +1,6 @@
 """The simulated ScW catalogue of the whole INTEGRAL mission (revolutions 39 to 2885).
 
-:class:`ScwArchive` holds one row per *pointing* science window (ScW) in the
-columns of the archive ↔ products contract (``docs/architecture.md``, "The ScW
-record"). It is rebuilt deterministically (fixed seed, fixed algorithm
-version :data:`GENERATOR_VERSION`) from the real mission facts shipped in
-``mmoda_local/data``; building takes a few seconds and the result can be
-cached (:meth:`ScwArchive.load`).
-
-What is real and what is invented
----------------------------------
-Real (copied from the shipped data files):
-
-* **Crab-field ScWs** (``crab_field_scws_2003-2025.csv``, 7,748 distinct ids
-  after dropping the duplicate ``.002`` versions of revolution 970): their ids,
-  start and end times are the real ones (the file's MJD are UTC; they are
-  converted to IJD = MJD − 51544 in TT, so converting ``TSTART`` back to UTC
-  gives the file's value to better than a millisecond). They point at the
-  Crab field: the Crab (83.633, 22.0145) or the centre of a real Crab
-  observation active at that time, dithered (so within ~6.2° of the Crab).
-  Column ``REAL_TIME`` is True for them and only for them.
-* **Pointing ids** of revolutions 43–2451 (``scw_ids_rev0043-2451.txt.gz``,
-  137,101 distinct ids): all are kept (``RRRRPPPPSSSF`` unchanged) except a
-  handful (6) whose number falls between two back-to-back real Crab ScWs,
-  leaving them no room. ``REAL_ID`` is True for them and for the Crab ids.
-* **Revolution start times** (perigee passages): a smooth piecewise-linear
-  model of the start time versus revolution number fitted to the real
-  Crab-field ScWs (the first Crab ScW of a revolution with a low pointing
-  number places the perigee within an hour or two), with a kink at the
-  orbit change of early 2015 (period 2.991 d before, 2.660 d after), then
-  nudged so that every real Crab ScW lies inside the revolution its id
-  names (the smooth model missed by at most 47 min; 7 starts were moved).
-  It honours the real anchors: revolution 39 began by 2003-02-07T05:16,
-  300 by 2005-03-29T12:00, 2000 by 2018-09-15T20:06 and 2885 by
-  2025-02-24T20:06 (UTC); all but revolution 300 start less than an hour
-  before their anchor (300: 16 h, its first Crab pointing being late in
-  the revolution compared with the trend). The last revolution, 2885, ends
-  on 2025-02-27 (science operations ended 2025-02-28). See
-  :func:`revolution_model`.
-* **Observations** (``integral_observations_2002-2022.ecsv``): a ScW whose
-  time falls in a listed observation (from its START to START + 1.15 ×
-  EXPOSURE, the factor allowing for slews and belt passages; the latest
-  started observation wins) gets that observation's OBS_ID and is dithered
-  around its centre.
-
-Invented (simulated):
-
-* **Times of the ScWs that are not Crab-field ScWs.** Inside a revolution the
-  pointings follow their id order. The first starts 15 min after perigee,
-  the last ends 30 min before the next perigee; the real Crab ScWs of the
-  revolution stay where they are and the others fill the time around them.
-  Pointings are grouped in runs (simulated observations, 12 pointings on
-  average) of equal duration drawn from the real Crab-field durations
-  clipped to 1.8–3.6 ks (median about 2.0 ks), separated by slews of
-  90–150 s (240–900 s between runs). A pointing number missing from the id
-  list leaves a gap of one pointing. If the pointings do not fit they are
-  shrunk proportionally; time left over goes to the gaps between runs
-  (longer slews, calibrations, engineering windows).
-* **Revolutions without ids** (39–42, the revolutions missing from the id list,
-  those with fewer than 10 listed ids, and 2452–2885): they take the pattern
-  (pointing count and numbering) of a real revolution of the same season
-  (±12 days in day of year) of another year and of the same orbit era
-  (before or after revolution 1500), with at least 40 listed ids, chosen by
-  the seeded generator. Such ids have ``REAL_ID`` False; in a revolution
-  with real Crab ScWs, template ids numbered within the Crab block are
-  dropped.
-* **Missing numbers of sparsely listed revolutions:** where the listed (and
-  Crab) ids of a revolution cover less than 75 % of its pointing numbers
-  1 … highest (mostly 2019–2021, where the id list lacks about 40 % of the
-  pointings), the missing numbers become invented ids ``RRRRPPPP0010``
-  (``REAL_ID`` False).
-* **Observations where the list has none** (``FILLED`` True): where no
-  listed observation is active (half of the time in most years, nearly all
-  of 2011–2012, and everything after 2022-02-26), the ScW borrows the
-  observation active at the same time of another year (shifted by whole
-  tropical years of 365.2422 d, trying −1, +1, −2, +2, … years): the same
-  fields in the same seasons, so the Sun constraint still holds. The
-  borrowed OBS_ID is kept; ``FILL_SHIFT_YR`` gives the shift in years.
-  Real Crab-field ScWs are never FILLED (their field is real); when no
-  Crab observation of the list is active they take the OBS_ID of the
-  nearest-in-time Crab observation of the list.
-* **The Crab field is exclusive:** observations centred within 10° of the
-  Crab are used only by the real Crab-field ScWs. Any other ScW falling in
-  such an observation is FILLED with a borrowed observation instead, so a
-  cone of up to ~4° around the Crab holds only real Crab-field ScWs (no
-  other pointing comes closer than ~5° to the Crab).
-* **Dithering:** each observation gets a pattern from the seeded generator:
-  5×5 rectangular with 2.17° steps (55 %), hexagonal 7 points with 2° steps
-  (30 %) or staring (15 %). Consecutive ScWs of one observation walk
-  through the pattern (centre first), in the local (east, north) tangent
-  plane of the centre.
-* **Attitude:** the spacecraft is rotated about X (the pointing) so that the
-  Sun lies in the X–Z plane on the +Z side. ``POSANGLE`` is the position
-  angle of Z east of north at the pointing. The Sun comes from astropy
-  ``get_sun`` on a 12-hour grid, interpolated (error < 0.001°).
-* **Radiation belts:** the first 3 and last 4 pointings (by time) of each
-  revolution are ``IN_BELT``; their good times are 0–40 % of TELAPSE. They
-  stay in every list (a real analysis of them fails).
-* **Good times:** ``GOOD_ISGRI`` = TELAPSE × U(0.88, 0.99); 1 % of the other
-  pointings have 0 (anomalies). JEM-X (approximate, simplified operating
-  history): JEM-X2 alone until 2004-12-01, JEM-X1 alone until 2010-01-01,
-  both afterwards; a unit that is off has 0, one that is on has good time
-  drawn like ISGRI's (independently).
-* ``IBISMODE`` is 41 (nominal) for every pointing.
-
-Extra columns (beyond the contract): ``REAL_ID``, ``REAL_TIME`` (see above),
-``FILL_SHIFT_YR`` (int8, years by which a FILLED ScW's observation was
-shifted; 0 otherwise), ``RA_OBS``, ``DEC_OBS`` (float64, centre of the
-observation the ScW dithers around).
+What is real and what is invented: docs/simulated_sky.md, "The ScW archive".
 """
 
 from __future__ import annotations
@@ -168,17 +62,34 @@ OBS_WALL_FACTOR = 1.15
 
 #: JEM-X operating history (approximate): (from IJD, JEM-X1 on, JEM-X2 on).
 JEMX_HISTORY = (
-    (-np.inf, False, True),   # JEM-X2 alone (early mission)
-    (1796.0, True, False),    # 2004-12-01: JEM-X1 alone
-    (3653.0, True, True),     # 2010-01-01: both units
+    (-np.inf, False, True),  # JEM-X2 alone (early mission)
+    (1796.0, True, False),  # 2004-12-01: JEM-X1 alone
+    (3653.0, True, True),  # 2010-01-01: both units
 )
 
 _COLUMNS = (
-    ("SWID", "U12"), ("REVOL", "i4"), ("TSTART", "f8"), ("TSTOP", "f8"), ("TELAPSE", "f4"),
-    ("RA_SCX", "f8"), ("DEC_SCX", "f8"), ("RA_SCZ", "f8"), ("DEC_SCZ", "f8"), ("POSANGLE", "f4"),
-    ("GOOD_ISGRI", "f4"), ("GOOD_JEMX1", "f4"), ("GOOD_JEMX2", "f4"), ("IBISMODE", "i2"),
-    ("OBS_ID", "U11"), ("IN_BELT", "?"), ("FILLED", "?"),
-    ("REAL_ID", "?"), ("REAL_TIME", "?"), ("FILL_SHIFT_YR", "i1"), ("RA_OBS", "f8"), ("DEC_OBS", "f8"),
+    ("SWID", "U12"),
+    ("REVOL", "i4"),
+    ("TSTART", "f8"),
+    ("TSTOP", "f8"),
+    ("TELAPSE", "f4"),
+    ("RA_SCX", "f8"),
+    ("DEC_SCX", "f8"),
+    ("RA_SCZ", "f8"),
+    ("DEC_SCZ", "f8"),
+    ("POSANGLE", "f4"),
+    ("GOOD_ISGRI", "f4"),
+    ("GOOD_JEMX1", "f4"),
+    ("GOOD_JEMX2", "f4"),
+    ("IBISMODE", "i2"),
+    ("OBS_ID", "U11"),
+    ("IN_BELT", "?"),
+    ("FILLED", "?"),
+    ("REAL_ID", "?"),
+    ("REAL_TIME", "?"),
+    ("FILL_SHIFT_YR", "i1"),
+    ("RA_OBS", "f8"),
+    ("DEC_OBS", "f8"),
 )
 #: Names of the table columns, in order.
 COLUMNS = tuple(name for name, _ in _COLUMNS)
@@ -387,11 +298,11 @@ def _data_file(name: str):
 class CrabScws:
     """The real Crab-field ScWs (one row per distinct id, sorted by id = by time)."""
 
-    ids: np.ndarray       #: int64 RRRRPPPPSSSF
-    tstart: np.ndarray    #: IJD (TT)
-    tstop: np.ndarray     #: IJD (TT)
+    ids: np.ndarray  #: int64 RRRRPPPPSSSF
+    tstart: np.ndarray  #: IJD (TT)
+    tstop: np.ndarray  #: IJD (TT)
     start_mjd_utc: np.ndarray  #: as in the file
-    stop_mjd_utc: np.ndarray   #: as in the file
+    stop_mjd_utc: np.ndarray  #: as in the file
 
 
 @functools.lru_cache(maxsize=1)
@@ -404,8 +315,7 @@ def load_crab_scws() -> CrabScws:
     t2 = np.array([float(r[2]) for r in rows])
     ids, first = np.unique(ids, return_index=True)
     t1, t2 = t1[first], t2[first]
-    return CrabScws(ids=ids, tstart=utc_mjd_to_ijd(t1), tstop=utc_mjd_to_ijd(t2),
-                    start_mjd_utc=t1, stop_mjd_utc=t2)
+    return CrabScws(ids=ids, tstart=utc_mjd_to_ijd(t1), tstop=utc_mjd_to_ijd(t2), start_mjd_utc=t1, stop_mjd_utc=t2)
 
 
 @functools.lru_cache(maxsize=1)
@@ -423,7 +333,7 @@ class Observations:
     obs_id: np.ndarray
     ra: np.ndarray
     dec: np.ndarray
-    start: np.ndarray     #: IJD (TT)
+    start: np.ndarray  #: IJD (TT)
     exposure: np.ndarray  #: s
 
     @property
@@ -439,11 +349,13 @@ def load_observations() -> Observations:
         table = Table.read(fh.read(), format="ascii.ecsv")
     start = Time(np.asarray(table["START"], dtype=str), format="isot", scale="utc").tt.mjd - IJD_MJD_OFFSET
     order = np.argsort(start, kind="stable")
-    return Observations(obs_id=np.asarray(table["OBS_ID"], dtype="U11")[order],
-                        ra=np.asarray(table["RA"], dtype=float)[order],
-                        dec=np.asarray(table["DEC"], dtype=float)[order],
-                        start=start[order],
-                        exposure=np.asarray(table["EXPOSURE"], dtype=float)[order])
+    return Observations(
+        obs_id=np.asarray(table["OBS_ID"], dtype="U11")[order],
+        ra=np.asarray(table["RA"], dtype=float)[order],
+        dec=np.asarray(table["DEC"], dtype=float)[order],
+        start=start[order],
+        exposure=np.asarray(table["EXPOSURE"], dtype=float)[order],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -475,10 +387,12 @@ class RevolutionModel:
 
     @property
     def period_first(self) -> float:
+        """Orbital period (days) of revolution FIRST_REV, the early period used before it."""
         return float(self.starts[FIRST_REV + 1] - self.starts[FIRST_REV])
 
     @property
     def period_last(self) -> float:
+        """Orbital period (days) of the last revolution of the table, used to extrapolate beyond it."""
         return float(self.starts[-1] - self.starts[-2])
 
     def start(self, rev):
@@ -486,9 +400,11 @@ class RevolutionModel:
         rev = np.asarray(rev)
         n = len(self.starts)
         inside = np.clip(rev, 0, n - 1).astype(int)
-        out = np.where(rev < 0, self.starts[0] + rev * self.period_first,
-                       np.where(rev >= n, self.starts[-1] + (rev - (n - 1)) * self.period_last,
-                                self.starts[inside]))
+        out = np.where(
+            rev < 0,
+            self.starts[0] + rev * self.period_first,
+            np.where(rev >= n, self.starts[-1] + (rev - (n - 1)) * self.period_last, self.starts[inside]),
+        )
         return float(out) if out.ndim == 0 else out
 
     def revolution_of(self, ijd):
@@ -514,7 +430,7 @@ def _linear_spline_fit(x, y, knots, lam):
     d2 = np.zeros((len(knots) - 2, len(knots)))
     for i in range(len(knots) - 2):
         h1, h2 = knots[i + 1] - knots[i], knots[i + 2] - knots[i + 1]
-        d2[i, i:i + 3] = np.array([1.0 / h1, -1.0 / h1 - 1.0 / h2, 1.0 / h2]) * 60.0
+        d2[i, i : i + 3] = np.array([1.0 / h1, -1.0 / h1 - 1.0 / h2, 1.0 / h2]) * 60.0
     mat = np.vstack([a, np.sqrt(lam) * d2])
     rhs = np.concatenate([y, np.zeros(len(knots) - 2)])
     coef, *_ = np.linalg.lstsq(mat, rhs, rcond=None)
@@ -526,13 +442,16 @@ def _eval_linear(knots, coef, x):
     inner = np.interp(x, knots, coef)
     slope_lo = (coef[1] - coef[0]) / (knots[1] - knots[0])
     slope_hi = (coef[-1] - coef[-2]) / (knots[-1] - knots[-2])
-    return np.where(x < knots[0], coef[0] + (x - knots[0]) * slope_lo,
-                    np.where(x > knots[-1], coef[-1] + (x - knots[-1]) * slope_hi, inner))
+    return np.where(
+        x < knots[0],
+        coef[0] + (x - knots[0]) * slope_lo,
+        np.where(x > knots[-1], coef[-1] + (x - knots[-1]) * slope_hi, inner),
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def revolution_model() -> RevolutionModel:
-    """Fit the revolution start times to the real Crab-field ScWs (see the module docstring).
+    """Fit the revolution start times to the real Crab-field ScWs (see docs/simulated_sky.md, "The ScW archive").
 
     Each revolution whose first Crab ScW has a pointing number P ≤ 6 gives
     an estimate of its perigee: that ScW's start − ((P − 1) × 2200 s + 600 s).
@@ -602,8 +521,7 @@ def revolution_model() -> RevolutionModel:
             break
     if np.any(np.diff(starts) < 1.0):
         raise RuntimeError("revolution model: a revolution shorter than a day")
-    log.debug("revolution model: worst Crab mismatch of the smooth fit %.0f s, %d starts nudged",
-              worst, len(nudged))
+    log.debug("revolution model: worst Crab mismatch of the smooth fit %.0f s, %d starts nudged", worst, len(nudged))
     return RevolutionModel(starts=starts, smooth_starts=smooth, worst_mismatch_s=worst, n_nudged=len(nudged))
 
 
@@ -686,13 +604,17 @@ def _completion_ids(real_ids: np.ndarray, crab_ids: np.ndarray, templates: dict)
     urev, first, counts = np.unique(rev, return_index=True, return_counts=True)
     last = first + counts - 1
     pmax = known[last] % 10_000
-    sparse = (counts < SPARSE_FRACTION * pmax) & ~np.isin(urev, list(templates)) \
+    sparse = (
+        (counts < SPARSE_FRACTION * pmax)
+        & ~np.isin(urev, list(templates))
         & np.isin(urev, np.unique(real_ids // 100_000_000))
+    )
     out = []
-    for r, top, a, n in zip(urev[sparse].tolist(), pmax[sparse].tolist(), first[sparse].tolist(),
-                            counts[sparse].tolist()):
+    for r, top, a, n in zip(
+        urev[sparse].tolist(), pmax[sparse].tolist(), first[sparse].tolist(), counts[sparse].tolist()
+    ):
         present = np.zeros(top + 1, bool)
-        present[known[a:a + n] % 10_000] = True
+        present[known[a : a + n] % 10_000] = True
         missing = np.flatnonzero(~present[1:]) + 1
         out.append((r * 10_000 + missing) * 10_000 + 10)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
@@ -753,7 +675,7 @@ def _pointing_items(model: RevolutionModel, rng: np.random.Generator) -> dict:
 class _Layout:
     """Vectorised per-revolution, per-segment helper arrays for a sorted item list."""
 
-    D0 = 900.0   # s after perigee before the first pointing
+    D0 = 900.0  # s after perigee before the first pointing
     D1 = 1800.0  # s before the next perigee after the last pointing
     SLEW_FIXED = 120.0
 
@@ -798,15 +720,17 @@ class _Layout:
         has_prev = pf[first] >= 0
         has_next = nf[first] >= 0
         self.seg_has_prev, self.seg_has_next = has_prev, has_next
-        self.seg_lo = np.where(has_prev, t2[np.clip(pf[first], 0, None)] + self.SLEW_FIXED / DAY,
-                               self.rev_t0[first] + self.D0 / DAY)
-        self.seg_hi = np.where(has_next, t1[np.clip(nf[first], 0, None)] - self.SLEW_FIXED / DAY,
-                               self.rev_t1[first] - self.D1 / DAY)
+        self.seg_lo = np.where(
+            has_prev, t2[np.clip(pf[first], 0, None)] + self.SLEW_FIXED / DAY, self.rev_t0[first] + self.D0 / DAY
+        )
+        self.seg_hi = np.where(
+            has_next, t1[np.clip(nf[first], 0, None)] - self.SLEW_FIXED / DAY, self.rev_t1[first] - self.D1 / DAY
+        )
         self.seg_count = np.bincount(sg, minlength=n_seg)
 
 
 def _layout_times(items: dict, model: RevolutionModel, rng: np.random.Generator) -> dict:
-    """Times of all pointings (see the module docstring)."""
+    """Times of all pointings (see docs/simulated_sky.md, "The ScW archive")."""
     ids, fixed, t1, t2, real = items["ids"], items["fixed"], items["t1"], items["t2"], items["real"]
 
     # segments with too little room for their pointings (600 s each) lose them
@@ -838,8 +762,7 @@ def _layout_times(items: dict, model: RevolutionModel, rng: np.random.Generator)
     # slew before item i (from the previous item of the same segment)
     slew_before = np.where(boundary, slew_between, slew_in)
     prev_p = np.r_[0, lay.pppp[:-1]]
-    missing_before = np.where(lay.pos == 0, np.clip(lay.pppp - 1, 0, None),
-                              np.clip(lay.pppp - prev_p - 1, 0, None))
+    missing_before = np.where(lay.pos == 0, np.clip(lay.pppp - 1, 0, None), np.clip(lay.pppp - prev_p - 1, 0, None))
     slot = run_duration[run] + 120.0
     free = lay.free
     seg = lay.seg
@@ -850,8 +773,9 @@ def _layout_times(items: dict, model: RevolutionModel, rng: np.random.Generator)
     trail = np.zeros(lay.n_seg)
     nxt = lay.next_fixed[lay.seg_last]
     has_next = nxt >= 0
-    trail[has_next] = np.clip(lay.pppp[nxt[has_next]] - lay.pppp[lay.seg_last[has_next]] - 1, 0, None) \
-        * slot[lay.seg_last[has_next]]
+    trail[has_next] = (
+        np.clip(lay.pppp[nxt[has_next]] - lay.pppp[lay.seg_last[has_next]] - 1, 0, None) * slot[lay.seg_last[has_next]]
+    )
 
     fi = np.flatnonzero(free)
     sg = seg[fi]
@@ -883,9 +807,19 @@ def _layout_times(items: dict, model: RevolutionModel, rng: np.random.Generator)
     start[fi] = lay.seg_lo[sg] + (c[fi] - base[sg] - b[fi]) / DAY
     tstart = np.where(fixed, t1, start)
     tstop = np.where(fixed, t2, start + b / DAY)
-    return {"ids": ids, "real": real, "fixed": fixed, "tstart": tstart, "tstop": tstop,
-            "pos": lay.pos, "n_in_rev": lay.n_in_rev, "rev": lay.rev, "n_dropped": n_dropped,
-            "rev_t0": lay.rev_t0, "rev_t1": lay.rev_t1}
+    return {
+        "ids": ids,
+        "real": real,
+        "fixed": fixed,
+        "tstart": tstart,
+        "tstop": tstop,
+        "pos": lay.pos,
+        "n_in_rev": lay.n_in_rev,
+        "rev": lay.rev,
+        "n_dropped": n_dropped,
+        "rev_t0": lay.rev_t0,
+        "rev_t1": lay.rev_t1,
+    }
 
 
 def _assign_observations(tstart, tstop, is_crab, rng) -> dict:
@@ -914,7 +848,7 @@ def _assign_observations(tstart, tstop, is_crab, rng) -> dict:
     if np.any(todo):  # fallback: the observation with the nearest time of year
         w = np.flatnonzero(todo)
         cand = np.flatnonzero(non_crab)
-        phase_o = (obs.start[cand] % TROPICAL_YEAR)
+        phase_o = obs.start[cand] % TROPICAL_YEAR
         phase_t = t[w] % TROPICAL_YEAR
         d = np.abs(phase_o[None, :] - phase_t[:, None])
         d = np.minimum(d, TROPICAL_YEAR - d)
@@ -939,8 +873,15 @@ def _assign_observations(tstart, tstop, is_crab, rng) -> dict:
     dec_c[oi] = obs.dec[obs_idx[oi]]
 
     pattern_of_obs = rng.choice(3, size=len(obs.start), p=[0.55, 0.30, 0.15])
-    return {"obs_idx": obs_idx, "obs_id": obs.obs_id[obs_idx], "ra_c": ra_c, "dec_c": dec_c,
-            "filled": filled, "shift": shift, "pattern": pattern_of_obs[obs_idx]}
+    return {
+        "obs_idx": obs_idx,
+        "obs_id": obs.obs_id[obs_idx],
+        "ra_c": ra_c,
+        "dec_c": dec_c,
+        "filled": filled,
+        "shift": shift,
+        "pattern": pattern_of_obs[obs_idx],
+    }
 
 
 def _dither(ra_c, dec_c, pattern, group_key) -> tuple[np.ndarray, np.ndarray]:
@@ -1008,25 +949,46 @@ def build_table() -> Table:
 
     swid = np.char.zfill(ids.astype("U12"), 12)
     columns = {
-        "SWID": swid, "REVOL": lay["rev"].astype(np.int32), "TSTART": tstart, "TSTOP": tstop,
-        "TELAPSE": telapse.astype(np.float32), "RA_SCX": ra_x, "DEC_SCX": dec_x,
-        "RA_SCZ": ra_z, "DEC_SCZ": dec_z, "POSANGLE": posangle.astype(np.float32),
-        "GOOD_ISGRI": good_isgri.astype(np.float32), "GOOD_JEMX1": good_j1.astype(np.float32),
-        "GOOD_JEMX2": good_j2.astype(np.float32), "IBISMODE": np.full(n, 41, np.int16),
-        "OBS_ID": obs["obs_id"].astype("U11"), "IN_BELT": in_belt, "FILLED": obs["filled"],
-        "REAL_ID": lay["real"], "REAL_TIME": is_crab, "FILL_SHIFT_YR": obs["shift"].astype(np.int8),
-        "RA_OBS": obs["ra_c"], "DEC_OBS": obs["dec_c"],
+        "SWID": swid,
+        "REVOL": lay["rev"].astype(np.int32),
+        "TSTART": tstart,
+        "TSTOP": tstop,
+        "TELAPSE": telapse.astype(np.float32),
+        "RA_SCX": ra_x,
+        "DEC_SCX": dec_x,
+        "RA_SCZ": ra_z,
+        "DEC_SCZ": dec_z,
+        "POSANGLE": posangle.astype(np.float32),
+        "GOOD_ISGRI": good_isgri.astype(np.float32),
+        "GOOD_JEMX1": good_j1.astype(np.float32),
+        "GOOD_JEMX2": good_j2.astype(np.float32),
+        "IBISMODE": np.full(n, 41, np.int16),
+        "OBS_ID": obs["obs_id"].astype("U11"),
+        "IN_BELT": in_belt,
+        "FILLED": obs["filled"],
+        "REAL_ID": lay["real"],
+        "REAL_TIME": is_crab,
+        "FILL_SHIFT_YR": obs["shift"].astype(np.int8),
+        "RA_OBS": obs["ra_c"],
+        "DEC_OBS": obs["dec_c"],
     }
     order = np.argsort(tstart, kind="stable")
     table = Table({name: np.asarray(columns[name], dtype=dtype)[order] for name, dtype in _COLUMNS})
-    table.meta.update({
-        "GENERATOR": GENERATOR_VERSION, "INDEX_VERSION": INDEX_VERSION, "SEED": SEED,
-        "N_TEMPLATE_REVS": items["n_templates"], "N_DROPPED": lay["n_dropped"],
-        "REV_WORST_MISMATCH_S": model.worst_mismatch_s, "REV_NUDGED": model.n_nudged,
-    })
+    table.meta.update(
+        {
+            "GENERATOR": GENERATOR_VERSION,
+            "INDEX_VERSION": INDEX_VERSION,
+            "SEED": SEED,
+            "N_TEMPLATE_REVS": items["n_templates"],
+            "N_DROPPED": lay["n_dropped"],
+            "REV_WORST_MISMATCH_S": model.worst_mismatch_s,
+            "REV_NUDGED": model.n_nudged,
+        }
+    )
     _check_table(table, model)
-    log.info("ScW archive built: %d pointings in %.1f s (%s)", len(table), time.perf_counter() - started,
-             GENERATOR_VERSION)
+    log.info(
+        "ScW archive built: %d pointings in %.1f s (%s)", len(table), time.perf_counter() - started, GENERATOR_VERSION
+    )
     return table
 
 
@@ -1047,7 +1009,7 @@ def _check_table(table: Table, model: RevolutionModel) -> None:
 # the archive
 # ---------------------------------------------------------------------------------------------------------
 class ScwArchive:
-    """The simulated INTEGRAL pointing ScW catalogue (see the module docstring).
+    """The simulated INTEGRAL pointing ScW catalogue (see docs/simulated_sky.md, "The ScW archive").
 
     Parameters
     ----------
@@ -1074,7 +1036,7 @@ class ScwArchive:
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
-    def build(cls) -> "ScwArchive":
+    def build(cls) -> ScwArchive:
         """Build the archive in memory."""
         return cls(build_table())
 
@@ -1084,7 +1046,7 @@ class ScwArchive:
         return Path(cache_dir) / f"scw_archive_{GENERATOR_VERSION}.npz"
 
     @classmethod
-    def load(cls, cache_dir=None) -> "ScwArchive":
+    def load(cls, cache_dir=None) -> ScwArchive:
         """Load the archive: from ``cache_dir`` if cached there, else build (and cache) it.
 
         Parameters
@@ -1119,9 +1081,18 @@ class ScwArchive:
         return len(self.table)
 
     # -- queries ------------------------------------------------------------------------------------------
-    def select(self, t1_ijd: float, t2_ijd: float, *, ra: float | None = None, dec: float | None = None,
-               radius: float | None = None, min_telapse: float | None = None, ibismode: int | None = None,
-               include_belt: bool = True) -> np.ndarray:
+    def select(
+        self,
+        t1_ijd: float,
+        t2_ijd: float,
+        *,
+        ra: float | None = None,
+        dec: float | None = None,
+        radius: float | None = None,
+        min_telapse: float | None = None,
+        ibismode: int | None = None,
+        include_belt: bool = True,
+    ) -> np.ndarray:
         """Rows of the ScWs overlapping [t1, t2], optionally within a cone.
 
         Parameters
@@ -1262,8 +1233,9 @@ class ScwArchive:
     def summary_per_year(self) -> Table:
         """ScW count, ISGRI good time and FILLED fraction per calendar year (UTC)."""
         years = np.array([int(s[:4]) for s in ijd_to_utc_isot(self._tstart)])
-        out = Table(names=("YEAR", "N_SCW", "TELAPSE_MS", "GOOD_ISGRI_MS", "FILLED_FRAC"),
-                    dtype=("i4", "i8", "f8", "f8", "f8"))
+        out = Table(
+            names=("YEAR", "N_SCW", "TELAPSE_MS", "GOOD_ISGRI_MS", "FILLED_FRAC"), dtype=("i4", "i8", "f8", "f8", "f8")
+        )
         telapse = np.asarray(self.table["TELAPSE"], dtype=float)
         good = np.asarray(self.table["GOOD_ISGRI"], dtype=float)
         filled = np.asarray(self.table["FILLED"])

@@ -54,8 +54,9 @@ class TokenError(Exception):
         self.short_message = EXPIRED_SHORT_MESSAGE if expired else INVALID_SHORT_MESSAGE
 
 
-def mint_token(secret: str, *, roles, email: str = "user@localhost", name: str | None = None,
-               lifetime_s: float = 7 * 24 * 3600) -> str:
+def mint_token(
+    secret: str, *, roles, email: str = "user@localhost", name: str | None = None, lifetime_s: float = 7 * 24 * 3600
+) -> str:
     """Create a token signed with ``secret``.
 
     Parameters
@@ -152,10 +153,12 @@ def missing_roles_message(have: list[str], missing: dict[str, str]) -> str:
         Missing role → why it is needed for this request.
     """
     lines = "".join(f"\n - {role}: {why}" for role, why in missing.items())
-    return ("Unfortunately, your priviledges are not sufficient to make the request for this particular "
-            f"product and parameter combination.\n- Your priviledge roles include {have}\n"
-            f"- You are lacking all of the following roles:{lines}\n"
-            "You can request support if you think you should be able to make this request.")
+    return (
+        "Unfortunately, your priviledges are not sufficient to make the request for this particular "
+        f"product and parameter combination.\n- Your priviledge roles include {have}\n"
+        f"- You are lacking all of the following roles:{lines}\n"
+        "You can request support if you think you should be able to make this request."
+    )
 
 
 def lacking_roles(roles: list[str], *, osa: bool, product_roles: tuple, parameters: dict) -> dict[str, str]:
@@ -191,8 +194,10 @@ def lacking_roles(roles: list[str], *, osa: bool, product_roles: tuple, paramete
         authorised = all(role in roles for role in product_roles)
         p_value = parameters.get("p")
         if p_value is not None and p_value > 50:
-            needed = {ROLE_GENERAL: "general role is needed for p>50",
-                      ROLE_HPC_FULL: "unige-hpc-full role is needed for p>50 as well"}
+            needed = {
+                ROLE_GENERAL: "general role is needed for p>50",
+                ROLE_HPC_FULL: "unige-hpc-full role is needed for p>50 as well",
+            }
             # the real check reads `'general' and 'unige-hpc-full' in roles`: only the second role is tested
             authorised = ROLE_HPC_FULL in roles
     else:
@@ -209,20 +214,26 @@ def _osa_roles(roles: list[str], parameters: dict) -> tuple[bool, dict[str, str]
     if max_pointings > 50:
         needed[ROLE_HPC_FULL] = f"it is needed to request > 50 ScW, you requested max_pointings={max_pointings}"
     if len(scw_list) > 50:
-        needed[ROLE_HPC_FULL] = (f"it is needed to request > 50 ScW, you requested scw_list) = "
-                                 f"[ .. {len(scw_list)} items .. ]")
+        needed[ROLE_HPC_FULL] = (
+            f"it is needed to request > 50 ScW, you requested scw_list) = [ .. {len(scw_list)} items .. ]"
+        )
     if max_pointings > 500 or len(scw_list) > 500:
         needed[ROLE_HPC_EXTREME] = "it is needed to request > 500 ScW"
     data_rights = parameters["integral_data_rights"]
     if any(scw.endswith(".000") for scw in scw_list) and data_rights == "public":
-        needed[ROLE_PUBLIC_NRT] = ("some of the pointings you requested are NRT, but you requested public data. "
-                                   "This was likely a mistake, since almost none of of NRT data is public.")
+        needed[ROLE_PUBLIC_NRT] = (
+            "some of the pointings you requested are NRT, but you requested public data. "
+            "This was likely a mistake, since almost none of of NRT data is public."
+        )
     if data_rights == "all-private":
-        needed[ROLE_PRIVATE_QLA] = ("this role is needed to access private INTEGRAL data requested with "
-                                    "integral_data_rights == \"all-private\"")
+        needed[ROLE_PRIVATE_QLA] = (
+            'this role is needed to access private INTEGRAL data requested with integral_data_rights == "all-private"'
+        )
     osa_version = parameters["osa_version"]
     if osa_version not in PUBLIC_OSA_VERSIONS:
-        needed[ROLE_PRIVATE_QLA] = (f"the requested OSA ({osa_version}) version is restricted, publicly available "
-                                    f"osa versions: are {', '.join(PUBLIC_OSA_VERSIONS)}. "
-                                    "Most likely you do not need to request it.")
+        needed[ROLE_PRIVATE_QLA] = (
+            f"the requested OSA ({osa_version}) version is restricted, publicly available "
+            f"osa versions: are {', '.join(PUBLIC_OSA_VERSIONS)}. "
+            "Most likely you do not need to request it."
+        )
     return all(role in roles for role in needed), needed

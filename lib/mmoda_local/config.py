@@ -103,6 +103,11 @@ class ServerConfig:
         Simulated gamma-ray bursts added to the SPI-ACS data, each
         ``{"t0", "fluence", "duration", "spectrum", "ra", "dec"}`` (see
         ``mmoda_local.spiacs.parse_grb_injection``; ``--inject-grb``).
+    injected_sources : list of dict
+        Point sources added to the simulated sky, each ``{"name", "ra",
+        "dec", "flux_mcrab", "index", "shape"}`` (``index`` 2.0 and
+        ``shape`` ``constant`` by default; see
+        ``mmoda_local.sky.normalise_injected_source``; ``--inject-source``).
     """
 
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
@@ -115,6 +120,7 @@ class ServerConfig:
     archive_cache_dir: Path | None = None
     scw_failure_policy: str = "skip-scw"
     injected_grbs: list = dataclasses.field(default_factory=list)
+    injected_sources: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).expanduser()
@@ -127,6 +133,9 @@ class ServerConfig:
             raise ValueError(f"latency_per_scw_s={self.latency_per_scw_s} must be >= 0")
         if self.scw_failure_policy not in ("skip-scw", "fail-job"):
             raise ValueError(f"scw_failure_policy={self.scw_failure_policy!r} must be 'skip-scw' or 'fail-job'")
+        from .sky import normalise_injected_source
+
+        self.injected_sources = [normalise_injected_source(dict(entry)) for entry in self.injected_sources]
 
     @property
     def jobs_dir(self) -> Path:
@@ -165,10 +174,11 @@ class ServerConfig:
             "archive_cache_dir": str(self.cache_dir),
             "scw_failure_policy": self.scw_failure_policy,
             "injected_grbs": [dict(grb) for grb in self.injected_grbs],
+            "injected_sources": [dict(source) for source in self.injected_sources],
         }
 
     @classmethod
-    def from_json_file(cls, path: Path | str, **overrides) -> "ServerConfig":
+    def from_json_file(cls, path: Path | str, **overrides) -> ServerConfig:
         """Read a configuration from a JSON file, then apply ``overrides``."""
         values = json.loads(Path(path).read_text())
         values.update({k: v for k, v in overrides.items() if v is not None})

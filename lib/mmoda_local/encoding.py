@@ -27,8 +27,7 @@ from .protocol import strings_containing_null
 
 log = logging.getLogger(__name__)
 
-CATALOG_COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG",
-                   "ERR_RAD")
+CATALOG_COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG", "ERR_RAD")
 
 
 def mark_simulated(hdul: fits.HDUList) -> fits.HDUList:
@@ -74,8 +73,9 @@ def _as_read_from_disk(hdu):
     return table
 
 
-def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dict,
-                         unit_names: dict | None = None) -> dict:
+def encode_numpy_product(
+    hdul: fits.HDUList, *, name: str | None, meta_data: dict, unit_names: dict | None = None
+) -> dict:
     """Encode a FITS product as the real dispatcher does.
 
     Parameters
@@ -99,8 +99,11 @@ def encode_numpy_product(hdul: fits.HDUList, *, name: str | None, meta_data: dic
     mark_simulated(hdul)
     hdus = []
     for hdu in hdul:
-        if isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)) and hdu.data is not None \
-                and hdu.data.dtype.byteorder in ("<", "="):
+        if (
+            isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU))
+            and hdu.data is not None
+            and hdu.data.dtype.byteorder in ("<", "=")
+        ):
             # as read from a FITS file by the real backend: big-endian arrays
             hdu.data = hdu.data.astype(hdu.data.dtype.newbyteorder(">"))
         hdus.append(_as_read_from_disk(hdu) if isinstance(hdu, fits.BinTableHDU) else hdu)
@@ -152,8 +155,9 @@ def catalog_dict(table: Table) -> dict:
         if values.dtype.kind in "US":
             column_list.append([str(v) for v in values])
         else:
-            column_list.append([None if (isinstance(v, float) and not np.isfinite(v)) else v.item()
-                                for v in np.asarray(values)])
+            column_list.append(
+                [None if (isinstance(v, float) and not np.isfinite(v)) else v.item() for v in np.asarray(values)]
+            )
         descr.append([name, np.asarray(values).dtype.str])
     return {
         "cat_frame": "fk5",

@@ -1,33 +1,6 @@
 """The MMODA ``gw`` helper services over the simulated archive: ScW lists, time conversion, spacecraft.
 
-Pure functions returning ``(http_status, json_body)``; :mod:`mmoda_local.app`
-serves them under the real paths:
-
-* ``gw/timesystem/api/v1.0/scwlist/<readiness>/<t1>/<t2>`` with the query
-  arguments ``ra``, ``dec``, ``radius``, ``min_good_isgri``,
-  ``return_columns``, ``return_index_version`` → :func:`scwlist`
-* ``gw/timesystem/api/v1.0/converttime/<informat>/<value>/<outformat>`` → :func:`converttime`
-* ``gw/scsystem/api/v1.0/sc/<time>/<ra>/<dec>`` → :func:`spacecraft`
-
-The ScW-list semantics follow the real ``integral-timesystem`` service
-(its Flask code): readiness ``cons``/``nrt``/``any``; ScWs with TSTART < t2
-and TSTOP > t1; a cone (separation < radius) on the pointing axis when
-``ra``, ``dec`` and ``radius`` are all given; ``min_good_isgri`` keeps
-TELAPSE > value **and** IBISMODE == 41 (the real service does not look at
-GOOD_ISGRI, so radiation-belt pointings stay in the list); without
-``return_columns`` the answer is the sorted unique SWIDs, with it a dict
-column → list, ``any`` concatenating the NRT then the CONS answers.
-Arguments that are not numbers are ignored, as ``request.args.get(...,
-type=float)`` does. Here the NRT and CONS indices hold the same ScWs,
-versions ``000`` and ``001``. Times given as ISO/ISOT strings are UTC,
-converted to IJD in TT (the real service's ``Time(t).mjd - 51544`` skips
-the TT conversion, a 64–69 s difference).
-
-The spacecraft service answers for times within the archive's
-revolutions (39–2885) only. ``converttime`` answers in the real service's
-text shapes (see :func:`converttime`); to SCWID it answers the pointing
-covering the time, or 500 ("conversion impossible") in a slew or gap: the
-simulated archive has no slew ScWs.
+The semantics of each service, after the real ones: docs/simulated_sky.md, "The `gw` services".
 """
 
 from __future__ import annotations
@@ -45,9 +18,26 @@ from . import orbit as _orbit
 log = logging.getLogger(__name__)
 
 #: Columns the ScW-list service can return (``SW_VER``/``SW_TYPE`` are per readiness / constant).
-SCWLIST_COLUMNS = ("SWID", "SW_TYPE", "SW_VER", "REVOL", "TSTART", "TSTOP", "TELAPSE", "RA_SCX", "DEC_SCX",
-                   "RA_SCZ", "DEC_SCZ", "POSANGLE", "GOOD_ISGRI", "GOOD_JEMX1", "GOOD_JEMX2", "IBISMODE",
-                   "OBS_ID", "FILLED")
+SCWLIST_COLUMNS = (
+    "SWID",
+    "SW_TYPE",
+    "SW_VER",
+    "REVOL",
+    "TSTART",
+    "TSTOP",
+    "TELAPSE",
+    "RA_SCX",
+    "DEC_SCX",
+    "RA_SCZ",
+    "DEC_SCZ",
+    "POSANGLE",
+    "GOOD_ISGRI",
+    "GOOD_JEMX1",
+    "GOOD_JEMX2",
+    "IBISMODE",
+    "OBS_ID",
+    "FILLED",
+)
 _SW_VER = {"NRT": "000", "CONS": "001"}
 #: Time formats of ``converttime``.
 TIME_FORMATS = ("IJD", "UTC", "REVNUM", "SCWID", "MJD")
@@ -83,14 +73,14 @@ def _plain(values, name: str) -> list:
     return out
 
 
-def _scwlist_one(archive, source: str, t1: float, t2: float, ra, dec, radius, min_good_isgri,
-                 return_columns: str | None) -> dict:
+def _scwlist_one(
+    archive, source: str, t1: float, t2: float, ra, dec, radius, min_good_isgri, return_columns: str | None
+) -> dict:
     """The answer of one index (NRT or CONS): column → list. Raises ValueError on an unknown column."""
     table = archive.table
     rows = archive.select(t1, t2, ra=ra, dec=dec, radius=radius)
     if min_good_isgri is not None:
-        rows = rows[(np.asarray(table["TELAPSE"])[rows] > min_good_isgri)
-                    & (np.asarray(table["IBISMODE"])[rows] == 41)]
+        rows = rows[(np.asarray(table["TELAPSE"])[rows] > min_good_isgri) & (np.asarray(table["IBISMODE"])[rows] == 41)]
     names = (return_columns or "SWID").split(",")
     out = {}
     for name in names:
@@ -144,10 +134,15 @@ def scwlist(archive, readiness: str, t1: str, t2: str, args: Mapping | None = No
             return _bad('index version can only be set with "cons" or "nrt" source, not "any"')
         if not re.match(r"\d+", str(index_version)):
             return _bad("non-conforming index version")
-        if str(index_version) != _archive.INDEX_VERSION and int(re.match(r"\d+", str(index_version)).group(0)) \
-                > int(_archive.INDEX_VERSION):
-            return 400, [{f"problem in {sources[0]}": f"no index with requested version: {index_version}; "
-                                                      f"have: {_archive.INDEX_VERSION} - {_archive.INDEX_VERSION}"}]
+        if str(index_version) != _archive.INDEX_VERSION and int(re.match(r"\d+", str(index_version)).group(0)) > int(
+            _archive.INDEX_VERSION
+        ):
+            return 400, [
+                {
+                    f"problem in {sources[0]}": f"no index with requested version: {index_version}; "
+                    f"have: {_archive.INDEX_VERSION} - {_archive.INDEX_VERSION}"
+                }
+            ]
 
     try:
         t1_ijd = _archive.parse_time_to_ijd(t1)
@@ -159,8 +154,9 @@ def scwlist(archive, readiness: str, t1: str, t2: str, args: Mapping | None = No
     problems = []
     for source in sources:
         try:
-            for key, values in _scwlist_one(archive, source, t1_ijd, t2_ijd, ra, dec, radius, min_good_isgri,
-                                            return_columns).items():
+            for key, values in _scwlist_one(
+                archive, source, t1_ijd, t2_ijd, ra, dec, radius, min_good_isgri, return_columns
+            ).items():
                 output.setdefault(key, []).extend(values)
         except ValueError as exc:
             problems.append({f"problem in {source}": str(exc)})
@@ -170,8 +166,14 @@ def scwlist(archive, readiness: str, t1: str, t2: str, args: Mapping | None = No
     result = sorted(set(output["SWID"])) if return_columns is None else output
     if "debug" in args:
         last = str(archive.table["SWID"][-1]) if len(archive.table) else ""
-        return 200, {"output": result, "t1_ijd": float(t1_ijd), "t2_ijd": float(t2_ijd),
-                     "readiness": sources[-1], "lastscw": last, "index_version": _archive.INDEX_VERSION}
+        return 200, {
+            "output": result,
+            "t1_ijd": float(t1_ijd),
+            "t2_ijd": float(t2_ijd),
+            "readiness": sources[-1],
+            "lastscw": last,
+            "index_version": _archive.INDEX_VERSION,
+        }
     if args.get("return_index_version", "no") == "yes":
         return 200, {"scwlist": result, "index_version": _archive.INDEX_VERSION}
     return 200, result
@@ -207,8 +209,10 @@ def spacecraft(archive, time_str: str, ra, dec) -> tuple[int, dict]:
         return _bad(f"coordinates out of range: ra={ra!r}, dec={dec!r}")
     lo, hi = archive.time_range
     if not lo <= ijd <= hi:
-        return _bad(f"no spacecraft data at IJD {ijd:.6f}: the archive covers IJD {lo:.3f} to {hi:.3f} "
-                    f"({_archive.ijd_to_utc_isot(lo)} to {_archive.ijd_to_utc_isot(hi)})")
+        return _bad(
+            f"no spacecraft data at IJD {ijd:.6f}: the archive covers IJD {lo:.3f} to {hi:.3f} "
+            f"({_archive.ijd_to_utc_isot(lo)} to {_archive.ijd_to_utc_isot(hi)})"
+        )
     return 200, _orbit.spacecraft_state(archive, ijd, ra=ra_f, dec=dec_f)
 
 
@@ -292,10 +296,14 @@ def _output_text(archive, informat: str, ijd: float, end: float | None, outforma
 
 def _problems(message: str, informat: str, value: str, outformat: str) -> list:
     """The real service's failure body: one problem per archive it tried (NRT, then CONS)."""
-    log_text = (f"Log_1  : Parameter informat = {informat}\nLog_1  : Parameter intime = {value}\n"
-                f"Log_1  : Parameter outformat = {outformat}\n")
-    return [{"error from converttime": repr(Exception(message)), "output": log_text,
-             "traceback": f"Exception: {message}\n"} for _ in ("NRT", "CONS")]
+    log_text = (
+        f"Log_1  : Parameter informat = {informat}\nLog_1  : Parameter intime = {value}\n"
+        f"Log_1  : Parameter outformat = {outformat}\n"
+    )
+    return [
+        {"error from converttime": repr(Exception(message)), "output": log_text, "traceback": f"Exception: {message}\n"}
+        for _ in ("NRT", "CONS")
+    ]
 
 
 def converttime(archive, informat: str, value: str, outformat: str) -> tuple[int, object]:

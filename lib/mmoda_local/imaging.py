@@ -1,32 +1,6 @@
 """Sky images of single ScWs and mosaics, their source catalogue and FITS form.
 
-A ScW image is a north-up TAN image centred on the pointing that holds the
-whole field of view (the instrument frame is rotated by POSANGLE; the field
-response is computed in instrument coordinates). Its four planes:
-
-* INTENSITY (ct/s, on-axis equivalent): Σ_s r_s·PSF sampled at pixel centres
-  (a point source's peak equals its rate) plus noise;
-* VARIANCE: the noise model of :mod:`.instrument`, (Σβ + ξ Σ r_s R_s)/(T R²),
-  NaN outside the field;
-* SIGNIFICANCE: intensity/√variance;
-* EXPOSURE: good time × response (s).
-
-The noise imitates a deconvolved coded-mask image: white noise smoothed by a
-Gaussian of σ_PSF/√2 (so the noise correlation has the shape of the PSF),
-renormalised to unit variance per pixel, times √variance. A PSF fit at a
-source then has an error close to the pixel σ, which is the error of the
-ScW's light-curve point, so images and light curves carry the same
-information; significance pixels of an empty field are N(0, 1).
-
-A mosaic places each ScW image on a common north-up TAN grid (centre: mean
-pointing, extent: union of the fields, the instrument's pixel size) by
-nearest-neighbour resampling, which keeps per-pixel variances, and combines
-them with inverse-variance weights: I = Σ(I/V)/Σ(1/V), V = 1/Σ(1/V),
-S = I/√V, EXPOSURE = Σ exposure. A one-ScW mosaic is that ScW's image. The
-grid is capped at ±1024 pixels from its centre along each axis (±84° of
-tangent plane for ISGRI, ±27° for JEM-X); parts of fields beyond are dropped
-with a warning, so a mosaic of ScWs spread over the sky stays bounded
-(≤ 2049² pixels).
+The model (planes, noise, mosaics): docs/simulated_sky.md, "Images and mosaics".
 """
 
 from __future__ import annotations
@@ -42,8 +16,18 @@ from astropy.table import Table
 from scipy import ndimage
 
 from . import CREATOR, ORIGIN
-from .instrument import (MJDREF, Instrument, ScwView, band_label, noise_rng, plane_to_sky, sky_to_plane,
-                         tangent_basis, unit_vectors, vectors_to_radec)
+from .instrument import (
+    MJDREF,
+    Instrument,
+    ScwView,
+    band_label,
+    noise_rng,
+    plane_to_sky,
+    sky_to_plane,
+    tangent_basis,
+    unit_vectors,
+    vectors_to_radec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +36,7 @@ MAX_HALF_PIXELS = 1024
 #: New excesses closer than this many PSF FWHM to a known source are attributed to it.
 NEW_SOURCE_EXCLUSION_FWHM = 3.0
 SIMULATED_COMMENT = "SIMULATED DATA: made by mmoda_local from a simulated sky, not INTEGRAL observations."
-CATALOG_COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG",
-                   "ERR_RAD")
+CATALOG_COLUMNS = ("meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG", "FLAG", "ERR_RAD")
 IMAGE_PLANES = ("INTENSITY", "VARIANCE", "SIGNIFICANCE", "EXPOSURE")
 #: OSA's dead-time correction keyword. The simulation's good time is already the live time (no dead time
 #: is simulated), so DEADC = 1 and EXPOSURE = ONTIME × DEADC = ONTIME.
@@ -90,10 +73,12 @@ class Grid:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Shape of an image on the grid, (ny, nx)."""
         return self.ny, self.nx
 
     @functools.cached_property
     def basis(self) -> np.ndarray:
+        """Centre, east and north unit vectors of the tangent plane at (ra0, dec0), as rows (computed once)."""
         return tangent_basis(self.ra0, self.dec0)
 
     def xi(self) -> np.ndarray:
@@ -117,14 +102,25 @@ class Grid:
 
     def header_cards(self) -> dict:
         """FITS celestial WCS keywords."""
-        return {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
-                "CRPIX1": float(self.crpix1), "CRPIX2": float(self.crpix2),
-                "CRVAL1": float(self.ra0), "CRVAL2": float(self.dec0),
-                "CD1_1": -self.pixel_deg, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": self.pixel_deg,
-                "RADESYS": "FK5", "EQUINOX": 2000.0}
+        return {
+            "CTYPE1": "RA---TAN",
+            "CTYPE2": "DEC--TAN",
+            "CUNIT1": "deg",
+            "CUNIT2": "deg",
+            "CRPIX1": float(self.crpix1),
+            "CRPIX2": float(self.crpix2),
+            "CRVAL1": float(self.ra0),
+            "CRVAL2": float(self.dec0),
+            "CD1_1": -self.pixel_deg,
+            "CD1_2": 0.0,
+            "CD2_1": 0.0,
+            "CD2_2": self.pixel_deg,
+            "RADESYS": "FK5",
+            "EQUINOX": 2000.0,
+        }
 
     @classmethod
-    def centred(cls, ra0: float, dec0: float, pixel_deg: float, half_x_deg: float, half_y_deg: float) -> "Grid":
+    def centred(cls, ra0: float, dec0: float, pixel_deg: float, half_x_deg: float, half_y_deg: float) -> Grid:
         """A grid whose central pixel is (ra0, dec0), reaching ±half_x, ±half_y degrees of plane."""
         kx = min(int(math.ceil(half_x_deg / pixel_deg - 1e-9)), MAX_HALF_PIXELS)
         ky = min(int(math.ceil(half_y_deg / pixel_deg - 1e-9)), MAX_HALF_PIXELS)
@@ -165,12 +161,14 @@ class SkyImage:
 
     @property
     def mid_ijd(self) -> float:
+        """Middle of the image's time span, (tstart + tstop) / 2 (IJD)."""
         return 0.5 * (self.tstart + self.tstop)
 
     @property
     def wcs(self):
         """astropy WCS of the image."""
         from astropy.wcs import WCS
+
         header = fits.Header()
         header["NAXIS"] = 2
         header["NAXIS1"], header["NAXIS2"] = self.grid.nx, self.grid.ny
@@ -208,18 +206,18 @@ def native_grid(row, instrument: Instrument) -> Grid:
     return Grid.centred(float(row["RA_SCX"]), float(row["DEC_SCX"]), instrument.pixel_deg, half, half)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel_norm(sigma_pixels: float) -> float:
     """√Σk² of the 2-D Gaussian smoothing kernel (makes smoothed white noise unit-variance)."""
     delta = np.zeros(129)
     delta[64] = 1.0
     profile = ndimage.gaussian_filter1d(delta, sigma_pixels, mode="constant")
-    return float(np.sum(profile ** 2))  # (Σk²)^½ of k⊗k = Σ over one axis of k²
+    return float(np.sum(profile**2))  # (Σk²)^½ of k⊗k = Σ over one axis of k²
 
 
 def correlated_noise(rng: np.random.Generator, shape, instrument: Instrument) -> np.ndarray:
     """Unit-variance noise correlated like a deconvolved coded-mask image (PSF-shaped correlation)."""
-    sigma_pixels = instrument.psf_sigma_deg / instrument.pixel_deg / math.sqrt(2.0)
+    sigma_pixels = noise_sigma_pixels(instrument)
     white = rng.standard_normal(shape)
     # 'wrap' keeps the variance uniform up to the edges (no reflected duplicates).
     smoothed = ndimage.gaussian_filter(white, sigma_pixels, mode="wrap")
@@ -248,8 +246,16 @@ def _add_point_sources(image: np.ndarray, grid: Grid, xi, eta, rates, instrument
         image[np.ix_(rws[keep_r], cols[keep_c])] += rate * np.outer(profile_r, profile_c)
 
 
-def scw_image(row, sky, instrument: Instrument, e1_keV: float, e2_keV: float, *, seed: int | None = None,
-              view: ScwView | None = None) -> SkyImage:
+def scw_image(
+    row,
+    sky,
+    instrument: Instrument,
+    e1_keV: float,
+    e2_keV: float,
+    *,
+    seed: int | None = None,
+    view: ScwView | None = None,
+) -> SkyImage:
     """The image of one ScW.
 
     Parameters
@@ -285,17 +291,27 @@ def scw_image(row, sky, instrument: Instrument, e1_keV: float, e2_keV: float, *,
     good_time = max(view.good_time, 1e-9)
     variance = np.full(grid.shape, np.nan)
     variance[inside] = numerator / (good_time * response[inside] ** 2)
-    rng = noise_rng(sky.seed if seed is None else seed, view.swid, instrument.key, band_label(e1_keV, e2_keV),
-                    "image")
+    rng = noise_rng(sky.seed if seed is None else seed, view.swid, instrument.key, band_label(e1_keV, e2_keV), "image")
     noise = correlated_noise(rng, grid.shape, instrument)
     intensity = np.where(inside, truth + noise * np.sqrt(np.where(inside, variance, 0.0)), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         significance = intensity / np.sqrt(variance)
     exposure = view.good_time * response
-    return SkyImage(grid=grid, intensity=intensity, variance=variance, significance=significance,
-                    exposure=exposure, instrument=instrument, e1_keV=float(e1_keV), e2_keV=float(e2_keV),
-                    tstart=view.tstart, tstop=view.tstop, telapse=view.telapse, ontime=view.good_time,
-                    swids=[view.swid])
+    return SkyImage(
+        grid=grid,
+        intensity=intensity,
+        variance=variance,
+        significance=significance,
+        exposure=exposure,
+        instrument=instrument,
+        e1_keV=float(e1_keV),
+        e2_keV=float(e2_keV),
+        tstart=view.tstart,
+        tstop=view.tstop,
+        telapse=view.telapse,
+        ontime=view.good_time,
+        swids=[view.swid],
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,8 +346,7 @@ def mosaic_grid(rows, instrument: Instrument, *, centre: tuple[float, float] | N
         ra, dec = native.pixel_to_world(corner_x, corner_y)
         xi, eta, along = sky_to_plane(basis, ra, dec)
         if np.any(~np.isfinite(xi)) or np.any(along < 0.1):
-            log.warning("ScW %s reaches beyond the mosaic's tangent plane; its far side is dropped",
-                        row["SWID"])
+            log.warning("ScW %s reaches beyond the mosaic's tangent plane; its far side is dropped", row["SWID"])
             limit = MAX_HALF_PIXELS * instrument.pixel_deg
             xi = np.nan_to_num(xi, nan=limit, posinf=limit, neginf=-limit)
             eta = np.nan_to_num(eta, nan=limit, posinf=limit, neginf=-limit)
@@ -347,19 +362,37 @@ def mosaic_grid(rows, instrument: Instrument, *, centre: tuple[float, float] | N
     if capped != [k_east, k_west, k_north, k_south]:
         log.warning("mosaic of %d ScWs capped at ±%d pixels from its centre", len(rows), MAX_HALF_PIXELS)
     k_east, k_west, k_north, k_south = capped
-    return Grid(float(ra0), float(dec0), pixel, k_east + k_west + 1, k_north + k_south + 1,
-                k_east + 1.0, k_south + 1.0)
+    return Grid(float(ra0), float(dec0), pixel, k_east + k_west + 1, k_north + k_south + 1, k_east + 1.0, k_south + 1.0)
 
 
-def _resample_indices(target: Grid, source: Grid):
-    """Nearest source pixel of each target pixel in the bounding box of the source footprint.
+@functools.cache
+def noise_lag_correlation(sigma_pixels: float) -> float:
+    """Correlation of :func:`correlated_noise` between pixels one step apart along an axis.
+
+    The smoothing kernel is k⊗k, so the 2-D correlation is separable: ρ(Δx, Δy) = ρ₁(Δx)·ρ₁(Δy), with
+    ρ₁(1) = Σₙ k[n]·k[n+1] / Σₙ k[n]² of the same discrete kernel that makes the noise.
+    """
+    delta = np.zeros(129)
+    delta[64] = 1.0
+    profile = ndimage.gaussian_filter1d(delta, sigma_pixels, mode="constant")
+    return float(np.sum(profile[:-1] * profile[1:]) / np.sum(profile**2))
+
+
+def noise_sigma_pixels(instrument: Instrument) -> float:
+    """σ (pixels) of the Gaussian smoothing that correlates the image noise (σ_PSF/√2)."""
+    return instrument.psf_sigma_deg / instrument.pixel_deg / math.sqrt(2.0)
+
+
+def _source_coordinates(target: Grid, source: Grid):
+    """Source-pixel coordinates of the target pixel centres in the bounding box of the source footprint.
 
     Two gnomonic planes are related by a projective transform, so the mapping
     costs a few multiply-adds per pixel.
 
     Returns
     -------
-    (row_slice, col_slice, src_rows, src_cols, valid) or None when there is no overlap.
+    (row_slice, col_slice, src_x, src_y) or None when there is no overlap
+        0-based (column, row) coordinates in the source grid; NaN behind its plane.
     """
     corner_x = np.array([-0.5, source.nx - 0.5, source.nx - 0.5, -0.5])
     corner_y = np.array([-0.5, -0.5, source.ny - 0.5, source.ny - 0.5])
@@ -378,24 +411,122 @@ def _resample_indices(target: Grid, source: Grid):
     eta = np.radians(target.pixel_deg * (np.arange(y0, y1 + 1) + 1.0 - target.crpix2))[:, None]
     t_basis, s_basis = target.basis, source.basis
     # u = c + ξ e + η n (unnormalised: the gnomonic ratios do not care); project on the source frame.
-    dots = t_basis @ s_basis.T          # dots[a, b] = target_a · source_b
+    dots = t_basis @ s_basis.T  # dots[a, b] = target_a · source_b
     along = dots[0, 0] + xi * dots[1, 0] + eta * dots[2, 0]
     east = dots[0, 1] + xi * dots[1, 1] + eta * dots[2, 1]
     north = dots[0, 2] + xi * dots[1, 2] + eta * dots[2, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        src_xi = np.degrees(east / along)
-        src_eta = np.degrees(north / along)
-        src_cols = np.rint(source.crpix1 - 1.0 - src_xi / source.pixel_deg)
-        src_rows = np.rint(source.crpix2 - 1.0 + src_eta / source.pixel_deg)
-    valid = (along > 0) & (src_cols >= 0) & (src_cols < source.nx) & (src_rows >= 0) & (src_rows < source.ny)
-    src_cols = np.where(valid, src_cols, 0).astype(np.intp)
-    src_rows = np.where(valid, src_rows, 0).astype(np.intp)
-    return slice(y0, y1 + 1), slice(x0, x1 + 1), src_rows, src_cols, valid
+        inverse = np.where(along > 0, 1.0 / along, np.nan)
+        src_x = source.crpix1 - 1.0 - np.degrees(east * inverse) / source.pixel_deg
+        src_y = source.crpix2 - 1.0 + np.degrees(north * inverse) / source.pixel_deg
+    return slice(y0, y1 + 1), slice(x0, x1 + 1), src_x, src_y
 
 
-def mosaic(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, *, seed: int | None = None,
-           centre: tuple[float, float] | None = None) -> SkyImage:
+def regrid(image: SkyImage, target: Grid):
+    """An image's planes on another grid of the same pixel size, conserving flux, propagating variances.
+
+    Each target pixel centre is mapped into the source image and takes the
+    bilinear combination of the 4 source pixels around it, weights
+    (1−fx)(1−fy), fx(1−fy), (1−fx)fy, fx·fy (fx, fy the fractional offsets).
+    For grids of equal pixel size these are the overlap areas of the target
+    pixel with the source pixels (exact for a shift, to second order in the
+    small rotation between two nearby tangent planes), so a point source's
+    summed rate is kept, as in OSA's mosaics.
+
+    Parameters
+    ----------
+    image : SkyImage
+        A ScW image (its noise made by :func:`correlated_noise`).
+    target : Grid
+        The grid to put it on.
+
+    Returns
+    -------
+    (row_slice, col_slice, intensity, variance, exposure) or None when there is no overlap
+        Planes over ``target[row_slice, col_slice]``. A target pixel is
+        covered when its nearest source pixel has a finite variance (the
+        footprint of nearest-neighbour resampling); intensity and variance
+        are NaN elsewhere, exposure 0 off the field.
+
+    Notes
+    -----
+    At field edges the weights are renormalised over the source pixels with
+    a finite variance. The variance is that of the weighted sum of correlated
+    noise, ``Σₖₗ wₖ wₗ ρₖₗ σₖ σₗ``, with the lag correlations of
+    :func:`correlated_noise` (ρ₁ side by side, ρ₁² diagonally), so that
+    significance maps stay N(0, 1).
+    """
+    source = image.grid
+    mapping = _source_coordinates(target, source)
+    if mapping is None:
+        return None
+    row_slice, col_slice, src_x, src_y = mapping
+    shape = src_x.shape
+    # Planes padded by one pixel (unusable, no exposure), so that every corner of a covered pixel has an index.
+    usable = np.isfinite(image.variance) & (image.variance > 0)
+    width = source.nx + 2
+    mask_in = np.pad(usable.astype(float), 1).ravel()
+    sigma_in = np.pad(np.sqrt(np.where(usable, image.variance, 0.0)), 1).ravel()
+    intensity_in = np.pad(np.where(usable, image.intensity, 0.0), 1).ravel()
+    exposure_in = np.pad(image.exposure, 1).ravel()
+    # Work on the covered pixels only (a rotated ISGRI field fills half of its bounding box).
+    with np.errstate(invalid="ignore"):
+        near_col = np.rint(src_x)
+        near_row = np.rint(src_y)
+        on_grid = (near_col >= 0) & (near_col < source.nx) & (near_row >= 0) & (near_row < source.ny)
+    nearest = np.where(on_grid, (near_row + 1) * width + near_col + 1, 0).astype(np.intp)
+    which = np.flatnonzero(np.take(mask_in, nearest) > 0)
+    x = src_x.ravel()[which]
+    y = src_y.ravel()[which]
+    col0 = np.floor(x)
+    row0 = np.floor(y)
+    fx = x - col0
+    fy = y - row0
+    gx = 1.0 - fx
+    gy = 1.0 - fy
+    base = ((row0 + 1) * width + col0 + 1).astype(np.intp)
+    u = np.empty((4, len(which)))
+    weight_total = np.zeros(len(which))
+    intensity_sum = np.zeros(len(which))
+    exposure_sum = np.zeros(len(which))
+    for k, (offset, weight) in enumerate(((0, gy * gx), (1, gy * fx), (width, fy * gx), (width + 1, fy * fx))):
+        flat = base + offset
+        exposure_sum += weight * np.take(exposure_in, flat)
+        weight *= np.take(mask_in, flat)
+        weight_total += weight
+        intensity_sum += weight * np.take(intensity_in, flat)
+        u[k] = weight * np.take(sigma_in, flat)
+    # The nearest pixel is usable and has weight ≥ 1/4, so the total is positive.
+    scale = 1.0 / weight_total
+    u *= scale
+    rho = noise_lag_correlation(noise_sigma_pixels(image.instrument))
+    side = u[0] * u[1] + u[2] * u[3] + u[0] * u[2] + u[1] * u[3]
+    diagonal = u[0] * u[3] + u[1] * u[2]
+    intensity = np.full(shape, np.nan)
+    variance = np.full(shape, np.nan)
+    exposure = np.zeros(shape)
+    intensity.ravel()[which] = intensity_sum * scale
+    variance.ravel()[which] = np.einsum("ij,ij->j", u, u) + 2.0 * rho * side + 2.0 * rho**2 * diagonal
+    exposure.ravel()[which] = exposure_sum
+    return row_slice, col_slice, intensity, variance, exposure
+
+
+def mosaic(
+    rows,
+    sky,
+    instrument: Instrument,
+    e1_keV: float,
+    e2_keV: float,
+    *,
+    seed: int | None = None,
+    centre: tuple[float, float] | None = None,
+) -> SkyImage:
     """Inverse-variance mosaic of the images of several ScWs.
+
+    Each ScW image is put on the mosaic grid by :func:`regrid` (bilinear,
+    area-overlap weights: a point source's summed rate is kept, its variance
+    propagated with the noise correlation), then I = Σ(I/V)/Σ(1/V),
+    V = 1/Σ(1/V), S = I/√V, EXPOSURE = Σ exposure.
 
     Parameters
     ----------
@@ -431,26 +562,36 @@ def mosaic(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, *, s
         telapse += image.telapse
         ontime += image.ontime
         swids.extend(image.swids)
-        mapping = _resample_indices(grid, image.grid)
-        if mapping is None:
+        regridded = regrid(image, grid)
+        if regridded is None:
             log.warning("ScW %s falls outside the mosaic grid", image.swids[0])
             continue
-        row_slice, col_slice, src_rows, src_cols, valid = mapping
-        variance = image.variance[src_rows, src_cols]
-        usable = valid & np.isfinite(variance) & (variance > 0)
-        inverse = np.where(usable, 1.0 / np.where(usable, variance, 1.0), 0.0)
+        row_slice, col_slice, scw_intensity, scw_variance, scw_exposure = regridded
+        usable = np.isfinite(scw_variance)
+        inverse = np.where(usable, 1.0 / np.where(usable, scw_variance, 1.0), 0.0)
         weight_sum[row_slice, col_slice] += inverse
-        weighted_intensity[row_slice, col_slice] += np.where(usable, image.intensity[src_rows, src_cols], 0.0) \
-            * inverse
-        exposure[row_slice, col_slice] += np.where(valid, image.exposure[src_rows, src_cols], 0.0)
+        weighted_intensity[row_slice, col_slice] += np.where(usable, scw_intensity, 0.0) * inverse
+        exposure[row_slice, col_slice] += scw_exposure
     covered = weight_sum > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         intensity = np.where(covered, weighted_intensity / weight_sum, np.nan)
         variance = np.where(covered, 1.0 / weight_sum, np.nan)
         significance = intensity / np.sqrt(variance)
-    return SkyImage(grid=grid, intensity=intensity, variance=variance, significance=significance,
-                    exposure=exposure, instrument=instrument, e1_keV=float(e1_keV), e2_keV=float(e2_keV),
-                    tstart=tstart, tstop=tstop, telapse=telapse, ontime=ontime, swids=swids)
+    return SkyImage(
+        grid=grid,
+        intensity=intensity,
+        variance=variance,
+        significance=significance,
+        exposure=exposure,
+        instrument=instrument,
+        e1_keV=float(e1_keV),
+        e2_keV=float(e2_keV),
+        tstart=tstart,
+        tstop=tstop,
+        telapse=telapse,
+        ontime=ontime,
+        swids=swids,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -478,8 +619,9 @@ def error_radius_deg(significance, instrument: Instrument) -> np.ndarray:
     return (21.0 / np.maximum(np.asarray(significance, dtype=float), 1.0) + 0.2) / 60.0 * scale
 
 
-def source_catalog(image: SkyImage, sky, *, detection_threshold: float = 7.0, selected_catalog=None,
-                   include_new_sources: bool = True) -> Table:
+def source_catalog(
+    image: SkyImage, sky, *, detection_threshold: float = 7.0, selected_catalog=None, include_new_sources: bool = True
+) -> Table:
     """Sources of an image, with the nine columns of the real OSA catalogue.
 
     Parameters
@@ -559,10 +701,10 @@ def _new_sources(image: SkyImage, known_ra, known_dec, threshold: float) -> list
     x = cols_idx.astype(float)
     y = rows_idx.astype(float)
     for n, (r, c) in enumerate(zip(rows_idx, cols_idx)):
-        patch = significance[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+        patch = significance[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
         weights = np.clip(np.nan_to_num(patch, neginf=0.0), 0.0, None)
         if weights.sum() > 0:
-            rr, cc = np.mgrid[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+            rr, cc = np.mgrid[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
             y[n] = float((rr * weights).sum() / weights.sum())
             x[n] = float((cc * weights).sum() / weights.sum())
     ra, dec = grid.pixel_to_world(x, y)
@@ -583,8 +725,10 @@ def _new_sources(image: SkyImage, known_ra, known_dec, threshold: float) -> list
         kept.append(n)
         kept_vectors.append(vector)
     errors = error_radius_deg(values, image.instrument)
-    return [(f"NEW_{k + 1}", float(values[n]), float(ra[n]), float(dec[n]), 1, 0, 0, float(errors[n]))
-            for k, n in enumerate(kept)]
+    return [
+        (f"NEW_{k + 1}", float(values[n]), float(ra[n]), float(dec[n]), 1, 0, 0, float(errors[n]))
+        for k, n in enumerate(kept)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -592,11 +736,16 @@ def _new_sources(image: SkyImage, known_ra, known_dec, threshold: float) -> list
 # --------------------------------------------------------------------------------------------------
 def _time_cards(image: SkyImage) -> dict:
     """The mosaic's times, whole-mosaic values (first ScW start to last ScW stop)."""
-    return {"TSTART": (image.tstart, "[d] IJD (TT) start of the first ScW"),
-            "TSTOP": (image.tstop, "[d] IJD (TT) stop of the last ScW"),
-            "DATE-OBS": (osa_date(image.tstart), "UTC of TSTART"),
-            "DATE-END": (osa_date(image.tstop), "UTC of TSTOP"),
-            "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"}
+    return {
+        "TSTART": (image.tstart, "[d] IJD (TT) start of the first ScW"),
+        "TSTOP": (image.tstop, "[d] IJD (TT) stop of the last ScW"),
+        "DATE-OBS": (osa_date(image.tstart), "UTC of TSTART"),
+        "DATE-END": (osa_date(image.tstop), "UTC of TSTOP"),
+        "MJDREF": MJDREF,
+        "TIMESYS": "TT",
+        "TIMEUNIT": "d",
+        "TIMEREF": "LOCAL",
+    }
 
 
 def _utc_mjd(date: str) -> float:
@@ -700,19 +849,46 @@ def mosaic_hdulist(image: SkyImage) -> fits.HDUList:
     return fits.HDUList(hdus)
 
 
-def image_products(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, *, seed: int | None = None,
-                   detection_threshold: float = 7.0, selected_catalog=None,
-                   include_new_sources: bool = True,
-                   centre: tuple[float, float] | None = None) -> tuple[fits.HDUList, Table, SkyImage]:
+def image_products(
+    rows,
+    sky,
+    instrument: Instrument,
+    e1_keV: float,
+    e2_keV: float,
+    *,
+    seed: int | None = None,
+    detection_threshold: float = 7.0,
+    selected_catalog=None,
+    include_new_sources: bool = True,
+    centre: tuple[float, float] | None = None,
+) -> tuple[fits.HDUList, Table, SkyImage]:
     """Everything an image request returns: the mosaic HDUList, its source catalogue and the image.
 
     Parameters are those of :func:`mosaic` and :func:`source_catalog`.
     """
     image = mosaic(rows, sky, instrument, e1_keV, e2_keV, seed=seed, centre=centre)
-    catalog = source_catalog(image, sky, detection_threshold=detection_threshold,
-                             selected_catalog=selected_catalog, include_new_sources=include_new_sources)
+    catalog = source_catalog(
+        image,
+        sky,
+        detection_threshold=detection_threshold,
+        selected_catalog=selected_catalog,
+        include_new_sources=include_new_sources,
+    )
     return mosaic_hdulist(image), catalog, image
 
 
-__all__ = ["Grid", "SkyImage", "native_grid", "scw_image", "mosaic_grid", "mosaic", "source_catalog",
-           "mosaic_hdulist", "image_products", "correlated_noise", "error_radius_deg"]
+__all__ = [
+    "Grid",
+    "SkyImage",
+    "native_grid",
+    "scw_image",
+    "mosaic_grid",
+    "mosaic",
+    "source_catalog",
+    "mosaic_hdulist",
+    "image_products",
+    "correlated_noise",
+    "noise_lag_correlation",
+    "regrid",
+    "error_radius_deg",
+]

@@ -1,86 +1,6 @@
 """ISGRI and JEM-X as the simulation sees them: geometry, spectral response, noise.
 
-The sky itself (sources, spectra, variability) is documented in :mod:`.sky`;
-this module is the instrument half of the simulation. Every product (image,
-light curve, spectrum) is computed through the objects defined here, so the
-three always agree: a band rate is the count rate in the channels of the band
-after the photon spectrum went through the same ARF and RMF that the spectrum
-products ship.
-
-Geometry
---------
-Positions in a ScW are handled in the gnomonic (TAN) plane of its pointing
-(standard coordinates ξ east, η north, in degrees). A coded-mask telescope
-images in exactly this plane (the shift of the mask shadow is proportional to
-the tangent of the off-axis angle), so the instrument frame is that plane
-rotated by the position angle of the spacecraft Z axis: ``z = ξ sin PA + η cos PA``,
-``y = ξ cos PA − η sin PA``.
-
-* ISGRI: sky pixel 4.937′ (0.082286°), Gaussian PSF of 12′ FWHM. Field
-  response: 1 inside the fully coded 9°×9° (|y|, |z| ≤ 4.5°), falling linearly
-  along each axis to 0 at 29°×29° (|y| or |z| = 14.5°); the two axes multiply
-  (half response at about ±9.5°, i.e. ~19°×19°, close to the real 20°×20°).
-* JEM-X (either unit): sky pixel 1.56′ (0.026°), Gaussian PSF of 3′ FWHM, a
-  circular response falling linearly from 1 on axis to 0 at 6.6° (the real
-  fully illuminated field is 4.8° in diameter and the zero-response diameter
-  13.2°; the linear cone is a simplification).
-
-Spectral response
------------------
-ISGRI: 256 logarithmic channels from 13 to 1000 keV over 640 logarithmic
-true-energy bins from 10 to 1000 keV. The RMF is Gaussian with a FWHM of 8 % at
-60 keV growing as √E (4.8 keV·√(E/60 keV)). The ARF is
-``A0 · T(E, t) · η(E) · G(E, t)``: a low-threshold turn-on ``T`` (an error
-function centred at 18.1 keV at first, 1.6 keV wide), an absorption efficiency
-``η = 1 − exp(−(E_c/E)^2.5)`` that makes the area fall above ~150 keV, and an
-ageing factor ``G``. ``A0`` (≈ 970 cm²) and ``E_c`` (≈ 138 keV) are solved at import so that
-the Crab (Γ = 2.13, 6.2e-4 ph cm⁻² s⁻¹ keV⁻¹ at 100 keV) gives exactly the
-reference catalogue's 230.9 ct/s in 20–60 keV and 59.5 ct/s in 60–200 keV at
-the reference epoch (2003.5, when ``G = 1``).
-
-Ageing (ISGRI only): ``G = g(t) · (E/45 keV)^s(t)`` (clipped to 0.5–1.5) with
-``g`` and ``s`` interpolated between yearly knots, and the threshold centre
-moving with time. The knots were tuned so that the Crab's band rates follow
-the real MMODA OSA11.2 single-ScW figures (science notes §3): 30–60 keV
-≈ 111 ct/s in 2003 rising to ≈ 122 in 2017 then falling to ≈ 93–100 in
-2022–2025; 60–100 keV ≈ 41 → ≈ 42 (2013–2017) → ≈ 31–32 (2022–2025); the low
-threshold rises after 2016 so that 15–30 keV falls from ≈ 177 (2016) to ≈ 143
-(2023). The resulting table is in the docstring of :mod:`.sky`, and the tests
-check it.
-
-JEM-X: 16 logarithmic channels from 3 to 35 keV over 300 true-energy bins
-from 2 to 40 keV, resolution ΔE/E = 0.4·√(1/E + 1/60) FWHM (E in keV). The
-ARF is ``A0 · exp(−(2.6/E)^3) · (1 − exp(−(E_g/E)^2.7))`` (beryllium window
-turn-on, xenon stopping power falling with energy; peak sensitivity 6–15 keV),
-with ``A0`` and ``E_g`` solved so that the Crab gives the catalogue's JEM-X
-rates, 0.500 ct/s in 3–10 keV and 0.142 ct/s in 10–30 keV. JEM-X rates are
-therefore in the catalogue's (OSA image) scale, about 1/500 of detector
-counts; both units share one response and neither ages.
-
-Noise model
------------
-One model serves images, light curves and spectra. A channel has a background
-noise-equivalent rate β(E, t); the variance of an on-axis-equivalent rate
-measured with good time ``T`` at a position of field response ``R`` is::
-
-    V = (Σ_band β + ξ · Σ_sources r_s · R_s) / (T · R²)
-
-where ``r_s`` are the on-axis-equivalent band rates of the sources in the
-field and ``R_s`` their responses (every source in a coded field adds its
-Poisson noise everywhere). Calibration at the reference epoch, on axis, 2 ks:
-
-* ISGRI 30–60 keV: the Crab (on axis, alone) is detected at 128σ (science
-  notes §3: 1237σ in a 93-ScW stack), i.e. 1σ = 7.8 mCrab = 0.87 ct/s; the
-  Crab supplies 15 % of that variance, so an empty field reaches 7.2 mCrab
-  (0.80 ct/s). β ∝ E^-1.5 per keV over the channels, cut by the same low
-  threshold, which gives about 5 mCrab in 15–30 keV, 15 mCrab in 60–100 keV
-  and 32 mCrab in 100–200 keV for an empty field.
-* JEM-X 3–10 keV: the Crab is detected at 100σ (1σ = 10 mCrab) and supplies
-  40 % of the variance; an empty field reaches 7.7 mCrab.
-
-Noise realisations come from :func:`noise_rng`: a generator seeded from the
-global seed and a SHA-256 hash of (ScW, instrument, band, product kind,
-source), so a ScW has the same noise whatever request or mosaic it is part of.
+The model and its calibration on the Crab: docs/simulated_sky.md, "The instruments".
 """
 
 from __future__ import annotations
@@ -104,11 +24,19 @@ CRAB_PHOTON_INDEX = 2.13
 #: Crab normalisation at 100 keV, ph cm⁻² s⁻¹ keV⁻¹.
 CRAB_NORM_100KEV = 6.2e-4
 #: Crab count rates of the ISDC reference catalogue (v43): the calibration targets.
-CRAB_CATALOGUE_RATES = {"ISGR_FLUX_1": 230.92136, "ISGR_FLUX_2": 59.458275,
-                        "JEMX_FLUX_1": 0.5005482, "JEMX_FLUX_2": 0.14248526}
+CRAB_CATALOGUE_RATES = {
+    "ISGR_FLUX_1": 230.92136,
+    "ISGR_FLUX_2": 59.458275,
+    "JEMX_FLUX_1": 0.5005482,
+    "JEMX_FLUX_2": 0.14248526,
+}
 #: Catalogue bands, keV.
-CATALOGUE_BANDS = {"ISGR_FLUX_1": (20.0, 60.0), "ISGR_FLUX_2": (60.0, 200.0),
-                   "JEMX_FLUX_1": (3.0, 10.0), "JEMX_FLUX_2": (10.0, 30.0)}
+CATALOGUE_BANDS = {
+    "ISGR_FLUX_1": (20.0, 60.0),
+    "ISGR_FLUX_2": (60.0, 200.0),
+    "JEMX_FLUX_1": (3.0, 10.0),
+    "JEMX_FLUX_2": (10.0, 30.0),
+}
 
 
 def year_to_ijd(year):
@@ -157,8 +85,7 @@ def band_label(e1_keV: float, e2_keV: float) -> str:
     return f"{float(e1_keV):.6g}-{float(e2_keV):.6g}"
 
 
-def noise_rng(seed: int, swid: str, instrument_key: str, band: str, kind: str,
-              source: str = "") -> np.random.Generator:
+def noise_rng(seed: int, swid: str, instrument_key: str, band: str, kind: str, source: str = "") -> np.random.Generator:
     """Random generator of one noise realisation.
 
     Parameters
@@ -184,8 +111,8 @@ def noise_rng(seed: int, swid: str, instrument_key: str, band: str, kind: str,
     """
     text = "\x1f".join([str(swid).split(".")[0], instrument_key, band, kind, normalised_name(source)])
     digest = hashlib.sha256(text.encode("utf-8")).digest()
-    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
-    entropy = [abs(int(seed)) % (2 ** 63), *words]
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    entropy = [abs(int(seed)) % (2**63), *words]
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
@@ -261,13 +188,10 @@ def instrument_frame(xi_deg, eta_deg, posangle_deg: float) -> tuple[np.ndarray, 
 class _AgeingKnots:
     """ISGRI ageing knots (decimal years) and values: threshold centre, gain at 45 keV, slope."""
 
-    years: tuple = (2002.0, 2003.5, 2007.0, 2010.0, 2013.0, 2016.0, 2017.5, 2019.0, 2020.5, 2022.0,
-                    2023.5, 2025.5)
+    years: tuple = (2002.0, 2003.5, 2007.0, 2010.0, 2013.0, 2016.0, 2017.5, 2019.0, 2020.5, 2022.0, 2023.5, 2025.5)
     threshold_keV: tuple = (18.1, 18.1, 18.0, 18.0, 18.0, 18.1, 18.4, 18.6, 18.8, 19.0, 19.2, 19.2)
-    gain_45keV: tuple = (1.0, 1.0, 1.0027, 1.0208, 1.0427, 1.0619, 1.0666, 1.0046, 0.9207, 0.8265, 0.8428,
-                         0.8701)
-    slope: tuple = (0.0, 0.0, 0.0175, 0.004, -0.0167, -0.0535, -0.0714, -0.1177, -0.1394, -0.1436, -0.1779,
-                    -0.205)
+    gain_45keV: tuple = (1.0, 1.0, 1.0027, 1.0208, 1.0427, 1.0619, 1.0666, 1.0046, 0.9207, 0.8265, 0.8428, 0.8701)
+    slope: tuple = (0.0, 0.0, 0.0175, 0.004, -0.0167, -0.0535, -0.0714, -0.1177, -0.1394, -0.1436, -0.1779, -0.205)
 
 
 class Instrument:
@@ -399,8 +323,7 @@ class Instrument:
         flux = power_law_bin_flux(self.true_edges_keV, CRAB_PHOTON_INDEX, CRAB_NORM_100KEV)
         return float(self.band_rate(flux, e1_keV, e2_keV, ijd))
 
-    def sigma_2ks_mcrab(self, e1_keV: float, e2_keV: float, ijd=REFERENCE_IJD, *,
-                        with_crab: bool = False) -> float:
+    def sigma_2ks_mcrab(self, e1_keV: float, e2_keV: float, ijd=REFERENCE_IJD, *, with_crab: bool = False) -> float:
         """1σ of a 2 ks on-axis measurement in mCrab (empty field, or with the Crab on axis)."""
         crab = self.crab_band_rate(e1_keV, e2_keV, ijd)
         numerator = self.band_background(e1_keV, e2_keV, ijd)
@@ -421,9 +344,14 @@ class Instrument:
 
     def describe(self) -> dict:
         """A short JSON-serialisable description (for logs and docs)."""
-        return {"key": self.key, "instrume": self.instrume, "pixel_deg": self.pixel_deg,
-                "psf_fwhm_deg": self.psf_fwhm_deg, "channels": self.n_channels,
-                "energy_limits_keV": list(self.energy_limits_keV)}
+        return {
+            "key": self.key,
+            "instrume": self.instrume,
+            "pixel_deg": self.pixel_deg,
+            "psf_fwhm_deg": self.psf_fwhm_deg,
+            "channels": self.n_channels,
+            "energy_limits_keV": list(self.energy_limits_keV),
+        }
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.key}>"
@@ -434,7 +362,7 @@ def _interp_years(ijd, knots_years, values):
 
 
 class Isgri(Instrument):
-    """IBIS/ISGRI (see the module docstring for the figures)."""
+    """IBIS/ISGRI (figures in docs/simulated_sky.md, "The instruments")."""
 
     key = "isgri"
     instrume = "IBIS"
@@ -462,6 +390,7 @@ class Isgri(Instrument):
         return np.geomspace(10.0, 1000.0, 641), np.geomspace(13.0, 1000.0, 257)
 
     def resolution_fwhm_keV(self, energy_keV):
+        """Energy resolution (FWHM, keV) at true energy ``energy_keV``: 8 % at 60 keV, growing as its square root."""
         return 0.08 * 60.0 * np.sqrt(np.asarray(energy_keV, dtype=float) / 60.0)
 
     def threshold_keV(self, ijd):
@@ -476,15 +405,22 @@ class Isgri(Instrument):
 
     def _threshold_efficiency(self, energy_keV, ijd: float):
         centre = float(self.threshold_keV(ijd))
-        return 0.5 * (1.0 + special.erf((np.asarray(energy_keV, dtype=float) - centre)
-                                         / (math.sqrt(2.0) * self.threshold_width_keV)))
+        return 0.5 * (
+            1.0
+            + special.erf((np.asarray(energy_keV, dtype=float) - centre) / (math.sqrt(2.0) * self.threshold_width_keV))
+        )
 
     def _shape(self, ijd, cutoff_keV):
         energy = self.true_centres_keV
-        absorption = 1.0 - np.exp(-(cutoff_keV / energy) ** self.high_energy_power)
+        absorption = 1.0 - np.exp(-((cutoff_keV / energy) ** self.high_energy_power))
         return self._threshold_efficiency(energy, ijd) * absorption * self.ageing_factor(energy, ijd)
 
     def arf(self, ijd) -> np.ndarray:
+        """Effective area (cm²) per true-energy bin at IJD ``ijd`` (cached per date).
+
+        The calibrated normalisation times the low-threshold turn-on, the high-energy fall-off and the ageing
+        of the detector at that date.
+        """
         ijd = float(ijd)
         cached = self._arf_cache.get(ijd)
         if cached is None:
@@ -495,12 +431,26 @@ class Isgri(Instrument):
         return cached
 
     def background_rates(self, ijd) -> np.ndarray:
+        """Background noise-equivalent rate per channel at ``ijd`` (ct/s).
+
+        A power law in energy (``background_power``, referred to 30 keV) times the channel width and the
+        low-threshold efficiency at that date.
+        """
         centres = self.channel_centres_keV
         widths = np.diff(self.channel_edges_keV)
-        return self.background_norm * (centres / 30.0) ** -self.background_power * widths \
+        return (
+            self.background_norm
+            * (centres / 30.0) ** -self.background_power
+            * widths
             * self._threshold_efficiency(centres, float(ijd))
+        )
 
     def field_response(self, y_deg, z_deg) -> np.ndarray:
+        """Field-of-view response (0–1) at instrument-frame coordinates (deg).
+
+        1 in the fully coded square (±``fully_coded_half_deg``), falling linearly along each axis to 0 at
+        ±``zero_response_half_deg``.
+        """
         span = self.zero_response_half_deg - self.fully_coded_half_deg
         along_y = np.clip((self.zero_response_half_deg - np.abs(y_deg)) / span, 0.0, 1.0)
         along_z = np.clip((self.zero_response_half_deg - np.abs(z_deg)) / span, 0.0, 1.0)
@@ -528,12 +478,16 @@ class Isgri(Instrument):
         self.background_norm = 1.0
         shape_30_60 = self.band_background(30.0, 60.0, REFERENCE_IJD)
         self.background_norm = (1.0 - self.crab_variance_share) * total / shape_30_60
-        log.debug("ISGRI calibrated: A0=%.1f cm2, E_c=%.1f keV, xi=%.3f", self.area_norm, self.cutoff_keV,
-                  self.noise_source_factor)
+        log.debug(
+            "ISGRI calibrated: A0=%.1f cm2, E_c=%.1f keV, xi=%.3f",
+            self.area_norm,
+            self.cutoff_keV,
+            self.noise_source_factor,
+        )
 
 
 class JemX(Instrument):
-    """JEM-X unit 1 or 2 (one shared response; see the module docstring)."""
+    """JEM-X unit 1 or 2 (one shared response; see docs/simulated_sky.md, "The instruments")."""
 
     pixel_deg = 0.026
     psf_fwhm_deg = 3.0 / 60.0
@@ -562,20 +516,24 @@ class JemX(Instrument):
         return np.geomspace(2.0, 40.0, 301), np.geomspace(3.0, 35.0, 17)
 
     def resolution_fwhm_keV(self, energy_keV):
+        """Energy resolution (FWHM, keV) at true energy ``energy_keV``: 0.4 E √(1/E + 1/60)."""
         energy = np.asarray(energy_keV, dtype=float)
         return 0.4 * np.sqrt(1.0 / energy + 1.0 / 60.0) * energy
 
     def _shape(self, gas_keV):
         energy = self.true_centres_keV
-        return np.exp(-(self.window_keV / energy) ** 3) * (1.0 - np.exp(-(gas_keV / energy) ** self.gas_power))
+        return np.exp(-((self.window_keV / energy) ** 3)) * (1.0 - np.exp(-((gas_keV / energy) ** self.gas_power)))
 
     def arf(self, ijd) -> np.ndarray:
+        """Effective area (catalogue scale) per true-energy bin; the same at every ``ijd`` (no ageing modelled)."""
         return self._arf
 
     def background_rates(self, ijd) -> np.ndarray:
+        """Background noise-equivalent rate per channel (ct/s); the same at every ``ijd``."""
         return self._background
 
     def field_response(self, y_deg, z_deg) -> np.ndarray:
+        """Field-of-view response (0–1): falls linearly with the off-axis angle, to 0 at ``field_radius_deg``."""
         return np.clip(1.0 - np.hypot(y_deg, z_deg) / self.field_radius_deg, 0.0, 1.0)
 
     def _calibrate(self):
@@ -597,11 +555,12 @@ class JemX(Instrument):
         self.noise_source_factor = self.crab_variance_share * total / crab_3_10
         centres = self.channel_centres_keV
         shape = (centres / 6.0) ** -self.background_power * np.diff(self.channel_edges_keV)
-        self._background = shape * (1.0 - self.crab_variance_share) * total \
-            / float(shape @ self.channel_weights(*low_band))
+        self._background = (
+            shape * (1.0 - self.crab_variance_share) * total / float(shape @ self.channel_weights(*low_band))
+        )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _instrument(key: str) -> Instrument:
     if key == "isgri":
         return Isgri()
@@ -742,13 +701,15 @@ class ScwView:
     def variance_numerator(self, e1_keV: float, e2_keV: float, rates=None) -> float:
         """Σ_band β + ξ Σ r_s R_s: the variance of a rate is this / (T R²)."""
         rates = self.band_rates(e1_keV, e2_keV) if rates is None else rates
-        return self.instrument.band_background(e1_keV, e2_keV, self.mid_ijd) \
-            + self.instrument.noise_source_factor * float(np.sum(rates * self.response))
+        return self.instrument.band_background(
+            e1_keV, e2_keV, self.mid_ijd
+        ) + self.instrument.noise_source_factor * float(np.sum(rates * self.response))
 
     def channel_variance_numerator(self) -> np.ndarray:
         """Per channel: β + ξ Σ_s c_s R_s."""
-        return self.instrument.background_rates(self.mid_ijd) \
-            + self.instrument.noise_source_factor * self.folded_sum(self.response)
+        return self.instrument.background_rates(self.mid_ijd) + self.instrument.noise_source_factor * self.folded_sum(
+            self.response
+        )
 
     def plane(self, ra_deg, dec_deg):
         """Tangent-plane coordinates (deg) of sky positions in this ScW."""
@@ -766,7 +727,7 @@ class ScwView:
         """PSF (peak 1) of each source in the field evaluated at a sky position."""
         xi, eta = self.plane(ra_deg, dec_deg)
         distance2 = (self.xi - xi) ** 2 + (self.eta - eta) ** 2
-        return np.exp(-0.5 * distance2 / self.instrument.psf_sigma_deg ** 2)
+        return np.exp(-0.5 * distance2 / self.instrument.psf_sigma_deg**2)
 
 
 def _keys(row):

@@ -27,8 +27,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -75,8 +75,17 @@ class JobSpec:
 class JobFailure(Exception):
     """A job that ends in ``failed``; carries the ``exit_status`` fields."""
 
-    def __init__(self, message: str, *, error_message: str = "", debug_message: str = "",
-                 job_status: str = "failed", exit_code: int = 1, with_products: bool = True, sticky: bool = True):
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_message: str = "",
+        debug_message: str = "",
+        job_status: str = "failed",
+        exit_code: int = 1,
+        with_products: bool = True,
+        sticky: bool = True,
+    ):
         super().__init__(message)
         self.message = message
         self.error_message = error_message
@@ -90,15 +99,26 @@ class JobFailure(Exception):
 
     def as_record(self) -> dict:
         """JSON-ready form, for the result store."""
-        return {"message": self.message, "error_message": self.error_message, "debug_message": self.debug_message,
-                "job_status": self.job_status, "exit_code": self.exit_code, "with_products": self.with_products}
+        return {
+            "message": self.message,
+            "error_message": self.error_message,
+            "debug_message": self.debug_message,
+            "job_status": self.job_status,
+            "exit_code": self.exit_code,
+            "with_products": self.with_products,
+        }
 
     @classmethod
-    def from_record(cls, record: dict) -> "JobFailure":
+    def from_record(cls, record: dict) -> JobFailure:
         """Inverse of :meth:`as_record` (a stored failure is sticky by construction)."""
-        return cls(record.get("message", ""), error_message=record.get("error_message", ""),
-                   debug_message=record.get("debug_message", ""), job_status=record.get("job_status", "failed"),
-                   exit_code=record.get("exit_code", 1), with_products=record.get("with_products", True))
+        return cls(
+            record.get("message", ""),
+            error_message=record.get("error_message", ""),
+            debug_message=record.get("debug_message", ""),
+            job_status=record.get("job_status", "failed"),
+            exit_code=record.get("exit_code", 1),
+            with_products=record.get("with_products", True),
+        )
 
 
 @dataclasses.dataclass
@@ -121,12 +141,19 @@ class Job:
 
     @property
     def job_id(self) -> str:
+        """The job's id, that of its spec."""
         return self.spec.job_id
 
     def report(self, *, message: str, node: str, scwid: str | None = None, **extra) -> None:
         """Append a progress entry (as the real backend's callbacks do)."""
-        entry = {"session_id": "", "job_id": self.job_id, "node": node, "message": message,
-                 "action": "progress", **extra}
+        entry = {
+            "session_id": "",
+            "job_id": self.job_id,
+            "node": node,
+            "message": message,
+            "action": "progress",
+            **extra,
+        }
         if scwid is not None:
             entry["scwid"] = scwid
         self.reports.append(entry)
@@ -142,14 +169,17 @@ class Counters:
         self._values: dict[str, int] = {}
 
     def add(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to counter ``name`` (created at 0)."""
         with self._lock:
             self._values[name] = self._values.get(name, 0) + amount
 
     def snapshot(self) -> dict:
+        """A copy of every counter, sorted by name."""
         with self._lock:
             return dict(sorted(self._values.items()))
 
     def reset(self) -> None:
+        """Remove every counter."""
         with self._lock:
             self._values.clear()
 
@@ -180,6 +210,7 @@ class ResultStore:
         self._remember(job_id, record)
 
     def get(self, job_id: str) -> dict | None:
+        """The record stored for ``job_id`` (from memory, else from disk), or None if none can be read."""
         with self._lock:
             if job_id in self._memory:
                 self._memory.move_to_end(job_id)
@@ -220,8 +251,15 @@ class JobManager:
         ``fault_draw(job) -> None | "stall" | "fail"`` decides injected faults.
     """
 
-    def __init__(self, compute: ComputeFunction, results: ResultStore, counters: Counters, *, workers: int = 2,
-                 fault_draw: Callable[[Job], str | None] | None = None):
+    def __init__(
+        self,
+        compute: ComputeFunction,
+        results: ResultStore,
+        counters: Counters,
+        *,
+        workers: int = 2,
+        fault_draw: Callable[[Job], str | None] | None = None,
+    ):
         self._compute = compute
         self._results = results
         self._counters = counters
@@ -263,8 +301,9 @@ class JobManager:
             if job is None:
                 stored = self._results.get(spec.job_id)
                 if stored is not None:
-                    job = Job(spec=spec, from_cache=True, finished_at=time.time(),
-                              reports=list(stored.get("reports", [])))
+                    job = Job(
+                        spec=spec, from_cache=True, finished_at=time.time(), reports=list(stored.get("reports", []))
+                    )
                     if "failure" in stored:
                         job.status, job.failure = FAILED, JobFailure.from_record(stored["failure"])
                         self._counters.add("requests_answered_failed_at_once")
@@ -273,8 +312,14 @@ class JobManager:
                     self._jobs[spec.job_id] = job
                     return job
                 if known_failure is not None:
-                    job = Job(spec=spec, status=FAILED, failure=known_failure, finished_at=time.time(),
-                              reports=list(reports or []), failed_at_submission=True)
+                    job = Job(
+                        spec=spec,
+                        status=FAILED,
+                        failure=known_failure,
+                        finished_at=time.time(),
+                        reports=list(reports or []),
+                        failed_at_submission=True,
+                    )
                     self._jobs[spec.job_id] = job
                     self._remember_failure(job)
                     self._counters.add("requests_answered_failed_at_once")
@@ -352,10 +397,14 @@ class JobManager:
         try:
             if fault == "fail":
                 self._counters.add("faults_failed_jobs")
-                raise JobFailure("Error when getting query products",
-                                 error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}"
-                                               "\n\nThe backend worker was lost (injected fault)",
-                                 debug_message="InternalError('worker lost')", job_status="unknown", sticky=False)
+                raise JobFailure(
+                    "Error when getting query products",
+                    error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}"
+                    "\n\nThe backend worker was lost (injected fault)",
+                    debug_message="InternalError('worker lost')",
+                    job_status="unknown",
+                    sticky=False,
+                )
             products_json, comment = self._compute(job)
         except JobFailure as failure:
             job.failure = failure
@@ -367,9 +416,13 @@ class JobManager:
             return
         except Exception as exc:  # noqa: BLE001 - any bug must become a failed job, not a hung one
             log.exception("job %s crashed", job.job_id)
-            job.failure = JobFailure("Error when getting query products",
-                                     error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}",
-                                     debug_message=repr(exc), job_status="unknown", sticky=False)
+            job.failure = JobFailure(
+                "Error when getting query products",
+                error_message=f"Instrument: {job.spec.instrument}, product: {job.spec.product}",
+                debug_message=repr(exc),
+                job_status="unknown",
+                sticky=False,
+            )
             job.status = FAILED
             job.finished_at = time.time()
             self._counters.add("jobs_failed")
@@ -380,8 +433,13 @@ class JobManager:
         job.status = DONE
         self._counters.add("jobs_computed")
         self._counters.add("scws_computed", len(job.spec.scw_ids))
-        log.info("job %s (%s, %d ScWs) computed in %.2f s", job.job_id, job.spec.product, len(job.spec.scw_ids),
-                 time.time() - started)
+        log.info(
+            "job %s (%s, %d ScWs) computed in %.2f s",
+            job.job_id,
+            job.spec.product,
+            len(job.spec.scw_ids),
+            time.time() - started,
+        )
 
     def shutdown(self) -> None:
         """Stop accepting work (running jobs finish)."""

@@ -1,42 +1,6 @@
 """Source light curves: one OGIP light curve per source, through the same model as images.
 
-The rate of a bin is what an image pixel at the source position would show:
-the on-axis-equivalent band rates of the sources in the field (true rates
-through the same ARF/RMF band response, averaged over the bin, so variable
-sources vary inside and across ScWs), weighted by their PSF at the position,
-plus Gaussian noise. The error follows the noise model of :mod:`.instrument`:
-σ² = (Σβ + ξ Σ r_s R_s)/(T_bin R²), with T_bin the bin's good time and R the
-field response at the position, so σ grows as √(T_ScW/T_bin) when a ScW is
-cut into bins. The noise is independent of the image noise (own generator per
-ScW, band and source).
-
-Binning: bins of ``time_bin`` seconds from the start of each ScW; the last bin
-of a ScW is shortened to end at TSTOP, or merged into the previous one when
-shorter than a quarter of ``time_bin``; when ``time_bin`` is at least the
-ScW's length, one bin covers the ScW. Good time is spread evenly over the ScW
-(FRACEXP = good time / elapsed time). ScWs where the position is outside the
-field of view give no bins. The position is fixed, as in OSA: a light curve
-"of Jupiter" measures the sky at the coordinates given, not along the planet's
-track (make one request per ScW with its position for that).
-
-Columns, as in the real products (protocol notes §4.2-4.3; the real JEM-X
-light curve in tests/data/real_products/lc.fits):
-
-* ISGRI ``ISGR-SRC.-LCR``: TIME (IJD, bin centre), TOT_COUNTS ((RATE·R +
-  BACKV) × good time: an indicative number of detector counts), BACKV (the
-  band's background noise-equivalent rate, ct/s), BACKE (its statistical
-  error over the bin), RATE and ERROR (ct/s, on-axis equivalent), FRACEXP
-  (good-time fraction), XAX_E (half bin width, days);
-* JEM-X ``JMX<n>-SRC.-LCR``: TIME, RATE, ERROR, BRATE and BERROR (the
-  background rate and its error: BACKV and BACKE above), BARYTIME (0: no
-  barycentric correction, as in the real file), FRACEXP, TIMEDEL (bin width,
-  days).
-
-Header keywords follow the real ``lc_pick`` output: TSTART/TSTOP and
-TFIRST/TLAST (IJD of the first bin's start and the last bin's end), TELAPSE
-(TSTOP − TSTART) and ONTIME (Σ FRACEXP × bin width), both in days as
-TIMEUNIT says, DEADC, TIMEDEL, TIMEPIXR, TIMEREF, TIMESYS, MJDREF, NAME,
-RA_OBJ/DEC_OBJ, E_MIN/E_MAX, CHANMIN/CHANMAX.
+The model, binning and columns: docs/simulated_sky.md, "Light curves".
 """
 
 from __future__ import annotations
@@ -61,7 +25,7 @@ JEMX_COLUMNS = ("TIME", "RATE", "ERROR", "BRATE", "BERROR", "BARYTIME", "FRACEXP
 
 
 def scw_bin_edges(tstart: float, tstop: float, time_bin_s: float) -> np.ndarray:
-    """Bin edges (IJD) of one ScW for a bin width in seconds (see the module docstring)."""
+    """Bin edges (IJD) of one ScW for a bin width in seconds (see docs/simulated_sky.md, "Light curves")."""
     span_s = (tstop - tstart) * 86400.0
     if time_bin_s <= 0 or time_bin_s >= span_s:
         return np.array([tstart, tstop])
@@ -75,8 +39,19 @@ def scw_bin_edges(tstart: float, tstop: float, time_bin_s: float) -> np.ndarray:
     return edges
 
 
-def lightcurve_arrays(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, name: str, ra: float,
-                      dec: float, *, time_bin_s: float = 1000.0, seed: int | None = None) -> dict:
+def lightcurve_arrays(
+    rows,
+    sky,
+    instrument: Instrument,
+    e1_keV: float,
+    e2_keV: float,
+    name: str,
+    ra: float,
+    dec: float,
+    *,
+    time_bin_s: float = 1000.0,
+    seed: int | None = None,
+) -> dict:
     """Light-curve columns of a source over ScWs.
 
     Parameters
@@ -118,7 +93,7 @@ def lightcurve_arrays(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: 
         numerator = view.variance_numerator(e1_keV, e2_keV)
         background = instrument.band_background(e1_keV, e2_keV, view.mid_ijd)
         with np.errstate(divide="ignore"):
-            sigma = np.sqrt(numerator / (np.maximum(good_times, 1e-9) * response ** 2))
+            sigma = np.sqrt(numerator / (np.maximum(good_times, 1e-9) * response**2))
         rng = noise_rng(seed, view.swid, instrument.key, band, "lc", name)
         rate = truth + sigma * rng.standard_normal(len(truth))
         chunks["TIME"].append(0.5 * (edges[:-1] + edges[1:]))
@@ -145,21 +120,56 @@ def lightcurve_arrays(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: 
 def _table_columns(instrument: Instrument, arrays: dict) -> list:
     """The light-curve columns of the real product of this instrument, from the simulation's arrays."""
     if instrument.key == "isgri":
-        units = {"TIME": "d", "TOT_COUNTS": "count", "BACKV": "count/s", "BACKE": "count/s", "RATE": "count/s",
-                 "ERROR": "count/s", "FRACEXP": "", "XAX_E": "d"}
-        return [fits.Column(key, "D" if key == "TIME" else "E", unit=units[key] or None, array=arrays[key])
-                for key in COLUMNS]
-    values = {"TIME": arrays["TIME"], "RATE": arrays["RATE"], "ERROR": arrays["ERROR"], "BRATE": arrays["BACKV"],
-              "BERROR": arrays["BACKE"], "BARYTIME": np.zeros(len(arrays["TIME"])), "FRACEXP": arrays["FRACEXP"],
-              "TIMEDEL": 2.0 * arrays["XAX_E"]}
+        units = {
+            "TIME": "d",
+            "TOT_COUNTS": "count",
+            "BACKV": "count/s",
+            "BACKE": "count/s",
+            "RATE": "count/s",
+            "ERROR": "count/s",
+            "FRACEXP": "",
+            "XAX_E": "d",
+        }
+        return [
+            fits.Column(key, "D" if key == "TIME" else "E", unit=units[key] or None, array=arrays[key])
+            for key in COLUMNS
+        ]
+    values = {
+        "TIME": arrays["TIME"],
+        "RATE": arrays["RATE"],
+        "ERROR": arrays["ERROR"],
+        "BRATE": arrays["BACKV"],
+        "BERROR": arrays["BACKE"],
+        "BARYTIME": np.zeros(len(arrays["TIME"])),
+        "FRACEXP": arrays["FRACEXP"],
+        "TIMEDEL": 2.0 * arrays["XAX_E"],
+    }
     formats = {"TIME": "D", "BARYTIME": "D", "TIMEDEL": "D"}
-    units = {"TIME": "d", "RATE": "count/s", "ERROR": "count/s", "BRATE": "count/s", "BERROR": "count/s",
-             "BARYTIME": "d", "TIMEDEL": "d"}
+    units = {
+        "TIME": "d",
+        "RATE": "count/s",
+        "ERROR": "count/s",
+        "BRATE": "count/s",
+        "BERROR": "count/s",
+        "BARYTIME": "d",
+        "TIMEDEL": "d",
+    }
     return [fits.Column(key, formats.get(key, "E"), unit=units.get(key), array=values[key]) for key in JEMX_COLUMNS]
 
 
-def lightcurve_hdulist(rows, sky, instrument: Instrument, e1_keV: float, e2_keV: float, name: str, ra: float,
-                       dec: float, *, time_bin_s: float = 1000.0, seed: int | None = None) -> fits.HDUList:
+def lightcurve_hdulist(
+    rows,
+    sky,
+    instrument: Instrument,
+    e1_keV: float,
+    e2_keV: float,
+    name: str,
+    ra: float,
+    dec: float,
+    *,
+    time_bin_s: float = 1000.0,
+    seed: int | None = None,
+) -> fits.HDUList:
     """OGIP light curve of a source: PRIMARY + ``ISGR-SRC.-LCR`` (``JMX<n>-SRC.-LCR``).
 
     Parameters are those of :func:`lightcurve_arrays`.
@@ -168,20 +178,18 @@ def lightcurve_hdulist(rows, sky, instrument: Instrument, e1_keV: float, e2_keV:
     -------
     astropy.io.fits.HDUList
         The real product's columns (:data:`COLUMNS` for ISGRI,
-        :data:`JEMX_COLUMNS` for JEM-X; TIME in IJD) and header (see the
-        module docstring); TIMEDEL is ``time_bin`` in days, or the median ScW
+        :data:`JEMX_COLUMNS` for JEM-X; TIME in IJD) and header (see
+        docs/simulated_sky.md, "Light curves"); TIMEDEL is ``time_bin`` in days, or the median ScW
         length when that is shorter. No rows when the position is outside
         every ScW's field.
     """
-    arrays = lightcurve_arrays(rows, sky, instrument, e1_keV, e2_keV, name, ra, dec, time_bin_s=time_bin_s,
-                               seed=seed)
+    arrays = lightcurve_arrays(rows, sky, instrument, e1_keV, e2_keV, name, ra, dec, time_bin_s=time_bin_s, seed=seed)
     table = fits.BinTableHDU.from_columns(_table_columns(instrument, arrays), name=instrument.lc_extname)
     header = table.header
     scws = _rows_of(rows)
     spans_s = [(float(r["TSTOP"]) - float(r["TSTART"])) * 86400.0 for r in scws]
     # The requested width, or the typical ScW length when bins are whole ScWs.
-    timedel = min(float(time_bin_s), float(np.median(spans_s))) / 86400.0 if spans_s \
-        else float(time_bin_s) / 86400.0
+    timedel = min(float(time_bin_s), float(np.median(spans_s))) / 86400.0 if spans_s else float(time_bin_s) / 86400.0
     time_column, half_width = arrays["TIME"], arrays["XAX_E"]
     first = float(time_column[0] - half_width[0]) if len(time_column) else 0.0
     last = float(time_column[-1] + half_width[-1]) if len(time_column) else 0.0
@@ -191,23 +199,41 @@ def lightcurve_hdulist(rows, sky, instrument: Instrument, e1_keV: float, e2_keV:
     cards = {"TELESCOP": "INTEGRAL", "INSTRUME": instrument.instrume}
     if instrument.detnam:
         cards["DETNAM"] = instrument.detnam
-    cards.update({
-        "NAME": str(name), "RA_OBJ": float(ra), "DEC_OBJ": float(dec), "EQUINOX": 2000.0, "RADECSYS": "FK5",
-        "HDUCLASS": "OGIP", "HDUCLAS1": "LIGHTCURVE", "HDUCLAS2": "NET", "HDUCLAS3": "RATE",
-        "TIMVERS": "OGIP/93-003",
-        "TIMEDEL": (timedel, "[d] bin width"), "TIMEPIXR": (0.5, "TIME is the bin centre"),
-        "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL",
-        "TSTART": (first, "[d] IJD (TT) start of the first bin"),
-        "TSTOP": (last, "[d] IJD (TT) end of the last bin"),
-        "TFIRST": (first, "[d] IJD (TT) start of the first bin"),
-        "TLAST": (last, "[d] IJD (TT) end of the last bin"),
-        "TELAPSE": (last - first, "[d] TSTOP - TSTART"),
-        "ONTIME": (ontime_d, "[d] sum of FRACEXP x bin width"),
-        "DEADC": DEADC_CARD,
-        "E_MIN": (float(e1_keV), "[keV]"), "E_MAX": (float(e2_keV), "[keV]"), "EUNIT": "keV",
-        "CHANTYPE": "PI", "CHANMIN": int(channels[0]) if len(channels) else 0,
-        "CHANMAX": int(channels[-1]) if len(channels) else 0,
-        "ORIGIN": ORIGIN, "CREATOR": CREATOR})
+    cards.update(
+        {
+            "NAME": str(name),
+            "RA_OBJ": float(ra),
+            "DEC_OBJ": float(dec),
+            "EQUINOX": 2000.0,
+            "RADECSYS": "FK5",
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "LIGHTCURVE",
+            "HDUCLAS2": "NET",
+            "HDUCLAS3": "RATE",
+            "TIMVERS": "OGIP/93-003",
+            "TIMEDEL": (timedel, "[d] bin width"),
+            "TIMEPIXR": (0.5, "TIME is the bin centre"),
+            "MJDREF": MJDREF,
+            "TIMESYS": "TT",
+            "TIMEUNIT": "d",
+            "TIMEREF": "LOCAL",
+            "TSTART": (first, "[d] IJD (TT) start of the first bin"),
+            "TSTOP": (last, "[d] IJD (TT) end of the last bin"),
+            "TFIRST": (first, "[d] IJD (TT) start of the first bin"),
+            "TLAST": (last, "[d] IJD (TT) end of the last bin"),
+            "TELAPSE": (last - first, "[d] TSTOP - TSTART"),
+            "ONTIME": (ontime_d, "[d] sum of FRACEXP x bin width"),
+            "DEADC": DEADC_CARD,
+            "E_MIN": (float(e1_keV), "[keV]"),
+            "E_MAX": (float(e2_keV), "[keV]"),
+            "EUNIT": "keV",
+            "CHANTYPE": "PI",
+            "CHANMIN": int(channels[0]) if len(channels) else 0,
+            "CHANMAX": int(channels[-1]) if len(channels) else 0,
+            "ORIGIN": ORIGIN,
+            "CREATOR": CREATOR,
+        }
+    )
     if scws:
         cards["REVOL"] = int(str(scws[0]["SWID"])[:4])
     header.update(cards)

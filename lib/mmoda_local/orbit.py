@@ -1,34 +1,6 @@
 """INTEGRAL's orbit (an approximate Keplerian model) and the spacecraft-service state.
 
-The orbit is a Keplerian ellipse whose perigee passages are exactly the
-revolution starts of the simulated archive (:func:`mmoda_local.archive.revolution_model`),
-so the period of each revolution is the spacing of two revolution starts
-(2.991 d until the orbit change of January 2015, 2.660 d after).
-
-Choices (all approximate, for a plausible geometry, not a real ephemeris):
-
-* semi-major axis from the revolution's period by Kepler's third law
-  (μ = 398600.4418 km³ s⁻²): about 87,700 km before 2015 and 81,000 km after;
-* perigee altitude interpolated linearly between a few anchor values
-  (:data:`PERIGEE_ALTITUDE_ANCHORS`): 9,000 km at launch (the 9,000 ×
-  153,000 km operational orbit of Jensen et al. 2003), up to ~12,000 km
-  (2007, a guess), the real minimum of 2,756 km on 2011-10-25, then a few
-  thousand km after the 2015 manoeuvres (guesses); the eccentricity follows
-  from the perigee and semi-major axis (0.82–0.9). Geocentric distances
-  therefore span ~9,100–166,000 km (real maximum apogee altitude 159,967 km);
-* orientation at launch: inclination 52.2°, right ascension of the
-  ascending node 102.0°, argument of perigee 300.0° (perigee in the southern
-  sky, apogee over the northern hemisphere), drifting with the secular J2
-  rates of the orbit (node about −0.8°/yr, perigee about +1.6°/yr);
-  lunisolar perturbations, which really changed the inclination and the
-  perigee, are only mimicked by the perigee anchors;
-* axes are those of GCRS (equatorial, ICRS-aligned); positions are geocentric, km.
-
-The barycentric correction of :func:`spacecraft_state` is the Rømer
-(light-travel) delay only: (r_Earth,SSB + r_INTEGRAL,geo) · n̂ / c, with the
-Earth from astropy ``get_body_barycentric`` (built-in ephemeris); no
-Shapiro or Einstein delays. It is the time to add to a photon's arrival
-time at INTEGRAL to get its arrival time at the solar-system barycentre.
+The model and its choices: docs/simulated_sky.md, "INTEGRAL's orbit and the spacecraft service".
 """
 
 from __future__ import annotations
@@ -108,8 +80,8 @@ def _perigee_bracket(ijd: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
 
 def _j2_rates(a_km, e, inc_rad):
     """Secular J2 drift rates (rad/s) of the node and the argument of perigee."""
-    n = np.sqrt(MU_EARTH / a_km ** 3)
-    p = a_km * (1.0 - e ** 2)
+    n = np.sqrt(MU_EARTH / a_km**3)
+    p = a_km * (1.0 - e**2)
     k = 1.5 * n * J2 * (R_EARTH / p) ** 2
     return -k * np.cos(inc_rad), 0.5 * k * (5.0 * np.cos(inc_rad) ** 2 - 1.0)
 
@@ -134,14 +106,14 @@ def orbital_elements(ijd, *, revolutions=None) -> dict:
     t = np.atleast_1d(np.asarray(ijd, dtype=float))
     t_peri, period_d = _perigee_bracket(t, model)
     period = period_d * _archive.DAY
-    a = np.cbrt(MU_EARTH * period ** 2 / (4.0 * np.pi ** 2))
+    a = np.cbrt(MU_EARTH * period**2 / (4.0 * np.pi**2))
     rp = R_EARTH + perigee_altitude_km(t)
     e = 1.0 - rp / a
     inc = np.full(len(t), np.radians(INCLINATION_DEG))
     # secular J2 drift, with the nominal early and late orbits (change at revolution 1500)
     t_change = model.start(_archive.ORBIT_CHANGE_REV)
-    a_pre = np.cbrt(MU_EARTH * (model.period_first * _archive.DAY) ** 2 / (4 * np.pi ** 2))
-    a_post = np.cbrt(MU_EARTH * (model.period_last * _archive.DAY) ** 2 / (4 * np.pi ** 2))
+    a_pre = np.cbrt(MU_EARTH * (model.period_first * _archive.DAY) ** 2 / (4 * np.pi**2))
+    a_post = np.cbrt(MU_EARTH * (model.period_last * _archive.DAY) ** 2 / (4 * np.pi**2))
     inc0 = np.radians(INCLINATION_DEG)
     node_pre, argp_pre = _j2_rates(a_pre, 1.0 - (R_EARTH + 9000.0) / a_pre, inc0)
     node_post, argp_post = _j2_rates(a_post, 1.0 - (R_EARTH + 6000.0) / a_post, inc0)
@@ -150,8 +122,16 @@ def orbital_elements(ijd, *, revolutions=None) -> dict:
     raan = np.radians(RAAN_DEG) + node_pre * dt_pre + node_post * dt_post
     argp = np.radians(ARG_PERIGEE_DEG) + argp_pre * dt_pre + argp_post * dt_post
     mean_anomaly = 2.0 * np.pi * (t - t_peri) / period_d
-    return {"a": a, "e": e, "inc": inc, "raan": raan, "argp": argp, "mean_anomaly": mean_anomaly,
-            "period": period, "perigee_ijd": t_peri}
+    return {
+        "a": a,
+        "e": e,
+        "inc": inc,
+        "raan": raan,
+        "argp": argp,
+        "mean_anomaly": mean_anomaly,
+        "period": period,
+        "perigee_ijd": t_peri,
+    }
 
 
 def solve_kepler(mean_anomaly, e, *, tol: float = 1e-12, max_iter: int = 50) -> np.ndarray:
@@ -206,7 +186,7 @@ def integral_position_gcrs(ijd, *, revolutions=None) -> np.ndarray:
     ecc_anom = solve_kepler(el["mean_anomaly"], el["e"])
     a, e = el["a"], el["e"]
     x = a * (np.cos(ecc_anom) - e)
-    y = a * np.sqrt(1.0 - e ** 2) * np.sin(ecc_anom)
+    y = a * np.sqrt(1.0 - e**2) * np.sin(ecc_anom)
     perifocal = np.stack([x, y, np.zeros_like(x)], axis=-1)
     rot = _rotation(el["raan"], el["inc"], el["argp"])
     return np.einsum("nij,nj->ni", rot, perifocal)

@@ -28,8 +28,7 @@ EXTRACTION_THRESHOLD = 3.0
 #: The request's position becomes the mosaic's tangent point when it lies this close to the pointings.
 CENTRE_MAX_OFFSET_DEG = 30.0
 
-SIMULATION_COMMENT = ("Products simulated by mmoda_local from a model INTEGRAL sky; they are not INTEGRAL "
-                      "archive data.")
+SIMULATION_COMMENT = "Products simulated by mmoda_local from a model INTEGRAL sky; they are not INTEGRAL archive data."
 
 
 def build_products(spec: JobSpec, rows: Table, instrument: Instrument, sky, *, seed: int) -> tuple[dict, str]:
@@ -59,8 +58,9 @@ def build_products(spec: JobSpec, rows: Table, instrument: Instrument, sky, *, s
     try:
         selected = parse_selected_catalog(parameters.get("selected_catalog"))
     except ValueError as exc:
-        raise JobFailure("Error when getting query products", error_message=str(exc),
-                         debug_message=f"ValueError({str(exc)!r})") from None
+        raise JobFailure(
+            "Error when getting query products", error_message=str(exc), debug_message=f"ValueError({str(exc)!r})"
+        ) from None
     family = "jemx" if instrument.key.startswith("jemx") else "isgri"
     if spec.kind == "image":
         return _image(parameters, rows, instrument, sky, seed, selected, family), SIMULATION_COMMENT
@@ -88,13 +88,23 @@ def _centre(parameters: dict, rows: Table) -> tuple[float, float] | None:
 def _image(parameters, rows, instrument, sky, seed, selected, family) -> dict:
     from .imaging import image_products
 
-    hdul, catalog, _ = image_products(rows, sky, instrument, parameters["E1_keV"], parameters["E2_keV"], seed=seed,
-                                      detection_threshold=parameters["detection_threshold"],
-                                      selected_catalog=selected, include_new_sources=selected is None,
-                                      centre=_centre(parameters, rows))
+    hdul, catalog, _ = image_products(
+        rows,
+        sky,
+        instrument,
+        parameters["E1_keV"],
+        parameters["E2_keV"],
+        seed=seed,
+        detection_threshold=parameters["detection_threshold"],
+        selected_catalog=selected,
+        include_new_sources=selected is None,
+        centre=_centre(parameters, rows),
+    )
     meta = {"product": "mosaic", "instrument": family, "src_name": ""}
-    return {"numpy_data_product_list": [encode_numpy_product(hdul, name="mosaic_image", meta_data=meta)],
-            "catalog": catalog_dict(catalog)}
+    return {
+        "numpy_data_product_list": [encode_numpy_product(hdul, name="mosaic_image", meta_data=meta)],
+        "catalog": catalog_dict(catalog),
+    }
 
 
 def _sources(parameters, rows, instrument, sky, seed, selected) -> list[tuple[str, float, float]]:
@@ -118,10 +128,25 @@ def _light_curves(parameters, rows, instrument, sky, seed, sources, family) -> d
 
     encoded = []
     for name, ra, dec in sources:
-        hdul = lightcurve_hdulist(rows, sky, instrument, parameters["E1_keV"], parameters["E2_keV"], name, ra, dec,
-                                  time_bin_s=_time_bin_s(parameters), seed=seed)
-        meta = {"src_name": name, "time_bin": float(hdul[1].header["TIMEDEL"]), "time": "TIME", "rate": "RATE",
-                "rate_err": "ERROR"}
+        hdul = lightcurve_hdulist(
+            rows,
+            sky,
+            instrument,
+            parameters["E1_keV"],
+            parameters["E2_keV"],
+            name,
+            ra,
+            dec,
+            time_bin_s=_time_bin_s(parameters),
+            seed=seed,
+        )
+        meta = {
+            "src_name": name,
+            "time_bin": float(hdul[1].header["TIMEDEL"]),
+            "time": "TIME",
+            "rate": "RATE",
+            "rate_err": "ERROR",
+        }
         encoded.append(encode_numpy_product(hdul, name=f"{family}_lc", meta_data=meta))
     return {"numpy_data_product_list": encoded}
 
@@ -138,6 +163,9 @@ def _spectra(rows, instrument, sky, seed, sources, family, *, dummy: bool = Fals
             # ISGRI RMF (tests/data/real_products/isgri_rmf_Crab.fits) has EBOUNDS first.
             rmf = type(rmf)([rmf[0], rmf[2], rmf[1]])
         for hdul, kind in ((spectrum, "spectrum"), (arf, "arf"), (rmf, "rmf")):
-            encoded.append(encode_numpy_product(hdul, name="", unit_names=renamed,
-                                                meta_data={"src_name": name, "product": f"{family}_{kind}"}))
+            encoded.append(
+                encode_numpy_product(
+                    hdul, name="", unit_names=renamed, meta_data={"src_name": name, "product": f"{family}_{kind}"}
+                )
+            )
     return {"numpy_data_product_list": encoded}

@@ -24,13 +24,23 @@ CLIENT_VERSION_SEEN = "1.3.5"
 #: The message that makes oda_api raise ``FailedToFindAnyUsefulResults`` (trailing space included).
 NO_DATA_MESSAGE = "failed: get dataserver products "
 
-SUPPORT_TEXT = ("\n\nThe support team has been notified, and we are investigating to resolve the issue as soon as "
-                "possible\n\nIf you are willing to help us, please use the \"Write a feedback\" button below. We will "
-                "make sure to respond to any feedback provided")
+SUPPORT_TEXT = (
+    "\n\nThe support team has been notified, and we are investigating to resolve the issue as soon as "
+    'possible\n\nIf you are willing to help us, please use the "Write a feedback" button below. We will '
+    "make sure to respond to any feedback provided"
+)
 
 
-def exit_status(*, status: int = 0, job_status: str = "done", message: str = "", error_message: str = "",
-                debug_message: str = "", comment: str = "", warning: str = "") -> dict:
+def exit_status(
+    *,
+    status: int = 0,
+    job_status: str = "done",
+    message: str = "",
+    error_message: str = "",
+    debug_message: str = "",
+    comment: str = "",
+    warning: str = "",
+) -> dict:
     """Return an ``exit_status`` block with every key the client reads."""
     return {
         "job_status": job_status,
@@ -43,9 +53,17 @@ def exit_status(*, status: int = 0, job_status: str = "done", message: str = "",
     }
 
 
-def run_analysis_answer(*, query_status: str, job_id: str, session_id: str, products: dict | None = None,
-                        status: dict | None = None, job_status: str | None = None,
-                        reports: list | None = None, status_code: int | None = None) -> dict:
+def run_analysis_answer(
+    *,
+    query_status: str,
+    job_id: str,
+    session_id: str,
+    products: dict | None = None,
+    status: dict | None = None,
+    job_status: str | None = None,
+    reports: list | None = None,
+    status_code: int | None = None,
+) -> dict:
     """Return a ``run_analysis`` answer.
 
     Parameters
@@ -97,21 +115,29 @@ def common_error_payload(installed_instruments: list[str], *, debug: bool) -> di
     }
 
 
-def bad_request(message: str, installed_instruments: list[str], *, kind: str = "RequestNotUnderstood",
-                debug: bool = False) -> dict:
+def bad_request(
+    message: str, installed_instruments: list[str], *, kind: str = "RequestNotUnderstood", debug: bool = False
+) -> dict:
     """HTTP 400 body: the client raises ``RequestNotUnderstood`` and shows ``error``."""
-    return {"error_message": message, "error": f"{kind}():{message}",
-            **common_error_payload(installed_instruments, debug=debug)}
+    return {
+        "error_message": message,
+        "error": f"{kind}():{message}",
+        **common_error_payload(installed_instruments, debug=debug),
+    }
 
 
 def server_error(message: str, installed_instruments: list[str], *, debug: bool = False) -> dict:
     """HTTP 500 body for an unhandled failure (the client raises ``DispatcherException``)."""
-    return {"message": "request not valid", "error_message": message,
-            **common_error_payload(installed_instruments, debug=debug)}
+    return {
+        "message": "request not valid",
+        "error_message": message,
+        **common_error_payload(installed_instruments, debug=debug),
+    }
 
 
-def forbidden_token(message: str, installed_instruments: list[str] | None = None, *, debug: bool = False,
-                    debug_message: str = "") -> dict:
+def forbidden_token(
+    message: str, installed_instruments: list[str] | None = None, *, debug: bool = False, debug_message: str = ""
+) -> dict:
     """HTTP 403 body of a ``RequestNotAuthorized`` (expired or invalid token), as the real APIerror handler.
 
     The client raises ``Unauthorized(body['error'])``, whose text starts with

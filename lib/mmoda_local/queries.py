@@ -25,13 +25,31 @@ _INT = ("http://www.w3.org/2001/XMLSchema#int", "http://odahub.io/ontology#Integ
 _FLOAT = ("http://www.w3.org/2001/XMLSchema#float", "http://odahub.io/ontology#Float")
 
 #: Keys the client adds to every request; kept in ``analysis_parameters`` but not parameters of a query.
-API_KEYS = ("instrument", "product_type", "query_type", "off_line", "query_status", "session_id", "api",
-            "oda_api_version", "job_id")
+API_KEYS = (
+    "instrument",
+    "product_type",
+    "query_type",
+    "off_line",
+    "query_status",
+    "session_id",
+    "api",
+    "oda_api_version",
+    "job_id",
+)
 #: Keys the real dispatcher pops and ignores.
 IGNORED_KEYS = ("dry_run", "async_dispatcher", "client-name", "return_progress", "use_scws")
 #: Keys that do not enter the job id (plus the token, replaced by its user).
-NOT_HASHED = ("session_id", "job_id", "token", "dry_run", "oda_api_version", "api", "off_line", "query_status",
-              "async_dispatcher")
+NOT_HASHED = (
+    "session_id",
+    "job_id",
+    "token",
+    "dry_run",
+    "oda_api_version",
+    "api",
+    "off_line",
+    "query_status",
+    "async_dispatcher",
+)
 
 #: The missing-value marker of oda_api (a NUL character).
 NONE_MARKER = "\x00"
@@ -162,14 +180,17 @@ def _parse_list(name: str, raw):
 
 
 SRC_QUERY = (
-    Parameter("src_name", "str", "1E 1740.7-2942", "str", owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",)),
+    Parameter(
+        "src_name", "str", "1E 1740.7-2942", "str", owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",)
+    ),
     Parameter("RA", "float", 265.97845833, "deg", owl_uri=_ANGLE),
     Parameter("DEC", "float", -29.74516667, "deg", owl_uri=_ANGLE),
     Parameter("T1", "time", "2017-03-06T13:26:48.000", "isot", owl_uri=("http://odahub.io/ontology#TimeInstant",)),
     Parameter("T_format", "str", "isot", "str", companion=True),
     Parameter("T2", "time", "2017-03-06T15:32:27.000", "isot", owl_uri=("http://odahub.io/ontology#TimeInstant",)),
-    Parameter("token", "str", None, "str", optional=True,
-              owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",)),
+    Parameter(
+        "token", "str", None, "str", optional=True, owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",)
+    ),
 )
 
 TIME_FORMATS = ("isot", "iso", "mjd", "jd", "unix", "decimalyear")
@@ -182,8 +203,7 @@ def _osa_parameters(*, radius: float) -> tuple:
         Parameter("selected_catalog", "raw", None, optional=True),
         Parameter("radius", "float", radius, "deg", owl_uri=_ANGLE),
         Parameter("max_pointings", "int", 50, owl_uri=_INT),
-        Parameter("osa_version", "str", "OSA11.2", "str", owl_uri=_STR,
-                  allowed=None),
+        Parameter("osa_version", "str", "OSA11.2", "str", owl_uri=_STR, allowed=None),
         Parameter("integral_data_rights", "str", "public", "str", owl_uri=_STR, allowed=("public", "all-private")),
     )
 
@@ -206,8 +226,12 @@ _LC_QUERY = (
 )
 _SPECTRAL_FIT_QUERY = tuple(
     Parameter(name, "str", default, "str", owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",))
-    for name, default in (("xspec_model", "powerlaw"), ("ph_file_name", ""), ("arf_file_name", ""),
-                          ("rmf_file_name", ""))
+    for name, default in (
+        ("xspec_model", "powerlaw"),
+        ("ph_file_name", ""),
+        ("arf_file_name", ""),
+        ("rmf_file_name", ""),
+    )
 )
 
 
@@ -257,8 +281,10 @@ class InstrumentSpec:
             return self.products[product_name]
         except KeyError:
             known = {name: spec.query_name for name, spec in self.products.items()}
-            raise QueryError(f"[ InstrumentQueryBackEnd : {self.name} ] constructor failed: product type "
-                             f"{product_name} not in query_dictionary {known}") from None
+            raise QueryError(
+                f"[ InstrumentQueryBackEnd : {self.name} ] constructor failed: product type "
+                f"{product_name} not in query_dictionary {known}"
+            ) from None
 
     def all_parameters(self, product_name: str) -> tuple:
         """Source query, instrument and product parameters, in the real order."""
@@ -271,22 +297,27 @@ class InstrumentSpec:
         and instrument ones, each name once (``Instrument.get_arguments_name_list``).
         """
         if product_name is None:
-            declared = SRC_QUERY + self.parameters + tuple(p for spec in self.products.values()
-                                                           for p in spec.parameters)
+            declared = (
+                SRC_QUERY + self.parameters + tuple(p for spec in self.products.values() for p in spec.parameters)
+            )
         else:
             declared = self.all_parameters(product_name)
         return list(dict.fromkeys(p.name for p in declared if p.public))
 
     def meta_data(self, product_name: str | None = None) -> list:
         """Answer of ``api/meta-data`` (one list holding the query blocks)."""
-        blocks = [{"instrumet": self.name},
-                  {"prod_dict": {name: spec.query_name for name, spec in self.products.items()}},
-                  [{"query_name": "src_query"}] + [p.meta() for p in SRC_QUERY],
-                  [{"query_name": self.parameters_query}] + [p.meta() for p in self.parameters if p.in_meta]]
+        blocks = [
+            {"instrumet": self.name},
+            {"prod_dict": {name: spec.query_name for name, spec in self.products.items()}},
+            [{"query_name": "src_query"}] + [p.meta() for p in SRC_QUERY],
+            [{"query_name": self.parameters_query}] + [p.meta() for p in self.parameters if p.in_meta],
+        ]
         chosen = [self.product(product_name)] if product_name else list(self.products.values())
         for spec in chosen:
-            blocks.append([{"query_name": spec.query_name}, {"product_name": spec.name}]
-                          + [p.meta() for p in spec.parameters if p.in_meta])
+            blocks.append(
+                [{"query_name": spec.query_name}, {"product_name": spec.name}]
+                + [p.meta() for p in spec.parameters if p.in_meta]
+            )
         return [blocks]
 
     def normalise(self, values: dict, product_name: str) -> tuple[dict, list[str]]:
@@ -386,12 +417,16 @@ def check_osa_version(version: str) -> None:
     base_version, _, subversion = base.partition("-")
     if base_version in OSA_OBSOLETE_VERSIONS and not subversion:
         # the plugin's words (osa_common_pars.OSAVersion.value), typo included
-        raise QueryError(f"Please note {base_version} is being phased out. We consider that for all or almost all "
-                         f"likely user requests {OSA_OBSOLETE_VERSIONS[base_version]} shoud be used instead of "
-                         f"{base_version}.")
+        raise QueryError(
+            f"Please note {base_version} is being phased out. We consider that for all or almost all "
+            f"likely user requests {OSA_OBSOLETE_VERSIONS[base_version]} shoud be used instead of "
+            f"{base_version}."
+        )
     if base_version not in OSA_BASE_VERSIONS + tuple(OSA_OBSOLETE_VERSIONS):
-        raise QueryError(f"value {version} is not allowed. The OSA version should start with one of "
-                         f"{list(OSA_BASE_VERSIONS)}, and may contain additional components.")
+        raise QueryError(
+            f"value {version} is not allowed. The OSA version should start with one of "
+            f"{list(OSA_BASE_VERSIONS)}, and may contain additional components."
+        )
     if base_version in OSA_OBSOLETE_VERSIONS:
         raise QueryError("unknown dev OSA version!")
     modifiers = [m for m in rest.split("--") if m] if rest else []
@@ -447,44 +482,67 @@ def times_ijd(parameters: dict) -> tuple[float, float]:
 def _isgri() -> InstrumentSpec:
     base = _osa_parameters(radius=15.0) + _energy_parameters(20.0, 40.0)
     return InstrumentSpec(
-        name="isgri", parameters_query="isgri_parameters", parameters=base, osa=True, label="ISGRI",
+        name="isgri",
+        parameters_query="isgri_parameters",
+        parameters=base,
+        osa=True,
+        label="ISGRI",
         energy_range=(15.0, 800.0),
         products={
             "isgri_image": ProductSpec("isgri_image", "isgri_image_query", "image", _IMAGE_QUERY),
             "isgri_spectrum": ProductSpec("isgri_spectrum", "isgri_spectrum_query", "spectrum"),
             "isgri_lc": ProductSpec("isgri_lc", "isgri_lc_query", "lc", _LC_QUERY),
             "spectral_fit": ProductSpec("spectral_fit", "spectral_fit_query", "spectral_fit", _SPECTRAL_FIT_QUERY),
-        })
+        },
+    )
 
 
 def _jemx() -> InstrumentSpec:
-    base = (_osa_parameters(radius=4.0)
-            + (Parameter("jemx_num", "int", 2, None, owl_uri=_INT),)
-            + _energy_parameters(3.0, 20.0))
+    base = (
+        _osa_parameters(radius=4.0)
+        + (Parameter("jemx_num", "int", 2, None, owl_uri=_INT),)
+        + _energy_parameters(3.0, 20.0)
+    )
     return InstrumentSpec(
-        name="jemx", parameters_query="jemx_parameters", parameters=base, osa=True, label="JEM-X",
+        name="jemx",
+        parameters_query="jemx_parameters",
+        parameters=base,
+        osa=True,
+        label="JEM-X",
         energy_range=(3.0, 35.0),
         products={
             "jemx_image": ProductSpec("jemx_image", "jemx_image_query", "image", _IMAGE_QUERY),
             "jemx_spectrum": ProductSpec("jemx_spectrum", "jemx_spectrum_query", "spectrum"),
             "jemx_lc": ProductSpec("jemx_lc", "jemx_lc_query", "lc", _LC_QUERY),
             "spectral_fit": ProductSpec("spectral_fit", "spectral_fit_query", "spectral_fit", _SPECTRAL_FIT_QUERY),
-        })
+        },
+    )
 
 
 def _spi_acs() -> InstrumentSpec:
     """SPI-ACS (plugin dispatcher-plugin-integral-all-sky): synchronous, one light-curve product."""
     # user_catalog, an unnamed InputProdList and selected_catalog form the real instrument query; the
     # unnamed parameter is left out (it has no name to send or to report)
-    instrument = (Parameter("user_catalog", "raw", None, optional=True, public=False),
-                  Parameter("selected_catalog", "raw", None, optional=True))
-    data_level = Parameter("data_level", "str", "ordinary", "str",
-                           owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",),
-                           allowed=("ordinary", "realtime"))
+    instrument = (
+        Parameter("user_catalog", "raw", None, optional=True, public=False),
+        Parameter("selected_catalog", "raw", None, optional=True),
+    )
+    data_level = Parameter(
+        "data_level",
+        "str",
+        "ordinary",
+        "str",
+        owl_uri=_STR + ("http://odahub.io/ontology#AstrophysicalObject",),
+        allowed=("ordinary", "realtime"),
+    )
     return InstrumentSpec(
-        name="spi_acs", parameters_query="spiacs_parameters", parameters=instrument, asynchronous=False,
+        name="spi_acs",
+        parameters_query="spiacs_parameters",
+        parameters=instrument,
+        asynchronous=False,
         label="SPI-ACS",
-        products={"spi_acs_lc": ProductSpec("spi_acs_lc", "spi_acs_lc_query", "spiacs_lc", (data_level,) + _LC_QUERY)})
+        products={"spi_acs_lc": ProductSpec("spi_acs_lc", "spi_acs_lc_query", "spiacs_lc", (data_level,) + _LC_QUERY)},
+    )
 
 
 def _polar() -> InstrumentSpec:
@@ -500,52 +558,73 @@ def _polar() -> InstrumentSpec:
     plugin's ``PolarAnalysisException`` becomes "Error when getting query
     products", status 1, the instrument and product in ``error_message``).
     """
-    parameters = (Parameter("user_catalog", "raw", None, optional=True, public=False),
-                  Parameter("selected_catalog", "raw", None, optional=True),
-                  Parameter("E1_keV", "float", 0.0, "keV", owl_uri=_ENERGY),
-                  Parameter("E2_keV", "float", 10000.0, "keV", owl_uri=_ENERGY))
+    parameters = (
+        Parameter("user_catalog", "raw", None, optional=True, public=False),
+        Parameter("selected_catalog", "raw", None, optional=True),
+        Parameter("E1_keV", "float", 0.0, "keV", owl_uri=_ENERGY),
+        Parameter("E2_keV", "float", 10000.0, "keV", owl_uri=_ENERGY),
+    )
     return InstrumentSpec(
-        name="polar", parameters_query="polar_parameters", parameters=parameters, asynchronous=False,
-        label="POLAR", products={"polar_lc": ProductSpec("polar_lc", "polar_lc_query", "failing", _LC_QUERY)})
+        name="polar",
+        parameters_query="polar_parameters",
+        parameters=parameters,
+        asynchronous=False,
+        label="POLAR",
+        products={"polar_lc": ProductSpec("polar_lc", "polar_lc_query", "failing", _LC_QUERY)},
+    )
 
 
 # The dispatcher's test instruments (dispatcher-app 1.3.6, cdci_data_analysis/plugins/dummy_plugin): the real
 # dispatcher serves them in debug mode; so does a local MMODA with debug_instruments=True.
 
+
 def _empty() -> InstrumentSpec:
     # empty_instrument.py: InstrumentQuery('empty_instrument_query', input_prod_list_name='p_list',
     # catalog_name='user_catalog'); p is a BoundaryFloat(10 W) refusing values above 800
-    instrument_parameters = (Parameter("user_catalog", "raw", None, optional=True, public=False),
-                             Parameter("p_list", "list", [], None, optional=True),
-                             Parameter("selected_catalog", "raw", None, optional=True))
+    instrument_parameters = (
+        Parameter("user_catalog", "raw", None, optional=True, public=False),
+        Parameter("p_list", "list", [], None, optional=True),
+        Parameter("selected_catalog", "raw", None, optional=True),
+    )
     numerical = (Parameter("p", "float", 10.0, "W", owl_uri=_FLOAT),)
     # EchoProductQuery('echo_parameters_dummy_query', [Angle 1 arcsec, Angle 1 deg, Energy 1 MeV with units_name
     # 'energy_units']): the units companion is an argument (par-names) but not described by meta-data
-    echo = (Parameter("ang", "float", 1.0, "arcsec", owl_uri=_ANGLE),
-            Parameter("ang_deg", "float", 1.0, "deg", owl_uri=_ANGLE),
-            Parameter("energ", "float", 1.0, "MeV", owl_uri=_ENERGY),
-            Parameter("energy_units", "str", "MeV", "str", companion=True, in_meta=False))
+    echo = (
+        Parameter("ang", "float", 1.0, "arcsec", owl_uri=_ANGLE),
+        Parameter("ang_deg", "float", 1.0, "deg", owl_uri=_ANGLE),
+        Parameter("energ", "float", 1.0, "MeV", owl_uri=_ENERGY),
+        Parameter("energy_units", "str", "MeV", "str", companion=True, in_meta=False),
+    )
     return InstrumentSpec(
-        name="empty", parameters_query="empty_instrument_query", parameters=instrument_parameters,
+        name="empty",
+        parameters_query="empty_instrument_query",
+        parameters=instrument_parameters,
         asynchronous=False,
         products={
             "dummy": ProductSpec("dummy", "empty_parameters_dummy_query", "dummy"),
-            "numerical": ProductSpec("numerical", "numerical_parameters_dummy_query", "numerical", numerical,
-                                     required_roles=("general",)),
+            "numerical": ProductSpec(
+                "numerical", "numerical_parameters_dummy_query", "numerical", numerical, required_roles=("general",)
+            ),
             "failing": ProductSpec("failing", "failing_parameters_dummy_query", "failing"),
             "echo": ProductSpec("echo", "echo_parameters_dummy_query", "echo", echo),
-        })
+        },
+    )
 
 
 def _empty_async() -> InstrumentSpec:
     # empty_async_instrument.py: InstrumentQuery('empty_async_instrument_query', input_prod_list_name='scw_list',
     # catalog_name='user_catalog')
-    scws = (Parameter("user_catalog", "raw", None, optional=True, public=False),
-            Parameter("scw_list", "list", [], optional=True, owl_uri=("http://odahub.io/ontology#InputProdList",)),
-            Parameter("selected_catalog", "raw", None, optional=True))
+    scws = (
+        Parameter("user_catalog", "raw", None, optional=True, public=False),
+        Parameter("scw_list", "list", [], optional=True, owl_uri=("http://odahub.io/ontology#InputProdList",)),
+        Parameter("selected_catalog", "raw", None, optional=True),
+    )
     return InstrumentSpec(
-        name="empty-async", parameters_query="empty_async_instrument_query", parameters=scws,
-        products={"dummy": ProductSpec("dummy", "empty_async_parameters_dummy_query", "callback")})
+        name="empty-async",
+        parameters_query="empty_async_instrument_query",
+        parameters=scws,
+        products={"dummy": ProductSpec("dummy", "empty_async_parameters_dummy_query", "callback")},
+    )
 
 
 def _empty_semi_async() -> InstrumentSpec:
@@ -554,14 +633,21 @@ def _empty_semi_async() -> InstrumentSpec:
     # server answers by p (-1 failed, 0 <= p < 4 submitted, else done). Served synchronously here: the
     # answers for p < 4 belong to the job life cycle (see the fidelity notes).
     return InstrumentSpec(
-        name="empty-semi-async", parameters_query="empty_async_instrument_query",
-        parameters=(Parameter("selected_catalog", "raw", None, optional=True),), asynchronous=False,
+        name="empty-semi-async",
+        parameters_query="empty_async_instrument_query",
+        parameters=(Parameter("selected_catalog", "raw", None, optional=True),),
+        asynchronous=False,
         products={
             "dummy": ProductSpec("dummy", "empty_parameters_dummy_query", "dummy"),
-            "numerical": ProductSpec("numerical", "numerical_parameters_dummy_query", "numerical",
-                                     (Parameter("p", "float", 10.0, "W", owl_uri=_FLOAT),),
-                                     required_roles=("general",)),
-        })
+            "numerical": ProductSpec(
+                "numerical",
+                "numerical_parameters_dummy_query",
+                "numerical",
+                (Parameter("p", "float", 10.0, "W", owl_uri=_FLOAT),),
+                required_roles=("general",),
+            ),
+        },
+    )
 
 
 def instruments(*, debug: bool = False) -> dict[str, InstrumentSpec]:

@@ -48,15 +48,17 @@ class ServerThread:
 
     @property
     def backend(self):
-        """The server's :class:`mmoda_local.app.Backend` (jobs, counters, secret)."""
+        """The server's :class:`mmoda_local.backend.Backend` (jobs, counters, secret, gallery)."""
         return self.app.extensions["mmoda_local"]
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
+        """Start serving in the background thread; return the server itself (for chaining)."""
         self._thread.start()
         log.info("local MMODA thread serving %s", self.url)
         return self
 
     def stop(self) -> None:
+        """Stop serving, wait (up to 10 s) for the thread to end and shut the job workers down."""
         self._server.shutdown()
         self._thread.join(timeout=10)
         self.backend.jobs.shutdown()
@@ -68,9 +70,10 @@ class ServerThread:
     def token(self, roles="general", *, email: str = "tester@localhost", lifetime_s: float = 3600.0) -> str:
         """Mint a token this server accepts."""
         from .auth import mint_token
+
         return mint_token(self.backend.secret, roles=roles, email=email, lifetime_s=lifetime_s)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,214 +1,6 @@
-"""The simulated INTEGRAL sky, documented in one place.
+"""The simulated INTEGRAL sky: sources, spectra, variability, solar-system bodies.
 
-Everything ``mmoda_local`` serves is SIMULATED. This docstring says what the
-simulated sky contains, which parts come from real data and which are
-invented, so that nobody mistakes a simulated feature for a discovery.
-
-Sources
--------
-The sky holds the 947 sources of the ISDC INTEGRAL reference catalogue v43
-(``data/isdc_ref_cat_0043_subset.ecsv``, real names and positions) plus the
-solar-system bodies listed below. The catalogue gives count rates per band:
-ISGRI 20–60 and 60–200 keV, JEM-X 3–10 and 10–30 keV (ct/s in each
-instrument's catalogue scale). Each source gets a photon spectrum N(E)
-(ph cm⁻² s⁻¹ keV⁻¹) built from them:
-
-* ISGRI energies: a power law whose index reproduces the source's
-  ISGR_FLUX_2/ISGR_FLUX_1 ratio relative to the Crab's ratio *through the
-  simulated response* (an index Γ whose folded 60–200/20–60 ratio, divided by
-  the Crab's folded ratio, equals the catalogue ratio divided by the Crab's
-  catalogue ratio), normalised so that its ISGRI 20–60 keV rate at the
-  reference epoch (2003.5) equals ISGR_FLUX_1.
-* JEM-X energies: the same with JEMX_FLUX_2/JEMX_FLUX_1 (10–30 / 3–10 keV),
-  normalised to JEMX_FLUX_1.
-* The two are joined smoothly: N = w·N_JEMX + (1 − w)·N_ISGRI with w falling
-  from 1 at 15 keV to 0 at 25 keV (cosine in log E). The ISGRI normalisation
-  accounts for the JEM-X part inside 20–25 keV, so ISGR_FLUX_1 is reproduced.
-* Missing values (masked, zero, or below 1e-6 of the Crab's rate): a domain
-  with one band takes its index from the other domain (or Γ = 2); a domain
-  with no band uses the other domain's power law (extrapolating JEM-X up into
-  the ISGRI range, not harder than Γ = 2, continuous at 20 keV); a source with no usable
-  rate at all gets an invented faint flux, log-uniform in 0.3–3 mCrab
-  (20–60 keV) with Γ = 2, drawn from a hash of its name.
-* Indices are clipped to 1–4. A 60–200 keV rate without a 20–60 keV one is
-  ignored (three entries, e.g. SWIFT J1910.2-0546 with 22 100 ct/s in
-  60–200 keV and 0 in 20–60 keV).
-
-The **Crab** is one power law across both instruments, Γ = 2.13 and
-6.2e-4 ph cm⁻² s⁻¹ keV⁻¹ at 100 keV (science notes §4), constant in time. The
-instrument responses are calibrated on it (:mod:`.instrument`), so it gives the
-catalogue's 230.9 ct/s (20–60 keV) and 59.5 ct/s (60–200 keV) in ISGRI and
-0.50 / 0.142 ct/s (3–10 / 10–30 keV) in JEM-X at the reference epoch.
-
-"mCrab" throughout means the ISGRI 20–60 keV count rate at the reference
-epoch in units of the Crab's (230.9 ct/s = 1000 mCrab).
-
-Variability
------------
-Variability multiplies the whole spectrum (spectral shapes do not change with
-time). Every light curve below is a deterministic function of time (same at
-every request and every seed); the "random" parts (flaring) are fixed sums of
-sinusoids whose frequencies and phases come from a hash of the source name
-(log-normal flux with the stated σ, mean 1).
-
-Persistent sources with their catalogue normalisation and a modulation:
-
-============== ==============================================================
-Vela X-1       8.964357 d orbit, mid-eclipse MJD 52974.227 (Kreykenbohm et al.
-               2008), eclipse 1.72 d at 3 % of the flux with 0.1 d
-               ingress/egress; flaring σ = 0.6 on 30 min–5 d.
-Cyg X-1        hard state at the catalogue rate; soft states (×0.35 in hard
-               X-rays, 15-d transitions) 2010-06-20→2011-05-10,
-               2011-06-20→2012-06-30, 2013-01-15→2014-05-01,
-               2016-12-01→2017-03-31 (approximating the MAXI/BAT history);
-               flickering σ = 0.15 on 15 min–30 d.
-GRS 1915+105   flaring σ = 0.4 on 2 min–20 d; from 2018-06-15 an obscured
-               state (×0.08, 60-d transition), as the real source did.
-============== ==============================================================
-
-Sources whose catalogue rate is unusable for a light curve (near zero, or a
-peak value) have absolute light curves in mCrab, with the spectral indices
-given (ISGRI/JEM-X):
-
-=================== ========== =================================================
-Her X-1             3.3 / 1.0  35-d cycle (34.85 d; turn-on MJD 52000.0,
-                               invented phase): main-on peak 100 mCrab, short-on
-                               30 mCrab, off 3 mCrab; 1.700167-d orbit with
-                               5.5-h eclipses (mid-eclipse MJD 46359.87194).
-Cen X-3             3.0 / 1.2  80 mCrab, 2.08704-d orbit, 0.45-d eclipses
-                               (mid-eclipse MJD 50506.788), flaring σ = 0.4.
-GX 1+4              2.3 / 1.5  40 mCrab, flaring σ = 0.5 on 1 h–60 d.
-GRS 1758-258        1.8 / 1.8  60 mCrab, flaring σ = 0.2 on 1 d–100 d.
-SGR 1806-20         1.7 / 2.0  5 mCrab persistent (the catalogue's 119 ct/s is
-                               the 2004 giant flare, which lasted seconds).
-KS 1731-260         2.5 / 2.0  0.1 mCrab: in quiescence since 2001.
-GX 339-4            1.7 / 1.7  outbursts (peak, mCrab): 2002-05-15 700,
-                               2004-08-20 400, 2007-02-01 600, 2010-03-25 800,
-                               2013-09-01 150, 2014-12-20 400, 2017-09-10 200,
-                               2021-02-10 500; 0.05 mCrab otherwise.
-1A 0535+262         3.0 / 1.2  1.4 mCrab quiescent; outbursts 2005-06-01 3500,
-                               2005-08-30 700, 2009-05-21 400, 2009-12-10 4500,
-                               2011-02-25 3000, 2020-11-19 10000 (giant).
-MAXI J1820+070      1.6 / 1.6  2018-03-23 3000 (3-d rise, 70-d decay)
-MAXI J1348-630      1.8 / 1.8  2019-02-03 1200, reflare 2019-05-20 200
-Swift J0243.6+6124  2.8 / 1.0  2017-10-30 4000 (12-d rise, 25-d decay)
-MAXI J1535-571      1.9 / 1.9  2017-09-10 1500
-MAXI J1631-478      2.2 / 2.2  2019-01-05 600
-V404 Cyg            1.6 / 1.6  2015-06-22 6000 with violent flaring
-                               (σ = 1.0 on 4 min–1 d), 2015-12-29 400
-XTE J1550-564       1.8 / 1.8  2003-03-28 350
-GRO J1744-28        2.8 / 1.5  2014-02-20 1000, 2017-02-15 400
-Swift J1728.9-3613  2.0 / 2.0  2019-02-05 400
-Swift J1858.6-0814  1.8 / 1.8  2018-11-10 100, flaring σ = 0.8
-MAXI J1621-501      2.0 / 2.0  2017-10-15 40
-SWIFT J1910.2-0546  2.0 / 2.0  2012-06-05 250 (MAXI J1910-057)
-IGR J17091-3624     1.8 / 1.8  2011-02-20 120, 2016-03-10 100
-XTE J1752-223       1.6 / 1.6  2009-11-05 500
-MAXI J1659-152      1.9 / 1.9  2010-09-28 200
-MAXI J1836-194      1.8 / 1.8  2011-09-05 150
-MAXI J1813-095      1.8 / 1.8  2018-02-25 60
-IGR J17591-2342     1.9 / 1.9  2018-08-15 25
-IGR J17503-2636     2.0 / 2.0  2018-08-12 15
-SWIFT J1753.5-0127  1.7 / 1.7  2005-07-05 250, then 80 mCrab until 2016-10-01
-=================== ========== =================================================
-
-Outbursts are "fast rise, exponential decay" profiles (exponential rise and
-decay with the e-folding times given; 5-d rise and 30-d decay where not
-stated). Dates and peaks are approximations from memory of the real events
-(good to days and tens of per cent), not measurements.
-
-Other catalogue entries whose rate is an outburst peak (names starting with
-MAXI, XTE, GRO, SAX, Swift/SWIFT, GS, EXO, KS, SGR and a Galactic or unknown
-class, or a 60–200 keV rate without a 20–60 keV one, e.g. IGR J17451-3022;
-brighter than 10 mCrab) are **not** kept at their peak:
-they get invented outbursts peaking at their catalogue rate (at most 1 Crab:
-IGR J02341+0228 and IGR J17451-3022 would otherwise reach 3–4 Crab), recurring every
-4–11 years with 3–10 d rises and 15–60 d decays (all drawn from a hash of the
-name), and 0.2 % of the peak in between.
-
-The catalogue's odd persistent values are kept as they are (e.g. NGC 4388 at
-105 ct/s ≈ 450 mCrab, Cas A at 23 ct/s), because they are the data.
-
-Solar-system bodies
--------------------
-Venus, Mars, Jupiter, Saturn, Uranus and Neptune are sources **where INTEGRAL
-sees them**: the body's astrometric geocentric position (light-time
-corrected barycentric position minus the Earth's, astropy's builtin ERFA
-ephemeris; good to ~40″ for Jupiter, science notes §6) minus INTEGRAL's
-geocentric position from :mod:`.orbit` (the orbit the spacecraft service
-``gw/scsystem`` answers), evaluated at the middle of each ScW. The parallax
-is at most ~1′ for Jupiter and points away from INTEGRAL's direction; a
-client that subtracts the service's ``ephs`` vector recovers the simulated
-position. "Astrometric" (no annual aberration) because a sky image, whose
-attitude is solved on catalogue stars, shows bodies at their astrometric
-place. Products use a 4-day grid of geocentric vectors cached per process
-and interpolated with cubic polynomials (within 2″ of astropy);
-:meth:`Sky.body_position` with ``exact=True`` calls astropy, and
-``observer="geocentre"`` leaves the parallax out. Their flux is 0 unless configured
-(``body_fluxes_mcrab``, e.g. ``{"jupiter": 5}`` or
-``{"jupiter": {"mcrab": 5, "index": 0.6}}``): a Crab-like spectrum, or a power
-law of the given index normalised to that many mCrab. The real Jupiter is a
-few µCrab in hard X-rays (science notes §5) — far below anything INTEGRAL can
-see, so a detection in this simulation is always an injected one. The Moon
-is not included (its parallax from INTEGRAL's orbit reaches tens of degrees).
-
-Instrument model (summary; details in :mod:`.instrument`)
-----------------------------------------------------------
-* ISGRI: pixel 4.937′, PSF 12′ FWHM, field fully coded within 9°×9°, zero at
-  29°×29°; 256 channels 13–1000 keV, 8 % FWHM at 60 keV; effective area
-  ≈ 970 cm² plateau (25–100 keV), low threshold near 18 keV, falling above
-  ~150 keV; ageing tuned on the real Crab rates (table below).
-* JEM-X 1/2: pixel 1.56′, PSF 3′ FWHM, response falling linearly to 0 at 6.6°;
-  16 channels 3–35 keV; rates in the catalogue's scale (Crab 0.50 ct/s in
-  3–10 keV).
-* Noise: one model for images, light curves and spectra, a background
-  noise-equivalent rate per channel plus the Poisson noise of every source in
-  the field, scaled by 1/(good time × response²). ISGRI 30–60 keV: Crab at
-  128σ per 2 ks on axis (1σ = 7.8 mCrab; 7.2 mCrab in an empty field).
-  JEM-X 3–10 keV: Crab at 100σ per 2 ks (1σ = 10 mCrab; 7.7 in an empty field).
-
-Crab rates of the model (ct/s, on axis, mid-year; reference-epoch calibration
-in 2003):
-
-====== ====== ====== ====== ====== ======
-year   15–30  20–60  30–60  60–100 100–200
-====== ====== ====== ====== ====== ======
-2003   161.8  230.9  113.1   40.7   18.8
-2007   163.2  231.2  113.6   41.2   19.2
-2010   167.9  236.8  115.8   41.7   19.2
-2013   173.9  243.8  118.6   42.1   19.2
-2016   176.9  250.7  121.0   42.0   18.8
-2017   174.0  251.8  121.6   41.8   18.6
-2019   159.0  234.1  112.0   37.3   16.1
-2022   130.3  199.8   95.7   31.3   13.3
-2025   138.1  212.1  100.7   31.9   13.2
-====== ====== ====== ====== ====== ======
-
-(real MMODA OSA11.2 single-ScW figures, science notes §3: 30–60 keV 110.7 in
-2003, 121.8 in 2017, 93.4 in 2022, 99.9 in 2025; 60–100 keV 40.8, ~42,
-31.2–32.1; 15–30 keV 161.6 in 2003, 176.5 in 2016, 143.1 in 2023.)
-
-What is real and what is invented
----------------------------------
-Real: source names, positions and catalogue rates; the Crab spectrum; the
-instruments' pixel sizes, PSF widths, field sizes and the Crab's rates over
-the years; the planets' geocentric positions (their parallax uses the approximate
-model orbit of :mod:`.orbit`); the dates of the named outbursts (approx.).
-Invented: all noise; every light-curve shape; the flaring; the outbursts of
-the unnamed catalogue transients; faint fluxes of catalogue entries without
-rates; the exact response curves (plausible shapes calibrated on the Crab);
-any flux at a solar-system body.
-
-Using it
---------
-``Sky.default(body_fluxes_mcrab=None, seed=0)`` builds the sky (≈0.4 s, once per
-process). ``sky.find(name)`` → index (case/space-insensitive, bodies included)
-or None; ``sky.sources_in_field(ra, dec, radius_deg, ijd)`` → names, ra, dec,
-index (bodies at their position at ``ijd``); ``sky.photon_spectrum(index,
-energy_keV, ijd)`` and ``sky.variability(index, ijd)`` evaluate the model;
-``sky.bin_flux(edges)`` integrates every reference spectrum over energy bins
-(what the instruments fold); ``sky.body_position(name, ijd)`` gives planet
-positions seen from INTEGRAL; ``sky.variable_sources()`` lists the light-curve models.
+What it contains, what is real and what is invented: docs/simulated_sky.md, "The sky".
 """
 
 from __future__ import annotations
@@ -219,18 +11,40 @@ import hashlib
 import importlib.resources
 import logging
 import math
+import os
 import threading
 
 import numpy as np
 
-from .instrument import (CATALOGUE_BANDS, CRAB_CATALOGUE_RATES, CRAB_NORM_100KEV, CRAB_PHOTON_INDEX, MJDREF,
-                         REFERENCE_IJD, crab_photon_spectrum, instrument_for, normalised_name, unit_vectors,
-                         vectors_to_radec)
+from .instrument import (
+    CATALOGUE_BANDS,
+    CRAB_CATALOGUE_RATES,
+    CRAB_NORM_100KEV,
+    CRAB_PHOTON_INDEX,
+    MJDREF,
+    REFERENCE_IJD,
+    crab_photon_spectrum,
+    instrument_for,
+    normalised_name,
+    unit_vectors,
+    vectors_to_radec,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Sky", "FieldSources", "CRAB_PHOTON_INDEX", "CRAB_NORM_100KEV", "crab_photon_spectrum",
-           "BODIES", "date_to_ijd"]
+__all__ = [
+    "Sky",
+    "FieldSources",
+    "CRAB_PHOTON_INDEX",
+    "CRAB_NORM_100KEV",
+    "crab_photon_spectrum",
+    "BODIES",
+    "date_to_ijd",
+    "normalise_injected_source",
+    "parse_injected_source",
+    "shape_lightcurve",
+    "de421_path",
+]
 
 CATALOGUE_FILE = "isdc_ref_cat_0043_subset.ecsv"
 #: Solar-system bodies of the sky (astropy ``get_body`` names).
@@ -247,7 +61,7 @@ CRAB_20_60 = CRAB_CATALOGUE_RATES["ISGR_FLUX_1"]
 #: Planets stay within this ecliptic latitude (deg, geocentric; Venus reaches ~9°).
 BODY_MAX_ECLIPTIC_LATITUDE = 10.0
 #: Step (days) of the cached body ephemeris grid, interpolated with cubic Lagrange polynomials.
-BODY_GRID_STEP_DAYS = 4.0
+BODY_GRID_STEP_DAYS = 1.0
 BODY_BLOCK_POINTS = 32
 OBLIQUITY_DEG = 23.4392911
 #: Speed of light, km/s (light time of the body ephemerides).
@@ -256,8 +70,7 @@ LIGHT_SPEED_KM_S = 299792.458
 
 def date_to_ijd(date: str) -> float:
     """ISO date (``YYYY-MM-DD``, UTC ≈ TT to a minute) → IJD (days since 2000-01-01)."""
-    return float((np.datetime64(date, "s") - np.datetime64("2000-01-01T00:00:00", "s"))
-                 / np.timedelta64(1, "D"))
+    return float((np.datetime64(date, "s") - np.datetime64("2000-01-01T00:00:00", "s")) / np.timedelta64(1, "D"))
 
 
 def _hash_uniforms(text: str, count: int) -> np.ndarray:
@@ -266,7 +79,7 @@ def _hash_uniforms(text: str, count: int) -> np.ndarray:
     counter = 0
     while len(out) < count:
         digest = hashlib.sha256(f"{text}\x1f{counter}".encode()).digest()
-        out.extend(int.from_bytes(digest[i:i + 8], "little") / 2.0 ** 64 for i in range(0, 32, 8))
+        out.extend(int.from_bytes(digest[i : i + 8], "little") / 2.0**64 for i in range(0, 32, 8))
         counter += 1
     return np.array(out[:count])
 
@@ -299,7 +112,7 @@ class Flaring:
     def __call__(self, ijd) -> np.ndarray:
         t = np.asarray(ijd, dtype=float)
         m = self.amplitude * np.sin(2.0 * np.pi * np.multiply.outer(t, self.frequencies) + self.phases).sum(axis=-1)
-        return np.exp(self.sigma * m - 0.5 * self.sigma ** 2)
+        return np.exp(self.sigma * m - 0.5 * self.sigma**2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,8 +131,9 @@ class Outburst:
     def __call__(self, ijd) -> np.ndarray:
         dt = np.asarray(ijd, dtype=float) - self.peak_ijd
         with np.errstate(over="ignore"):
-            return self.peak_mcrab * np.where(dt < 0, np.exp(np.clip(dt / self.rise_days, -700, 0)),
-                                              np.exp(-np.clip(dt / self.decay_days, 0, 700)))
+            return self.peak_mcrab * np.where(
+                dt < 0, np.exp(np.clip(dt / self.rise_days, -700, 0)), np.exp(-np.clip(dt / self.decay_days, 0, 700))
+            )
 
 
 def _smooth_step(ijd, date: str, width_days: float) -> np.ndarray:
@@ -328,11 +142,11 @@ def _smooth_step(ijd, date: str, width_days: float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(x))
 
 
-def _eclipse(ijd, period_days: float, mid_eclipse_ijd: float, duration_days: float, ingress_days: float,
-             depth_level: float) -> np.ndarray:
+def _eclipse(
+    ijd, period_days: float, mid_eclipse_ijd: float, duration_days: float, ingress_days: float, depth_level: float
+) -> np.ndarray:
     """Flux factor of an eclipse: 1 out of eclipse, ``depth_level`` inside, linear ingress/egress."""
-    phase_days = (np.asarray(ijd, dtype=float) - mid_eclipse_ijd + 0.5 * period_days) % period_days \
-        - 0.5 * period_days
+    phase_days = (np.asarray(ijd, dtype=float) - mid_eclipse_ijd + 0.5 * period_days) % period_days - 0.5 * period_days
     half = 0.5 * duration_days
     fraction_in = np.clip((half + ingress_days - np.abs(phase_days)) / ingress_days, 0.0, 1.0)
     return 1.0 - (1.0 - depth_level) * fraction_in
@@ -366,7 +180,8 @@ class OutburstLightCurve(LightCurve):
             [f"outburst {o.peak_date} {o.peak_mcrab:g} mCrab" for o in self.outbursts]
             + [f"{m:g} mCrab {a}..{b}" for a, b, m in self.plateaus]
             + ([f"flaring sigma {flaring.sigma:g}"] if flaring is not None else [])
-            + [f"quiescent {quiescent_mcrab:g} mCrab"])
+            + [f"quiescent {quiescent_mcrab:g} mCrab"]
+        )
 
     def __call__(self, ijd) -> np.ndarray:
         t = np.asarray(ijd, dtype=float)
@@ -407,8 +222,7 @@ class HerX1(LightCurve):
         t = np.asarray(ijd, dtype=float)
         phase = ((t - self.turn_on_ijd) / self.superorbital_days) % 1.0
         main_on = np.where(phase < 0.31, np.sin(np.pi * np.clip(phase / 0.31, 0, 1)) ** 0.6, 0.0)
-        short_on = np.where((phase > 0.57) & (phase < 0.78),
-                            np.sin(np.pi * np.clip((phase - 0.57) / 0.21, 0, 1)), 0.0)
+        short_on = np.where((phase > 0.57) & (phase < 0.78), np.sin(np.pi * np.clip((phase - 0.57) / 0.21, 0, 1)), 0.0)
         mcrab = 3.0 + 97.0 * main_on + 27.0 * short_on
         eclipse = _eclipse(t, 1.700167, 46359.87194 - MJDREF, 0.23, 0.02, 0.0)
         return mcrab * eclipse * self.flaring(t)
@@ -431,8 +245,12 @@ class CygX1(LightCurve):
     """Cyg X-1: hard state at the catalogue rate, soft episodes at 35 % (relative)."""
 
     description = "hard state; soft states 2010-06..2011-05, 2011-06..2012-06, 2013-01..2014-05, 2016-12..2017-03"
-    soft_states = (("2010-06-20", "2011-05-10"), ("2011-06-20", "2012-06-30"), ("2013-01-15", "2014-05-01"),
-                   ("2016-12-01", "2017-03-31"))
+    soft_states = (
+        ("2010-06-20", "2011-05-10"),
+        ("2011-06-20", "2012-06-30"),
+        ("2013-01-15", "2014-05-01"),
+        ("2016-12-01", "2017-03-31"),
+    )
     soft_level = 0.35
 
     def __init__(self):
@@ -487,8 +305,10 @@ class InventedOutbursts(LightCurve):
         self.rise_days = 3.0 + 7.0 * draws[2]
         self.decay_days = 15.0 + 45.0 * draws[3]
         first = np.datetime64("2000-01-01") + np.timedelta64(int(self.first_peak_ijd), "D")
-        self.description = (f"invented: peaks every {self.recurrence_days / 365.25:.1f} yr from {first}, "
-                            f"rise {self.rise_days:.0f} d, decay {self.decay_days:.0f} d")
+        self.description = (
+            f"invented: peaks every {self.recurrence_days / 365.25:.1f} yr from {first}, "
+            f"rise {self.rise_days:.0f} d, decay {self.decay_days:.0f} d"
+        )
 
     def __call__(self, ijd):
         t = np.asarray(ijd, dtype=float)
@@ -498,8 +318,133 @@ class InventedOutbursts(LightCurve):
         next_peak = previous_peak + self.recurrence_days
         decay = np.exp(-np.clip((t - previous_peak) / self.decay_days, 0, 700))
         rise = np.exp(np.clip((t - next_peak) / self.rise_days, -700, 0))
-        return self.peak_factor * (self.quiescent_fraction
-                                   + (1 - self.quiescent_fraction) * np.maximum(decay, rise))
+        return self.peak_factor * (self.quiescent_fraction + (1 - self.quiescent_fraction) * np.maximum(decay, rise))
+
+
+class Flare(LightCurve):
+    """An injected source's Gaussian flare: 1 + (peak − 1)·exp(−½((t − t0)/width)²) (relative)."""
+
+    def __init__(self, t0_ijd: float, width_days: float, peak_factor: float):
+        self.t0_ijd, self.width_days, self.peak_factor = float(t0_ijd), float(width_days), float(peak_factor)
+        self.description = f"flare at IJD {t0_ijd:g}, sigma {width_days:g} d, peak x{peak_factor:g}"
+
+    def __call__(self, ijd):
+        x = (np.asarray(ijd, dtype=float) - self.t0_ijd) / self.width_days
+        return 1.0 + (self.peak_factor - 1.0) * np.exp(-0.5 * np.minimum(x * x, 1400.0))
+
+
+class Sine(LightCurve):
+    """An injected source's sinusoidal modulation: 1 + a·sin(2π(t − t0)/P) (relative)."""
+
+    def __init__(self, period_days: float, amplitude: float, t0_ijd: float = 0.0):
+        self.period_days, self.amplitude, self.t0_ijd = float(period_days), float(amplitude), float(t0_ijd)
+        self.description = f"sine, period {period_days:g} d, amplitude {amplitude:g}, t0 IJD {t0_ijd:g}"
+
+    def __call__(self, ijd):
+        phase = 2.0 * np.pi * (np.asarray(ijd, dtype=float) - self.t0_ijd) / self.period_days
+        return 1.0 + self.amplitude * np.sin(phase)
+
+
+#: Grammar of an injected source's light-curve shape (docs/simulated_sky.md, "Injected sources").
+SHAPE_GRAMMAR = "constant | flare:T0_IJD:WIDTH_DAYS:PEAK_FACTOR | sine:PERIOD_DAYS:AMPLITUDE[:T0_IJD]"
+
+
+def shape_lightcurve(shape: str | None) -> LightCurve | None:
+    """The light-curve model of an injected source's shape string (None for ``constant``).
+
+    Parameters
+    ----------
+    shape : str or None
+        ``constant`` (default), ``flare:T0_IJD:WIDTH_DAYS:PEAK_FACTOR`` (a
+        Gaussian flare of σ WIDTH_DAYS at T0_IJD reaching PEAK_FACTOR times
+        the flux) or ``sine:PERIOD_DAYS:AMPLITUDE[:T0_IJD]`` (flux × (1 + A
+        sin(2π(t − T0)/P)), 0 ≤ A ≤ 1).
+
+    Raises
+    ------
+    ValueError
+        For anything else, saying what is expected.
+    """
+    text = "constant" if shape is None else str(shape).strip()
+    kind, *fields = [part.strip() for part in text.split(":")]
+    kind = kind.lower()
+    if kind in ("", "constant") and not fields:
+        return None
+    try:
+        numbers = [float(field) for field in fields]
+    except ValueError:
+        raise ValueError(f"shape {text!r}: the fields after the kind must be numbers ({SHAPE_GRAMMAR})") from None
+    if not all(math.isfinite(x) for x in numbers):
+        raise ValueError(f"shape {text!r}: the fields must be finite numbers")
+    if kind == "flare" and len(numbers) == 3:
+        t0, width, peak = numbers
+        if width <= 0 or peak < 0:
+            raise ValueError(f"shape {text!r}: WIDTH_DAYS must be > 0 and PEAK_FACTOR >= 0")
+        return Flare(t0, width, peak)
+    if kind == "sine" and len(numbers) in (2, 3):
+        period, amplitude = numbers[:2]
+        if period <= 0 or not 0 <= amplitude <= 1:
+            raise ValueError(f"shape {text!r}: PERIOD_DAYS must be > 0 and 0 <= AMPLITUDE <= 1")
+        return Sine(period, amplitude, numbers[2] if len(numbers) == 3 else 0.0)
+    raise ValueError(f"shape {text!r} is not one of {SHAPE_GRAMMAR}")
+
+
+def normalise_injected_source(entry: dict) -> dict:
+    """Check an injected source and fill its defaults.
+
+    Parameters
+    ----------
+    entry : dict
+        ``name`` (str), ``ra``, ``dec`` (deg), ``flux_mcrab`` (> 0), optional
+        ``index`` (photon index, default 2.0) and ``shape`` (see
+        :func:`shape_lightcurve`, default ``constant``).
+
+    Returns
+    -------
+    dict
+        The six keys, typed, ``ra`` in [0, 360).
+
+    Raises
+    ------
+    ValueError
+        When a key is missing, unknown or out of range.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(f"an injected source is a dict, got {entry!r}")
+    unknown = sorted(set(entry) - {"name", "ra", "dec", "flux_mcrab", "index", "shape"})
+    if unknown:
+        raise ValueError(f"injected source {entry!r}: unknown keys {unknown}")
+    missing = [key for key in ("name", "ra", "dec", "flux_mcrab") if key not in entry]
+    if missing:
+        raise ValueError(f"injected source {entry!r}: missing {missing}")
+    name = str(entry["name"]).strip()
+    if not name:
+        raise ValueError("an injected source needs a name")
+    try:
+        ra, dec, flux = float(entry["ra"]), float(entry["dec"]), float(entry["flux_mcrab"])
+        index = float(entry.get("index", 2.0) if entry.get("index") is not None else 2.0)
+    except (TypeError, ValueError):
+        raise ValueError(f"injected source {name!r}: ra, dec, flux_mcrab and index must be numbers") from None
+    if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
+        raise ValueError(f"injected source {name!r}: dec={dec} must be within [-90, 90] and ra finite")
+    if not (math.isfinite(flux) and flux > 0):
+        raise ValueError(f"injected source {name!r}: flux_mcrab={flux} must be > 0")
+    if not (math.isfinite(index) and 0.0 <= index <= 5.0):
+        raise ValueError(f"injected source {name!r}: index={index} must be within [0, 5]")
+    shape = str(entry.get("shape") or "constant").strip()
+    shape_lightcurve(shape)  # raises on a bad shape
+    return {"name": name, "ra": ra % 360.0, "dec": dec, "flux_mcrab": flux, "index": index, "shape": shape}
+
+
+def parse_injected_source(text: str) -> dict:
+    """``NAME,RA,DEC,FLUX_MCRAB[,INDEX[,SHAPE]]`` → the dict of :func:`normalise_injected_source`."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if not 4 <= len(parts) <= 6:
+        raise ValueError(f"expected NAME,RA,DEC,FLUX_MCRAB[,INDEX[,SHAPE]], got {text!r}")
+    entry = dict(zip(("name", "ra", "dec", "flux_mcrab", "index", "shape"), parts))
+    if entry.get("index") == "":
+        entry.pop("index")
+    return normalise_injected_source(entry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,12 +460,17 @@ class CuratedSource:
 
 
 def _outbursts(*specs, quiescent=0.0, plateaus=(), flaring=None, description=""):
-    return OutburstLightCurve([Outburst(*spec) for spec in specs], quiescent_mcrab=quiescent,
-                              plateaus=plateaus, flaring=flaring, description=description)
+    return OutburstLightCurve(
+        [Outburst(*spec) for spec in specs],
+        quiescent_mcrab=quiescent,
+        plateaus=plateaus,
+        flaring=flaring,
+        description=description,
+    )
 
 
 def _curated_sources() -> dict:
-    """The hand-modelled sources (documented in the module docstring)."""
+    """The hand-modelled sources (documented in docs/simulated_sky.md, "The sky")."""
     return {
         "Vela X-1": CuratedSource(VelaX1()),
         "Cyg X-1": CuratedSource(CygX1()),
@@ -531,44 +481,69 @@ def _curated_sources() -> dict:
         "GRS 1758-258": CuratedSource(Persistent(60.0, Flaring("GRS 1758-258", 0.2, 1.0, 100.0)), (1.8, 1.8)),
         "SGR 1806-20": CuratedSource(Persistent(5.0, description="5 mCrab persistent"), (1.7, 2.0)),
         "KS 1731-260": CuratedSource(Persistent(0.1, description="quiescent since 2001"), (2.5, 2.0)),
-        "GX 339-4": CuratedSource(_outbursts(
-            ("2002-05-15", 700, 8, 40), ("2004-08-20", 400, 10, 40), ("2007-02-01", 600, 10, 30),
-            ("2010-03-25", 800, 15, 30), ("2013-09-01", 150, 10, 30), ("2014-12-20", 400, 15, 30),
-            ("2017-09-10", 200, 10, 30), ("2021-02-10", 500, 10, 30), quiescent=0.05,
-            description="outbursts 2002, 2004, 2007, 2010, 2013, 2014/15, 2017, 2021"), (1.7, 1.7)),
-        "1A 0535+262": CuratedSource(_outbursts(
-            ("2005-06-01", 3500, 5, 12), ("2005-08-30", 700, 4, 8), ("2009-05-21", 400, 4, 8),
-            ("2009-12-10", 4500, 5, 10), ("2011-02-25", 3000, 6, 10), ("2020-11-19", 10000, 7, 12),
-            quiescent=1.4, description="giant outbursts 2005-06, 2009-12, 2011-02, 2020-11; normal ones"),
-            (3.0, 1.2)),
+        "GX 339-4": CuratedSource(
+            _outbursts(
+                ("2002-05-15", 700, 8, 40),
+                ("2004-08-20", 400, 10, 40),
+                ("2007-02-01", 600, 10, 30),
+                ("2010-03-25", 800, 15, 30),
+                ("2013-09-01", 150, 10, 30),
+                ("2014-12-20", 400, 15, 30),
+                ("2017-09-10", 200, 10, 30),
+                ("2021-02-10", 500, 10, 30),
+                quiescent=0.05,
+                description="outbursts 2002, 2004, 2007, 2010, 2013, 2014/15, 2017, 2021",
+            ),
+            (1.7, 1.7),
+        ),
+        "1A 0535+262": CuratedSource(
+            _outbursts(
+                ("2005-06-01", 3500, 5, 12),
+                ("2005-08-30", 700, 4, 8),
+                ("2009-05-21", 400, 4, 8),
+                ("2009-12-10", 4500, 5, 10),
+                ("2011-02-25", 3000, 6, 10),
+                ("2020-11-19", 10000, 7, 12),
+                quiescent=1.4,
+                description="giant outbursts 2005-06, 2009-12, 2011-02, 2020-11; normal ones",
+            ),
+            (3.0, 1.2),
+        ),
         "MAXI J1820+070": CuratedSource(_outbursts(("2018-03-23", 3000, 3, 70)), (1.6, 1.6)),
-        "MAXI J1348-630": CuratedSource(_outbursts(("2019-02-03", 1200, 3, 12), ("2019-05-20", 200, 5, 20)),
-                                        (1.8, 1.8)),
+        "MAXI J1348-630": CuratedSource(
+            _outbursts(("2019-02-03", 1200, 3, 12), ("2019-05-20", 200, 5, 20)), (1.8, 1.8)
+        ),
         "Swift J0243.6+6124": CuratedSource(_outbursts(("2017-10-30", 4000, 12, 25)), (2.8, 1.0)),
         "MAXI J1535-571": CuratedSource(_outbursts(("2017-09-10", 1500, 3, 15)), (1.9, 1.9)),
         "MAXI J1631-478": CuratedSource(_outbursts(("2019-01-05", 600, 5, 25)), (2.2, 2.2)),
-        "V404 Cyg": CuratedSource(_outbursts(("2015-06-22", 6000, 4, 3), ("2015-12-29", 400, 1, 4),
-                                             flaring=Flaring("V404 Cyg", 1.0, 0.003, 1.0)), (1.6, 1.6)),
+        "V404 Cyg": CuratedSource(
+            _outbursts(
+                ("2015-06-22", 6000, 4, 3), ("2015-12-29", 400, 1, 4), flaring=Flaring("V404 Cyg", 1.0, 0.003, 1.0)
+            ),
+            (1.6, 1.6),
+        ),
         "XTE J1550-564": CuratedSource(_outbursts(("2003-03-28", 350, 5, 20)), (1.8, 1.8)),
-        "GRO J1744-28": CuratedSource(_outbursts(("2014-02-20", 1000, 10, 30), ("2017-02-15", 400, 10, 25)),
-                                      (2.8, 1.5)),
+        "GRO J1744-28": CuratedSource(
+            _outbursts(("2014-02-20", 1000, 10, 30), ("2017-02-15", 400, 10, 25)), (2.8, 1.5)
+        ),
         "Swift J1728.9-3613": CuratedSource(_outbursts(("2019-02-05", 400, 4, 20)), (2.0, 2.0)),
-        "Swift J1858.6-0814": CuratedSource(_outbursts(("2018-11-10", 100, 10, 80),
-                                                       flaring=Flaring("Swift J1858.6-0814", 0.8, 0.005, 5.0)),
-                                            (1.8, 1.8)),
+        "Swift J1858.6-0814": CuratedSource(
+            _outbursts(("2018-11-10", 100, 10, 80), flaring=Flaring("Swift J1858.6-0814", 0.8, 0.005, 5.0)), (1.8, 1.8)
+        ),
         "MAXI J1621-501": CuratedSource(_outbursts(("2017-10-15", 40, 5, 30)), (2.0, 2.0)),
         "SWIFT J1910.2-0546": CuratedSource(_outbursts(("2012-06-05", 250, 5, 40)), (2.0, 2.0)),
-        "IGR J17091-3624": CuratedSource(_outbursts(("2011-02-20", 120, 10, 120), ("2016-03-10", 100, 10, 60)),
-                                         (1.8, 1.8)),
+        "IGR J17091-3624": CuratedSource(
+            _outbursts(("2011-02-20", 120, 10, 120), ("2016-03-10", 100, 10, 60)), (1.8, 1.8)
+        ),
         "XTE J1752-223": CuratedSource(_outbursts(("2009-11-05", 500, 8, 40)), (1.6, 1.6)),
         "MAXI J1659-152": CuratedSource(_outbursts(("2010-09-28", 200, 3, 20)), (1.9, 1.9)),
         "MAXI J1836-194": CuratedSource(_outbursts(("2011-09-05", 150, 5, 30)), (1.8, 1.8)),
         "MAXI J1813-095": CuratedSource(_outbursts(("2018-02-25", 60, 3, 20)), (1.8, 1.8)),
         "IGR J17591-2342": CuratedSource(_outbursts(("2018-08-15", 25, 3, 15)), (1.9, 1.9)),
         "IGR J17503-2636": CuratedSource(_outbursts(("2018-08-12", 15, 2, 8)), (2.0, 2.0)),
-        "SWIFT J1753.5-0127": CuratedSource(_outbursts(("2005-07-05", 250, 5, 40),
-                                                       plateaus=(("2005-08-01", "2016-10-01", 80.0),)),
-                                            (1.7, 1.7)),
+        "SWIFT J1753.5-0127": CuratedSource(
+            _outbursts(("2005-07-05", 250, 5, 40), plateaus=(("2005-08-01", "2016-10-01", 80.0),)), (1.7, 1.7)
+        ),
     }
 
 
@@ -663,15 +638,20 @@ def _response_tables() -> _ResponseTables:
 def _catalogue_columns() -> dict:
     """The reference catalogue as plain numpy columns (masked and junk rates → NaN)."""
     from astropy.table import Table
+
     resource = importlib.resources.files("mmoda_local") / "data" / CATALOGUE_FILE
     with importlib.resources.as_file(resource) as path:
         table = Table.read(str(path), format="ascii.ecsv")
-    columns = {"name": np.array([str(n).strip() for n in table["NAME"]], dtype=object),
-               "ra": np.asarray(table["RA_OBJ"], dtype=float), "dec": np.asarray(table["DEC_OBJ"], dtype=float),
-               "class": np.asarray(table["CLASS"], dtype=int),
-               "err_rad": np.asarray(table["ERR_RAD"].filled(np.nan) if hasattr(table["ERR_RAD"], "filled")
-                                     else table["ERR_RAD"], dtype=float),
-               "isgri_flag": np.asarray(table["ISGRI_FLAG"], dtype=int)}
+    columns = {
+        "name": np.array([str(n).strip() for n in table["NAME"]], dtype=object),
+        "ra": np.asarray(table["RA_OBJ"], dtype=float),
+        "dec": np.asarray(table["DEC_OBJ"], dtype=float),
+        "class": np.asarray(table["CLASS"], dtype=int),
+        "err_rad": np.asarray(
+            table["ERR_RAD"].filled(np.nan) if hasattr(table["ERR_RAD"], "filled") else table["ERR_RAD"], dtype=float
+        ),
+        "isgri_flag": np.asarray(table["ISGRI_FLAG"], dtype=int),
+    }
     for band in CATALOGUE_BANDS:
         column = table[band]
         values = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
@@ -693,11 +673,38 @@ class FieldSources:
         return len(self.index)
 
 
+@functools.cache
+def de421_path() -> str | None:
+    """Path of the JPL DE421 kernel shipped in the ``skyfield_data`` package, or None (logged) if unusable.
+
+    DE421 (1900–2050) is the ephemeris the client's solar-system tools use; the
+    kernel is read by astropy through jplephem. Without the file (or jplephem)
+    the sky falls back to astropy's builtin ephemeris, ~40″ off for Jupiter.
+    """
+    try:
+        import jplephem  # noqa: F401  (astropy reads SPK kernels with it)
+
+        resource = importlib.resources.files("skyfield_data") / "data" / "de421.bsp"
+        path = str(resource)
+    except (ImportError, ModuleNotFoundError, TypeError) as exc:
+        log.warning("DE421 unavailable (%s): solar-system bodies use astropy's builtin ephemeris", exc)
+        return None
+    if not os.path.isfile(path):
+        log.warning("DE421 kernel %s is missing: solar-system bodies use astropy's builtin ephemeris", path)
+        return None
+    return path
+
+
+def body_ephemeris() -> str:
+    """The ``ephemeris`` argument of astropy's body functions used by the sky: DE421's path, else 'builtin'."""
+    return de421_path() or "builtin"
+
+
 class _BodyEphemeris:
-    """Body directions seen from INTEGRAL: geocentric vectors cached on a 4-day grid (cubic), minus INTEGRAL's.
+    """Body directions seen from INTEGRAL: geocentric vectors cached on a 1-day grid (cubic), minus INTEGRAL's.
 
     The geocentric vector is astrometric (light-time corrected barycentric
-    position of the body minus the Earth's, astropy's builtin ephemeris): a
+    position of the body minus the Earth's, JPL DE421 through astropy): a
     sky image, whose attitude is solved on catalogue stars, shows bodies at
     their astrometric place. INTEGRAL's geocentric position comes from
     :func:`mmoda_local.orbit.integral_position_gcrs` (the same orbit the
@@ -711,28 +718,32 @@ class _BodyEphemeris:
 
     @staticmethod
     def exact_geocentric_km(body: str, ijd) -> np.ndarray:
-        """Astrometric geocentric vectors (…, 3), km, from astropy's builtin ephemeris."""
+        """Astrometric geocentric vectors (…, 3), km, from DE421 (astropy's builtin ephemeris without it)."""
         import astropy.units as u
         from astropy.coordinates import get_body_barycentric
         from astropy.time import Time
         from astropy.utils import iers
+
         t = np.asarray(ijd, dtype=float)
         times = Time(t.reshape(-1) + MJDREF, format="mjd", scale="tt")
-        # ephemeris="builtin" explicitly: astropy's global solar_system_ephemeris is left alone (setting it closes
-        # a kernel another thread of the process may be reading).
+        # The ephemeris is passed explicitly: astropy's global solar_system_ephemeris is left alone (setting it
+        # closes a kernel another thread of the process may be reading); a path opens a private kernel per call.
+        ephemeris = body_ephemeris()
         with iers.conf.set_temp("auto_download", False):
-            earth = get_body_barycentric("earth", times, ephemeris="builtin").xyz.to_value(u.km).T
-            vector = get_body_barycentric(body, times, ephemeris="builtin").xyz.to_value(u.km).T - earth
+            earth = get_body_barycentric("earth", times, ephemeris=ephemeris).xyz.to_value(u.km).T
+            vector = get_body_barycentric(body, times, ephemeris=ephemeris).xyz.to_value(u.km).T - earth
             for _ in range(3):  # light time: converged to far below a microsecond for the planets
                 delay = np.linalg.norm(vector, axis=-1) / LIGHT_SPEED_KM_S
-                vector = get_body_barycentric(body, times - delay * u.s,
-                                              ephemeris="builtin").xyz.to_value(u.km).T - earth
+                vector = (
+                    get_body_barycentric(body, times - delay * u.s, ephemeris=ephemeris).xyz.to_value(u.km).T - earth
+                )
         return vector.reshape(t.shape + (3,))
 
     @staticmethod
     def integral_km(ijd) -> np.ndarray:
         """INTEGRAL's geocentric position (…, 3), km (the spacecraft service's orbit)."""
         from .orbit import integral_position_gcrs
+
         t = np.asarray(ijd, dtype=float)
         return integral_position_gcrs(t.reshape(-1)).reshape(t.shape + (3,))
 
@@ -763,15 +774,20 @@ class _BodyEphemeris:
         base = np.floor(x).astype(int)
         u = x - base
         # Cubic Lagrange weights on the nodes base-1 … base+2.
-        weights = [-u * (u - 1) * (u - 2) / 6, (u + 1) * (u - 1) * (u - 2) / 2,
-                   -(u + 1) * u * (u - 2) / 2, (u + 1) * u * (u - 1) / 6]
+        weights = [
+            -u * (u - 1) * (u - 2) / 6,
+            (u + 1) * (u - 1) * (u - 2) / 2,
+            -(u + 1) * u * (u - 2) / 2,
+            (u + 1) * u * (u - 1) / 6,
+        ]
         vector = np.zeros(t.shape + (3,))
         for offset, weight in zip((-1, 0, 1, 2), weights):
             vector += weight[..., None] * self._grid_points(body, base + offset)
         return vector
 
-    def position(self, body: str, ijd, *, observer: str = "integral", integral_km=None) -> tuple[np.ndarray,
-                                                                                                np.ndarray]:
+    def position(
+        self, body: str, ijd, *, observer: str = "integral", integral_km=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """RA, Dec (deg) at ``ijd`` (any shape), seen from INTEGRAL (default) or from the geocentre."""
         vector = self.geocentric_km(body, ijd)
         if observer == "integral":
@@ -795,30 +811,49 @@ class Sky:
     seed : int, optional
         Global noise seed of the products made from this sky (the sky itself,
         light curves included, does not depend on it).
+    injected_sources : list of dict, optional
+        Point sources added to the sky, each ``{"name", "ra", "dec",
+        "flux_mcrab", "index", "shape"}`` (see
+        :func:`normalise_injected_source`): a power law of that photon index
+        (2 by default) giving ``flux_mcrab`` mCrab in ISGRI 20–60 keV at the
+        reference epoch, in both instruments, modulated by the shape's light
+        curve. Their names must not be taken.
 
     Notes
     -----
-    Sources are addressed by an index: catalogue entries first (file order),
-    then the bodies in :data:`BODIES` order.
+    Sources are addressed by an index: reference catalogue entries first (file
+    order, ``reference_size`` of them), then the injected sources (together
+    the ``catalogue_size`` fixed sources), then the bodies in :data:`BODIES`
+    order.
     """
 
-    def __init__(self, *, body_fluxes_mcrab=None, seed: int = 0):
+    def __init__(self, *, body_fluxes_mcrab=None, seed: int = 0, injected_sources=None):
         self.seed = int(seed)
         columns = _catalogue_columns()
-        self.catalogue_size = len(columns["name"])
+        self.injected_sources = [normalise_injected_source(entry) for entry in injected_sources or ()]
+        injected = self.injected_sources
+        self.reference_size = len(columns["name"])
+        self.catalogue_size = self.reference_size + len(injected)
         self.body_names = tuple(name.capitalize() for name in BODIES)
-        self.names = np.concatenate([columns["name"], np.array(self.body_names, dtype=object)])
+        injected_names = np.array([entry["name"] for entry in injected], dtype=object)
+        self.names = np.concatenate([columns["name"], injected_names, np.array(self.body_names, dtype=object)])
         self.n_sources = len(self.names)
         self.is_body = np.zeros(self.n_sources, dtype=bool)
-        self.is_body[self.catalogue_size:] = True
-        self.catalogue_ra = columns["ra"]
-        self.catalogue_dec = columns["dec"]
+        self.is_body[self.catalogue_size :] = True
+        self.is_injected = np.zeros(self.n_sources, dtype=bool)
+        self.is_injected[self.reference_size : self.catalogue_size] = True
+        self.catalogue_ra = np.concatenate([columns["ra"], [entry["ra"] for entry in injected]])
+        self.catalogue_dec = np.concatenate([columns["dec"], [entry["dec"] for entry in injected]])
         self._catalogue_vectors = unit_vectors(self.catalogue_ra, self.catalogue_dec)
-        self.catalogue_err_rad = columns["err_rad"]
-        self.catalogue_isgri_flag = columns["isgri_flag"]
+        # Injected sources have no catalogue error radius and no ISGRI flag.
+        self.catalogue_err_rad = np.concatenate([columns["err_rad"], np.full(len(injected), np.nan)])
+        self.catalogue_isgri_flag = np.concatenate([columns["isgri_flag"], np.zeros(len(injected), dtype=int)])
         self._lookup = {}
         for index, name in enumerate(self.names):
-            self._lookup.setdefault(normalised_name(name), index)
+            key = normalised_name(name)
+            if self.reference_size <= index < self.catalogue_size and key in self._lookup:
+                raise ValueError(f"injected source name {name!r} is already taken by {self.names[self._lookup[key]]!r}")
+            self._lookup.setdefault(key, index)
         self._ephemeris = _BodyEphemeris()
         self._bin_flux_cache: dict = {}
         self._cache_lock = threading.Lock()
@@ -826,7 +861,7 @@ class Sky:
         self._build_variability(columns)
 
     @classmethod
-    def default(cls, *, body_fluxes_mcrab=None, seed: int = 0) -> "Sky":
+    def default(cls, *, body_fluxes_mcrab=None, seed: int = 0, injected_sources=None) -> Sky:
         """The standard simulated sky (reference catalogue v43 + bodies).
 
         Parameters
@@ -835,8 +870,10 @@ class Sky:
             See :class:`Sky`.
         seed : int, optional
             Global noise seed.
+        injected_sources : list of dict, optional
+            See :class:`Sky`.
         """
-        return cls(body_fluxes_mcrab=body_fluxes_mcrab, seed=seed)
+        return cls(body_fluxes_mcrab=body_fluxes_mcrab, seed=seed, injected_sources=injected_sources)
 
     # -- construction --------------------------------------------------------------------------------
     def _build_spectra(self, columns: dict, body_fluxes: dict):
@@ -854,11 +891,13 @@ class Sky:
         f2 = np.where(np.isfinite(f1), columns["ISGR_FLUX_2"], np.nan)
         j1, j2 = columns["JEMX_FLUX_1"], columns["JEMX_FLUX_2"]
         crab = CRAB_CATALOGUE_RATES
-        isgri_index = tables.index_from_ratio(tables.isgri_high, tables.isgri_low,
-                                              (f2 / f1) / (crab["ISGR_FLUX_2"] / crab["ISGR_FLUX_1"]))
-        jemx_index = tables.index_from_ratio(tables.jemx_high, tables.jemx_low,
-                                             (j2 / j1) / (crab["JEMX_FLUX_2"] / crab["JEMX_FLUX_1"]))
-        for i in range(self.catalogue_size):
+        isgri_index = tables.index_from_ratio(
+            tables.isgri_high, tables.isgri_low, (f2 / f1) / (crab["ISGR_FLUX_2"] / crab["ISGR_FLUX_1"])
+        )
+        jemx_index = tables.index_from_ratio(
+            tables.jemx_high, tables.jemx_low, (j2 / j1) / (crab["JEMX_FLUX_2"] / crab["JEMX_FLUX_1"])
+        )
+        for i in range(self.reference_size):
             name = columns["name"][i]
             has_isgri_pair = np.isfinite(f1[i]) and np.isfinite(f2[i])
             has_jemx_pair = np.isfinite(j1[i]) and np.isfinite(j2[i])
@@ -896,6 +935,15 @@ class Sky:
             if name in curated and not curated[name].lightcurve.relative:
                 # Absolute light curves are in mCrab: put the reference spectrum at 1 Crab (20–60 keV).
                 self._rescale_to_crab(i, tables)
+        for k, entry in enumerate(self.injected_sources):
+            # The mCrab of the docs: ISGRI 20–60 keV rate at the reference epoch relative to the Crab's.
+            norm = entry["flux_mcrab"] / 1000.0 * CRAB_20_60 / tables.at(tables.isgri_low, entry["index"])
+            self._set_single(
+                self.reference_size + k,
+                entry["index"],
+                norm,
+                f"injected {entry['flux_mcrab']:g} mCrab, index {entry['index']:g}, {entry['shape']}",
+            )
         settings = {str(name).strip().lower(): value for name, value in body_fluxes.items()}
         unknown = sorted(set(settings) - set(BODIES))
         if unknown:
@@ -910,13 +958,15 @@ class Sky:
             else:
                 mcrab, index = float(setting or 0.0), None
             if index is None:
-                self._set_single(i, CRAB_PHOTON_INDEX, CRAB_NORM_100KEV * mcrab / 1000.0,
-                                 f"injected {mcrab:g} mCrab, Crab-like")
+                self._set_single(
+                    i, CRAB_PHOTON_INDEX, CRAB_NORM_100KEV * mcrab / 1000.0, f"injected {mcrab:g} mCrab, Crab-like"
+                )
             else:
                 norm = mcrab / 1000.0 * CRAB_20_60 / tables.at(tables.isgri_low, float(index))
                 self._set_single(i, float(index), norm, f"injected {mcrab:g} mCrab, index {index}")
-        self.body_fluxes_mcrab = {body: float(self._reference_mcrab(self.catalogue_size + k))
-                                  for k, body in enumerate(BODIES)}
+        self.body_fluxes_mcrab = {
+            body: float(self._reference_mcrab(self.catalogue_size + k)) for k, body in enumerate(BODIES)
+        }
 
     def _set_single(self, i, index, norm, origin):
         self.index_isgri[i] = self.index_jemx[i] = index
@@ -939,8 +989,9 @@ class Sky:
             self.norm_jemx[i] *= CRAB_20_60 / rate
 
     def _reference_isgri_rate(self, i, tables):
-        return (self.norm_isgri[i] * tables.at(tables.isgri_low_isgri_part, self.index_isgri[i])
-                + self.norm_jemx[i] * tables.at(tables.isgri_low_jemx_part, self.index_jemx[i]))
+        return self.norm_isgri[i] * tables.at(tables.isgri_low_isgri_part, self.index_isgri[i]) + self.norm_jemx[
+            i
+        ] * tables.at(tables.isgri_low_jemx_part, self.index_jemx[i])
 
     def _reference_mcrab(self, i):
         return 1000.0 * self._reference_isgri_rate(i, _response_tables()) / CRAB_20_60
@@ -969,7 +1020,7 @@ class Sky:
         """Light-curve models per source index (sources not listed are constant)."""
         self.lightcurves: dict = {}
         curated = _curated_sources()
-        for i in range(self.catalogue_size):
+        for i in range(self.reference_size):
             name = columns["name"][i]
             if name in curated:
                 self.lightcurves[i] = curated[name].lightcurve
@@ -979,7 +1030,12 @@ class Sky:
                 if _looks_like_peak_entry(name, columns["class"][i], reference_mcrab, consistent):
                     # A few "peaks" are catalogue glitches of several Crab: outbursts top out at 1 Crab.
                     self.lightcurves[i] = InventedOutbursts(
-                        name, peak_factor=min(1.0, MAX_INVENTED_PEAK_MCRAB / reference_mcrab))
+                        name, peak_factor=min(1.0, MAX_INVENTED_PEAK_MCRAB / reference_mcrab)
+                    )
+        for k, entry in enumerate(self.injected_sources):
+            model = shape_lightcurve(entry["shape"])
+            if model is not None:
+                self.lightcurves[self.reference_size + k] = model
         self._variable_indices = np.array(sorted(self.lightcurves), dtype=int)
 
     # -- look-ups ------------------------------------------------------------------------------------
@@ -993,9 +1049,15 @@ class Sky:
 
     def variable_sources(self) -> list[dict]:
         """The modelled variable sources: name, kind of model, description."""
-        return [{"name": str(self.names[i]), "model": type(model).__name__,
-                 "relative": model.relative, "description": model.description}
-                for i, model in sorted(self.lightcurves.items())]
+        return [
+            {
+                "name": str(self.names[i]),
+                "model": type(model).__name__,
+                "relative": model.relative,
+                "description": model.description,
+            }
+            for i, model in sorted(self.lightcurves.items())
+        ]
 
     def positions(self, index, ijd) -> tuple[np.ndarray, np.ndarray]:
         """RA, Dec (deg) of sources at ``ijd`` (scalar): bodies move, the others do not."""
@@ -1012,8 +1074,9 @@ class Sky:
             ra[k], dec[k] = float(body_ra), float(body_dec)
         return ra, dec
 
-    def body_position(self, name: str, ijd, *, exact: bool = False,
-                      observer: str = "integral") -> tuple[np.ndarray, np.ndarray]:
+    def body_position(
+        self, name: str, ijd, *, exact: bool = False, observer: str = "integral"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """RA, Dec (deg) of a body at IJD(s), where INTEGRAL sees it (or the geocentre).
 
         Parameters
@@ -1024,7 +1087,7 @@ class Sky:
             Times (IJD, TT).
         exact : bool, optional
             Call astropy for every time instead of interpolating the cached grid
-            (the two agree to better than 2″).
+            (the two agree to better than 0.01″).
         observer : {'integral', 'geocentre'}, optional
             Where the body is seen from: INTEGRAL (what the products use: the
             geocentric astrometric position corrected for INTEGRAL's parallax,
@@ -1065,8 +1128,12 @@ class Sky:
                     dec_out.append(float(body_dec))
                     index_out.append(self.catalogue_size + k)
         index_array = np.array(index_out, dtype=int)
-        return FieldSources(names=self.names[index_array], ra=np.array(ra_out, dtype=float),
-                            dec=np.array(dec_out, dtype=float), index=index_array)
+        return FieldSources(
+            names=self.names[index_array],
+            ra=np.array(ra_out, dtype=float),
+            dec=np.array(dec_out, dtype=float),
+            index=index_array,
+        )
 
     @staticmethod
     def _ecliptic_latitude(ra, dec) -> float:
@@ -1163,7 +1230,13 @@ class Sky:
     def spectral_parameters(self, index: int) -> dict:
         """Spectral model of a source: indices, normalisations at 100 keV, origin, reference mCrab."""
         i = int(index)
-        return {"name": str(self.names[i]), "index_isgri": float(self.index_isgri[i]),
-                "norm_isgri_100keV": float(self.norm_isgri[i]), "index_jemx": float(self.index_jemx[i]),
-                "norm_jemx_100keV": float(self.norm_jemx[i]), "origin": str(self.spectrum_origin[i]),
-                "reference_mcrab": float(self._reference_mcrab(i)), "variable": self.is_variable(i)}
+        return {
+            "name": str(self.names[i]),
+            "index_isgri": float(self.index_isgri[i]),
+            "norm_isgri_100keV": float(self.norm_isgri[i]),
+            "index_jemx": float(self.index_jemx[i]),
+            "norm_jemx_100keV": float(self.norm_jemx[i]),
+            "origin": str(self.spectrum_origin[i]),
+            "reference_mcrab": float(self._reference_mcrab(i)),
+            "variable": self.is_variable(i),
+        }

@@ -1,35 +1,6 @@
 """Source spectra with their ARF and RMF, as OGIP files XSPEC-family readers load.
 
-For one ScW the expected count rate per channel at a position is
-RMF·(ARF·N) summed over the sources in the field with their PSF weight at
-that position (for an isolated source: exactly RMF·(ARF·N) of that source),
-on-axis equivalent like images and light curves. Each channel gets Gaussian
-noise with the variance of the noise model of :mod:`.instrument`,
-(β_ch + ξ Σ_s c_s,ch R_s)/(T R²). Several ScWs are combined per channel with
-inverse-variance weights; the ARF shipped with them is the average of the
-ScWs' ARFs (which age with time) weighted by their effective exposure T·R²,
-and the RMF is the instrument's (it does not change with time). A
-forward-folded fit with these files therefore returns the simulated spectrum.
-
-Files, as the real dispatcher sends them (protocol notes §3.6, §4.2-4.3; the
-real ISGRI RMF in tests/data/real_products; the plugin's
-``osa_spectrum_query.py``). Channels are numbered from 0, as in OSA.
-
-* spectrum: PRIMARY + ``ISGR-EVTS-SPE`` (``JMX<n>-PHA1-SPE``) with CHANNEL,
-  RATE, SYS_ERR (0), STAT_ERR, QUALITY (1 where the channel's effective area
-  is below 5 % of the peak: below ~15 keV and above ~450 keV for ISGRI),
-  GROUPING (1: no grouping), and the OSA time keywords (ONTIME, EXPOSURE,
-  EXP_SRC, TELAPSE, DEADC, TSTART, TSTOP);
-* ARF: PRIMARY + ``ISGR-ARF.-RSP`` (``JMX<n>-AXIS-ARF``), which the plugin
-  sends as the data unit ``SPECRESP``;
-* RMF: ISGRI PRIMARY + ``ISGR-EBDS-MOD`` + ``ISGR-RMF.-RSP`` (sent as units
-  ``EBOUNDS`` and ``SPECRESP MATRIX``, headers keeping the OSA EXTNAMEs);
-  JEM-X PRIMARY + GROUPING + ``JMX<n>-RMF.-RSP`` + ``JMX<n>-FBDS-MOD`` +
-  ``JMX<n>-AXIS-ARF`` + ``JMX<n>-IMAG-ARF``. The ISGRI MATRIX is a
-  variable-length array column (one channel group per energy row: N_GRP,
-  F_CHAN, N_CHAN); the JEM-X one holds full fixed-length rows.
-
-:data:`WIRE_NAMES` is the plugin's renaming of the data units.
+The model and the files: docs/simulated_sky.md, "Spectra".
 """
 
 from __future__ import annotations
@@ -64,8 +35,9 @@ def _arf_extname(instrument: Instrument) -> str:
     return "ISGR-ARF.-RSP" if instrument.key == "isgri" else f"{instrument.instrume}-AXIS-ARF"
 
 
-def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec: float, *,
-                    seed: int | None = None) -> dict:
+def spectrum_arrays(
+    rows, sky, instrument: Instrument, name: str, ra: float, dec: float, *, seed: int | None = None
+) -> dict:
     """Combined spectrum of a position over ScWs.
 
     Parameters
@@ -108,14 +80,14 @@ def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec
         if response <= 0 or view.good_time <= 0:
             continue
         truth = view.folded_sum(view.psf_weights(ra, dec))
-        variance = view.channel_variance_numerator() / (view.good_time * response ** 2)
+        variance = view.channel_variance_numerator() / (view.good_time * response**2)
         rng = noise_rng(seed, view.swid, instrument.key, "spectrum", "spectrum", name)
         measured = truth + np.sqrt(variance) * rng.standard_normal(n_channels)
         inverse = 1.0 / variance
         weight_sum += inverse
         weighted_rate += measured * inverse
         weighted_truth += truth * inverse
-        effective_exposure = view.good_time * response ** 2
+        effective_exposure = view.good_time * response**2
         arf_sum += effective_exposure * instrument.arf(view.mid_ijd)
         arf_weight += effective_exposure
         exposure += view.good_time
@@ -126,15 +98,33 @@ def spectrum_arrays(rows, sky, instrument: Instrument, name: str, ra: float, dec
     if used == 0:
         log.warning("%s (%.3f, %.3f) is outside the field of every ScW: empty spectrum", name, ra, dec)
         arf = instrument.arf(float(rows[0]["TSTART"]) if len(_rows_of(rows)) else 0.0)
-        return {"rate": np.zeros(n_channels), "stat_err": np.zeros(n_channels), "true_rate": np.zeros(n_channels),
-                "arf": arf, "exposure": 0.0, "exp_src": 0.0, "telapse": 0.0, "n_scw": 0, "tstart": 0.0,
-                "tstop": 0.0,
-                "quality": np.ones(n_channels, dtype=np.int16)}
+        return {
+            "rate": np.zeros(n_channels),
+            "stat_err": np.zeros(n_channels),
+            "true_rate": np.zeros(n_channels),
+            "arf": arf,
+            "exposure": 0.0,
+            "exp_src": 0.0,
+            "telapse": 0.0,
+            "n_scw": 0,
+            "tstart": 0.0,
+            "tstop": 0.0,
+            "quality": np.ones(n_channels, dtype=np.int16),
+        }
     arf = arf_sum / arf_weight
-    return {"rate": weighted_rate / weight_sum, "stat_err": 1.0 / np.sqrt(weight_sum),
-            "true_rate": weighted_truth / weight_sum, "arf": arf, "exposure": exposure,
-            "exp_src": exposure_at_source, "telapse": elapsed, "n_scw": used,
-            "tstart": tstart, "tstop": tstop, "quality": channel_quality(instrument, arf)}
+    return {
+        "rate": weighted_rate / weight_sum,
+        "stat_err": 1.0 / np.sqrt(weight_sum),
+        "true_rate": weighted_truth / weight_sum,
+        "arf": arf,
+        "exposure": exposure,
+        "exp_src": exposure_at_source,
+        "telapse": elapsed,
+        "n_scw": used,
+        "tstart": tstart,
+        "tstop": tstop,
+        "quality": channel_quality(instrument, arf),
+    }
 
 
 def channel_quality(instrument: Instrument, arf) -> np.ndarray:
@@ -172,11 +162,14 @@ def _stamp(header, instrument: Instrument):
 
 def _arf_table(instrument: Instrument, arf, extname: str, *, unit: str | None = "cm**2") -> fits.BinTableHDU:
     edges = instrument.true_edges_keV
-    table = fits.BinTableHDU.from_columns([
-        fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
-        fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
-        fits.Column("SPECRESP", "E", unit=unit, array=np.asarray(arf)),
-    ], name=extname)
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
+            fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
+            fits.Column("SPECRESP", "E", unit=unit, array=np.asarray(arf)),
+        ],
+        name=extname,
+    )
     table.header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "SPECRESP", "HDUVERS": "1.1.0"})
     _stamp(table.header, instrument)
     return table
@@ -190,7 +183,7 @@ def arf_hdulist(instrument: Instrument, arf) -> fits.HDUList:
     return fits.HDUList([_primary(instrument), _arf_table(instrument, arf, _arf_extname(instrument))])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packed_matrix(key: str, instrument: Instrument):
     """The RMF as OGIP rows: N_GRP, F_CHAN, N_CHAN and the non-zero span of each row (computed once)."""
     matrix = instrument.rmf.astype(np.float32)
@@ -211,9 +204,12 @@ def _packed_matrix(key: str, instrument: Instrument):
 
 
 def _matrix_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
-    """The redistribution matrix: MATRIX as a variable-length array (``PE()``) for ISGRI, as in the real ISGRI RMF;
-    fixed-length full rows for JEM-X, whose real RMF MATRIX is not variable-length (oda-integral-wrapper 1.5.19
-    converts the ISGRI one and notes that the conversion "gives an error with JEM-X")."""
+    """The redistribution matrix HDU of ``instrument``'s RMF.
+
+    MATRIX is a variable-length array (``PE()``) for ISGRI, as in the real ISGRI RMF; fixed-length full rows for
+    JEM-X, whose real RMF MATRIX is not variable-length (oda-integral-wrapper 1.5.19 converts the ISGRI one and
+    notes that the conversion "gives an error with JEM-X").
+    """
     groups, first, count, rows = _packed_matrix(instrument.key, instrument)
     n_channels = instrument.n_channels
     edges = instrument.true_edges_keV
@@ -222,24 +218,42 @@ def _matrix_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
     else:
         full = np.zeros((len(rows), n_channels), dtype=np.float32)
         for k, row in enumerate(rows):
-            full[k, first[k] - FIRST_CHANNEL:first[k] - FIRST_CHANNEL + len(row)] = row
+            full[k, first[k] - FIRST_CHANNEL : first[k] - FIRST_CHANNEL + len(row)] = row
         groups = np.ones(len(rows), dtype=groups.dtype)
         first = np.full(len(rows), FIRST_CHANNEL, dtype=first.dtype)
         count = np.full(len(rows), n_channels, dtype=count.dtype)
         matrix = fits.Column("MATRIX", f"{n_channels}E", array=full)
-    table = fits.BinTableHDU.from_columns([
-        fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
-        fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
-        fits.Column("N_GRP", "I", array=groups),
-        fits.Column("F_CHAN", "J", array=first),
-        fits.Column("N_CHAN", "J", array=count),
-        matrix,
-    ], name=extname)
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("ENERG_LO", "E", unit="keV", array=edges[:-1]),
+            fits.Column("ENERG_HI", "E", unit="keV", array=edges[1:]),
+            fits.Column("N_GRP", "I", array=groups),
+            fits.Column("F_CHAN", "J", array=first),
+            fits.Column("N_CHAN", "J", array=count),
+            matrix,
+        ],
+        name=extname,
+    )
     header = table.header
-    header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "RSP_MATRIX", "HDUCLAS3": "REDIST",
-                   "HDUVERS": "1.3.0", "CHANTYPE": "PI", "DETCHANS": n_channels, "LO_THRES": 1e-7,
-                   "NUMGRP": int(groups.sum()), "NUMELT": int(count.sum()), "EFFAREA": 1.0,
-                   "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"})
+    header.update(
+        {
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "RESPONSE",
+            "HDUCLAS2": "RSP_MATRIX",
+            "HDUCLAS3": "REDIST",
+            "HDUVERS": "1.3.0",
+            "CHANTYPE": "PI",
+            "DETCHANS": n_channels,
+            "LO_THRES": 1e-7,
+            "NUMGRP": int(groups.sum()),
+            "NUMELT": int(count.sum()),
+            "EFFAREA": 1.0,
+            "MJDREF": MJDREF,
+            "TIMESYS": "TT",
+            "TIMEUNIT": "d",
+            "TIMEREF": "LOCAL",
+        }
+    )
     header["TLMIN4"] = FIRST_CHANNEL
     header["TLMAX4"] = n_channels - 1 + FIRST_CHANNEL
     _stamp(header, instrument)
@@ -249,13 +263,24 @@ def _matrix_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
 def _ebounds_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
     n_channels = instrument.n_channels
     channel_edges = instrument.channel_edges_keV
-    ebounds = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "I", array=np.arange(n_channels) + FIRST_CHANNEL),
-        fits.Column("E_MIN", "E", unit="keV", array=channel_edges[:-1]),
-        fits.Column("E_MAX", "E", unit="keV", array=channel_edges[1:]),
-    ], name=extname)
-    ebounds.header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "RESPONSE", "HDUCLAS2": "EBOUNDS",
-                           "HDUVERS": "1.1.0", "CHANTYPE": "PI", "DETCHANS": n_channels})
+    ebounds = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("CHANNEL", "I", array=np.arange(n_channels) + FIRST_CHANNEL),
+            fits.Column("E_MIN", "E", unit="keV", array=channel_edges[:-1]),
+            fits.Column("E_MAX", "E", unit="keV", array=channel_edges[1:]),
+        ],
+        name=extname,
+    )
+    ebounds.header.update(
+        {
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "RESPONSE",
+            "HDUCLAS2": "EBOUNDS",
+            "HDUVERS": "1.1.0",
+            "CHANTYPE": "PI",
+            "DETCHANS": n_channels,
+        }
+    )
     ebounds.header["TLMIN1"] = FIRST_CHANNEL
     ebounds.header["TLMAX1"] = n_channels - 1 + FIRST_CHANNEL
     _stamp(ebounds.header, instrument)
@@ -263,7 +288,7 @@ def _ebounds_table(instrument: Instrument, extname: str) -> fits.BinTableHDU:
 
 
 def rmf_hdulist(instrument: Instrument) -> fits.HDUList:
-    """OGIP RMF in the OSA layout of the instrument (see the module docstring).
+    """OGIP RMF in the OSA layout of the instrument (see docs/simulated_sky.md, "Spectra").
 
     ISGRI: PRIMARY, ``ISGR-EBDS-MOD``, ``ISGR-RMF.-RSP`` (the order of the real
     ISGRI RMF). JEM-X: PRIMARY, GROUPING, ``JMX<n>-RMF.-RSP``,
@@ -273,24 +298,39 @@ def rmf_hdulist(instrument: Instrument) -> fits.HDUList:
     them (oda_api Show_and_Save_Products notebook).
     """
     if instrument.key == "isgri":
-        return fits.HDUList([_primary(instrument), _ebounds_table(instrument, "ISGR-EBDS-MOD"),
-                             _matrix_table(instrument, "ISGR-RMF.-RSP")])
+        return fits.HDUList(
+            [
+                _primary(instrument),
+                _ebounds_table(instrument, "ISGR-EBDS-MOD"),
+                _matrix_table(instrument, "ISGR-RMF.-RSP"),
+            ]
+        )
     unit = instrument.instrume
     members = [f"{unit}-RMF.-RSP", f"{unit}-FBDS-MOD", f"{unit}-AXIS-ARF", f"{unit}-IMAG-ARF"]
-    grouping = fits.BinTableHDU.from_columns([
-        fits.Column("MEMBER_XTENSION", "8A", array=["BINTABLE"] * 4),
-        fits.Column("MEMBER_NAME", "32A", array=members),
-        fits.Column("MEMBER_VERSION", "1J", array=np.ones(4, dtype=np.int32)),
-        fits.Column("MEMBER_POSITION", "1J", array=np.arange(3, 7, dtype=np.int32)),
-        fits.Column("MEMBER_LOCATION", "256A", array=[""] * 4),
-        fits.Column("MEMBER_URI_TYPE", "3A", array=[""] * 4),
-    ], name="GROUPING")
+    grouping = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("MEMBER_XTENSION", "8A", array=["BINTABLE"] * 4),
+            fits.Column("MEMBER_NAME", "32A", array=members),
+            fits.Column("MEMBER_VERSION", "1J", array=np.ones(4, dtype=np.int32)),
+            fits.Column("MEMBER_POSITION", "1J", array=np.arange(3, 7, dtype=np.int32)),
+            fits.Column("MEMBER_LOCATION", "256A", array=[""] * 4),
+            fits.Column("MEMBER_URI_TYPE", "3A", array=[""] * 4),
+        ],
+        name="GROUPING",
+    )
     grouping.header["BASETYPE"] = "DAL_GROUP"
     _stamp(grouping.header, instrument)
     imaging = _arf_table(instrument, np.ones(len(instrument.true_centres_keV)), members[3], unit=None)
-    return fits.HDUList([_primary(instrument), grouping, _matrix_table(instrument, members[0]),
-                         _ebounds_table(instrument, members[1]),
-                         _arf_table(instrument, instrument.arf(0.0), members[2]), imaging])
+    return fits.HDUList(
+        [
+            _primary(instrument),
+            grouping,
+            _matrix_table(instrument, members[0]),
+            _ebounds_table(instrument, members[1]),
+            _arf_table(instrument, instrument.arf(0.0), members[2]),
+            imaging,
+        ]
+    )
 
 
 def spectrum_hdulist(instrument: Instrument, arrays: dict, name: str, ra: float, dec: float) -> fits.HDUList:
@@ -303,29 +343,53 @@ def spectrum_hdulist(instrument: Instrument, arrays: dict, name: str, ra: float,
     the good time weighted by the field response at the source (s).
     """
     n_channels = instrument.n_channels
-    table = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "1I", array=np.arange(n_channels) + FIRST_CHANNEL),
-        fits.Column("RATE", "1E", unit="count/s", array=arrays["rate"]),
-        fits.Column("SYS_ERR", "1E", array=np.zeros(n_channels)),
-        fits.Column("STAT_ERR", "1E", unit="count/s", array=arrays["stat_err"]),
-        fits.Column("QUALITY", "1I", array=arrays["quality"]),
-        fits.Column("GROUPING", "1I", array=np.ones(n_channels, dtype=np.int16)),
-    ], name=instrument.spectrum_extname)
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("CHANNEL", "1I", array=np.arange(n_channels) + FIRST_CHANNEL),
+            fits.Column("RATE", "1E", unit="count/s", array=arrays["rate"]),
+            fits.Column("SYS_ERR", "1E", array=np.zeros(n_channels)),
+            fits.Column("STAT_ERR", "1E", unit="count/s", array=arrays["stat_err"]),
+            fits.Column("QUALITY", "1I", array=arrays["quality"]),
+            fits.Column("GROUPING", "1I", array=np.ones(n_channels, dtype=np.int16)),
+        ],
+        name=instrument.spectrum_extname,
+    )
     header = table.header
     ontime = float(arrays["exposure"])
-    header.update({
-        "HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS2": "TOTAL", "HDUCLAS3": "RATE",
-        "HDUVERS": "1.2.1", "CHANTYPE": "PI", "DETCHANS": n_channels,
-        "EXPOSURE": (ontime * DEADC_CARD[0], "[s] ONTIME x DEADC"),
-        "EXP_SRC": (float(arrays["exp_src"]), "[s] good time x field response at the source"),
-        "ONTIME": (ontime, "[s] summed good time of the ScWs used"),
-        "TELAPSE": (float(arrays["telapse"]), "[s] summed elapsed time of the ScWs used"),
-        "DEADC": DEADC_CARD,
-        "BACKSCAL": 1.0, "AREASCAL": 1.0, "CORRSCAL": 0.0, "BACKFILE": "NONE", "CORRFILE": "NONE",
-        "RESPFILE": "NONE", "ANCRFILE": "NONE", "NAME": str(name), "RA_OBJ": float(ra), "DEC_OBJ": float(dec),
-        "EQUINOX": 2000.0, "RADECSYS": "FK5",
-        "TSTART": (float(arrays["tstart"]), "[d] IJD (TT)"), "TSTOP": (float(arrays["tstop"]), "[d] IJD (TT)"),
-        "MJDREF": MJDREF, "TIMESYS": "TT", "TIMEUNIT": "d", "TIMEREF": "LOCAL"})
+    header.update(
+        {
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "SPECTRUM",
+            "HDUCLAS2": "TOTAL",
+            "HDUCLAS3": "RATE",
+            "HDUVERS": "1.2.1",
+            "CHANTYPE": "PI",
+            "DETCHANS": n_channels,
+            "EXPOSURE": (ontime * DEADC_CARD[0], "[s] ONTIME x DEADC"),
+            "EXP_SRC": (float(arrays["exp_src"]), "[s] good time x field response at the source"),
+            "ONTIME": (ontime, "[s] summed good time of the ScWs used"),
+            "TELAPSE": (float(arrays["telapse"]), "[s] summed elapsed time of the ScWs used"),
+            "DEADC": DEADC_CARD,
+            "BACKSCAL": 1.0,
+            "AREASCAL": 1.0,
+            "CORRSCAL": 0.0,
+            "BACKFILE": "NONE",
+            "CORRFILE": "NONE",
+            "RESPFILE": "NONE",
+            "ANCRFILE": "NONE",
+            "NAME": str(name),
+            "RA_OBJ": float(ra),
+            "DEC_OBJ": float(dec),
+            "EQUINOX": 2000.0,
+            "RADECSYS": "FK5",
+            "TSTART": (float(arrays["tstart"]), "[d] IJD (TT)"),
+            "TSTOP": (float(arrays["tstop"]), "[d] IJD (TT)"),
+            "MJDREF": MJDREF,
+            "TIMESYS": "TT",
+            "TIMEUNIT": "d",
+            "TIMEREF": "LOCAL",
+        }
+    )
     if arrays["n_scw"]:
         header["DATE-OBS"] = (osa_date(arrays["tstart"]), "UTC of TSTART")
         header["DATE-END"] = (osa_date(arrays["tstop"]), "UTC of TSTOP")
@@ -335,8 +399,9 @@ def spectrum_hdulist(instrument: Instrument, arrays: dict, name: str, ra: float,
     return fits.HDUList([_primary(instrument), table])
 
 
-def spectrum_products(rows, sky, instrument: Instrument, name: str, ra: float, dec: float, *,
-                      seed: int | None = None) -> tuple[fits.HDUList, fits.HDUList, fits.HDUList]:
+def spectrum_products(
+    rows, sky, instrument: Instrument, name: str, ra: float, dec: float, *, seed: int | None = None
+) -> tuple[fits.HDUList, fits.HDUList, fits.HDUList]:
     """Spectrum, ARF and RMF of a source over ScWs.
 
     Parameters are those of :func:`spectrum_arrays`.
@@ -346,8 +411,11 @@ def spectrum_products(rows, sky, instrument: Instrument, name: str, ra: float, d
     (spectrum, arf, rmf) : tuple of astropy.io.fits.HDUList
     """
     arrays = spectrum_arrays(rows, sky, instrument, name, ra, dec, seed=seed)
-    return (spectrum_hdulist(instrument, arrays, name, ra, dec), arf_hdulist(instrument, arrays["arf"]),
-            _cached_rmf(instrument))
+    return (
+        spectrum_hdulist(instrument, arrays, name, ra, dec),
+        arf_hdulist(instrument, arrays["arf"]),
+        _cached_rmf(instrument),
+    )
 
 
 def _cached_rmf(instrument: Instrument) -> fits.HDUList:
@@ -355,5 +423,13 @@ def _cached_rmf(instrument: Instrument) -> fits.HDUList:
     return rmf_hdulist(instrument)
 
 
-__all__ = ["spectrum_arrays", "spectrum_products", "spectrum_hdulist", "arf_hdulist", "rmf_hdulist",
-           "channel_quality", "wire_names", "FIRST_CHANNEL"]
+__all__ = [
+    "spectrum_arrays",
+    "spectrum_products",
+    "spectrum_hdulist",
+    "arf_hdulist",
+    "rmf_hdulist",
+    "channel_quality",
+    "wire_names",
+    "FIRST_CHANNEL",
+]

@@ -1,29 +1,6 @@
 """SPI-ACS, INTEGRAL's all-sky burst monitor, as served by the real ``spi_acs`` plugin (SIMULATED counts).
 
-The anticoincidence shield of SPI (91 BGO crystals, 512 kg) records one total count rate in 50 ms bins,
-above ~80 keV, from nearly every direction, without spatial or spectral information (von Kienlin et al.
-2003, A&A 411, L299; Rau et al. 2005, A&A 438, 1175). The real MMODA serves it through
-oda-hub/dispatcher-plugin-integral-all-sky (``SpiacsLightCurveQuery``), which asks the integralhk data
-server (volodymyrss/integralhk) for the 50 ms counts in [t0 − dt, t0 + dt] and rebins them. This module
-is both: a simulated data server and the plugin's own processing, with the plugin's quirks and failure
-texts. Everything about the model is in ``docs/spi_acs.md``; in short:
-
-* counts per 50 ms bin: Poisson(μ) plus a Gaussian excess of variance (F − 1) μ, F the excess-variance
-  factor of the revolution (1.1 + Exp(0.15) after 2005, as in the INTEGRAL GCN circulars of 2019–2023,
-  which quote 1.1–1.9; 2.0 + Exp(0.46) before, mean 2.46 = 1.57², the factor of Rau et al. 2005);
-* background μ/0.05 s = R0 × solar-cycle factor (±15 %, anticorrelated with the smoothed sunspot number)
-  × radiation-belt factor (1 + exp(−(r − 46,000 km)/8,000 km), r from :mod:`.orbit`) × slow ±3 %
-  variations; R0 makes 2003-03-15T23:42 match the real MMODA light curve of that time (75,760 counts/s);
-* no data while INTEGRAL is closer than 46,000 km to the Earth (perigee passages, ~6 h per revolution),
-  before the shield was switched on (2002-10-26) and after revolution 2885 (end of the mission);
-* bursts (the documented, simulated :data:`BURST_CATALOGUE` and ``--inject-grb`` ones): counts =
-  fluence (erg/cm², 75–2000 keV) × photons per erg of the spectrum (75 keV–10 MeV) × 0.32 m² × the
-  shield's response to the burst's direction relative to the spacecraft X axis (attitude from the ScW
-  archive), zero when the Earth hides the burst; a fast-rise exponential-decay profile over the duration.
-
-Times: as in the real product (evidence: the 2003-03-15 product in oda_api's TestAPI notes, whose TSTART
-is T1 + 7 ms counted in UTC days since MJD 51544), the data server's "IJD" column is a UTC day count;
-the 50 ms bins start at 0.05 k + 0.007 s of that axis.
+The model, its evidence and the plugin's quirks: docs/spi_acs.md.
 """
 
 from __future__ import annotations
@@ -86,18 +63,39 @@ R0_COUNTS_S = 87100.0
 #: Half-amplitude of the solar-cycle modulation of the background.
 SOLAR_AMPLITUDE = 0.15
 #: Smoothed sunspot-number extrema (decimal year, SSN v2; SILSO): minima and maxima of cycles 23–25.
-SOLAR_EXTREMA = ((1996.6, 0.0), (2001.9, 180.3), (2008.9, 0.0), (2014.3, 116.4), (2019.9, 0.0), (2024.8, 160.9),
-                 (2030.9, 0.0))
+SOLAR_EXTREMA = (
+    (1996.6, 0.0),
+    (2001.9, 180.3),
+    (2008.9, 0.0),
+    (2014.3, 116.4),
+    (2019.9, 0.0),
+    (2024.8, 160.9),
+    (2030.9, 0.0),
+)
 #: Slow background variations: (amplitude, period in days, phase in rad).
 SLOW_TERMS = ((0.012, 1.31, 0.4), (0.010, 4.07, 2.1), (0.008, 11.7, 4.4))
 #: Peak effective area of the shield (cm²) for bursts, at the best direction.
 PEAK_AREA_CM2 = 3200.0
 #: Response to a burst vs its angle from the spacecraft X axis (deg, fraction of the best direction).
-RESPONSE_TABLE = ((0.0, 0.10), (20.0, 0.30), (40.0, 0.70), (55.0, 0.93), (70.0, 1.00), (80.0, 0.90), (90.0, 0.62),
-                  (100.0, 0.45), (118.0, 0.47), (137.0, 0.38), (160.0, 0.30), (180.0, 0.25))
+RESPONSE_TABLE = (
+    (0.0, 0.10),
+    (20.0, 0.30),
+    (40.0, 0.70),
+    (55.0, 0.93),
+    (70.0, 1.00),
+    (80.0, 0.90),
+    (90.0, 0.62),
+    (100.0, 0.45),
+    (118.0, 0.47),
+    (137.0, 0.38),
+    (160.0, 0.30),
+    (180.0, 0.25),
+)
 #: Burst spectra (those of the INTEGRAL GCN circulars): cut-off power law and Band function.
-SPECTRA = {"short": {"model": "cutoffpl", "alpha": -0.5, "epeak_keV": 600.0},
-           "long": {"model": "band", "alpha": -1.0, "beta": -2.5, "epeak_keV": 300.0}}
+SPECTRA = {
+    "short": {"model": "cutoffpl", "alpha": -0.5, "epeak_keV": 600.0},
+    "long": {"model": "band", "alpha": -1.0, "beta": -2.5, "epeak_keV": 300.0},
+}
 #: Fluence band (keV) of burst fluences, and the band of photons the shield counts (keV).
 FLUENCE_BAND_KEV = (75.0, 2000.0)
 COUNTED_BAND_KEV = (75.0, 10000.0)
@@ -114,7 +112,7 @@ _IJD_MJD = 51544.0
 class SpiacsAnalysisException(Exception):
     """The plugin's analysis failure (same name and arguments, so that its ``repr`` is the real one)."""
 
-    def __init__(self, message='Spiacs analysis exception', debug_message=''):
+    def __init__(self, message="Spiacs analysis exception", debug_message=""):
         super().__init__(message)
         self.message = message
         self.debug_message = debug_message
@@ -123,7 +121,7 @@ class SpiacsAnalysisException(Exception):
 class SpiacsException(Exception):
     """The plugin's ``run_query`` failure (raised when the data server refuses a request)."""
 
-    def __init__(self, message='Spiacs analysis exception', debug_message=''):
+    def __init__(self, message="Spiacs analysis exception", debug_message=""):
         super().__init__(message)
         self.message = message
         self.debug_message = debug_message
@@ -245,15 +243,24 @@ def injected_bursts(injections, *, seed: int) -> tuple[Burst, ...]:
         ra, dec = item.get("ra"), item.get("dec")
         if ra is None or dec is None:
             # isotropic, fixed by the seed and T0 so that restarting the server keeps the burst where it was
-            rng = np.random.default_rng([seed, 0x6B, int(round(utc_seconds(item["t0"]) * 1000)) % 2 ** 32])
+            rng = np.random.default_rng([seed, 0x6B, int(round(utc_seconds(item["t0"]) * 1000)) % 2**32])
             ra, dec = float(rng.uniform(0.0, 360.0)), float(np.degrees(np.arcsin(rng.uniform(-1.0, 1.0))))
         spectrum = item.get("spectrum") or ("short" if float(item["duration"]) < 2.0 else "long")
-        bursts.append(Burst(f"injected-{number}", str(item["t0"]), float(item["fluence"]), float(item["duration"]),
-                            spectrum, float(ra) % 360.0, float(dec)))
+        bursts.append(
+            Burst(
+                f"injected-{number}",
+                str(item["t0"]),
+                float(item["fluence"]),
+                float(item["duration"]),
+                spectrum,
+                float(ra) % 360.0,
+                float(dec),
+            )
+        )
     return tuple(bursts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photons_per_erg(spectrum: str) -> float:
     """Photons the shield counts per erg of burst fluence.
 
@@ -271,11 +278,11 @@ def photons_per_erg(spectrum: str) -> float:
     energy = np.geomspace(COUNTED_BAND_KEV[0], COUNTED_BAND_KEV[1], 20001)
     alpha, epeak = p["alpha"], p["epeak_keV"]
     e0 = epeak / (2.0 + alpha)
-    shape = energy ** alpha * np.exp(-energy / e0)
+    shape = energy**alpha * np.exp(-energy / e0)
     if p["model"] == "band":
         beta = p["beta"]
         e_break = (alpha - beta) * e0
-        high = e_break ** (alpha - beta) * np.exp(beta - alpha) * energy ** beta
+        high = e_break ** (alpha - beta) * np.exp(beta - alpha) * energy**beta
         shape = np.where(energy < e_break, shape, high)
     in_band = energy <= FLUENCE_BAND_KEV[1]
     photons = np.trapezoid(shape, energy)
@@ -543,8 +550,9 @@ class SpiAcsModel:
         ijd = float(_ijd_tt(burst.t0_s))
         table = self.archive.table
         row = self.archive.nearest_pointing(ijd)
-        x_axis, _, _ = _archive.spacecraft_axes(float(table["RA_SCX"][row]), float(table["DEC_SCX"][row]),
-                                                float(table["POSANGLE"][row]))
+        x_axis, _, _ = _archive.spacecraft_axes(
+            float(table["RA_SCX"][row]), float(table["DEC_SCX"][row]), float(table["POSANGLE"][row])
+        )
         direction = _archive.radec_to_unit(burst.ra, burst.dec)
         theta = float(np.degrees(np.arccos(np.clip(direction @ x_axis, -1.0, 1.0))))
         position = _orbit.integral_position_gcrs(ijd, revolutions=self.revolutions)[0]
@@ -552,9 +560,14 @@ class SpiAcsModel:
         earth_radius_deg = float(np.degrees(np.arcsin(min(1.0, _orbit.R_EARTH / distance))))
         earth_angle = float(np.degrees(np.arccos(np.clip(direction @ (-position / distance), -1.0, 1.0))))
         occulted = earth_angle < earth_radius_deg
-        return {"theta_deg": theta, "response": 0.0 if occulted else float(angular_response(theta)),
-                "occulted": occulted, "earth_angle_deg": earth_angle, "earth_radius_deg": earth_radius_deg,
-                "pointing_row": int(row)}
+        return {
+            "theta_deg": theta,
+            "response": 0.0 if occulted else float(angular_response(theta)),
+            "occulted": occulted,
+            "earth_angle_deg": earth_angle,
+            "earth_radius_deg": earth_radius_deg,
+            "pointing_row": int(row),
+        }
 
     def expected_burst_counts(self, burst: Burst) -> float:
         """Expected SPI-ACS counts of a burst (all in [T0, T0 + duration])."""
@@ -567,8 +580,9 @@ class SpiAcsModel:
             self._burst_counts[burst] = counts
         return counts
 
-    def burst_sensitivity(self, seconds: float, *, duration_s: float, spectrum: str, theta_deg: float,
-                          n_sigma: float = 5.0) -> float:
+    def burst_sensitivity(
+        self, seconds: float, *, duration_s: float, spectrum: str, theta_deg: float, n_sigma: float = 5.0
+    ) -> float:
         """Fluence (erg/cm², 75–2000 keV) of a burst giving ``n_sigma`` over the background in its duration.
 
         Counts S solve S = n √(F B + S), with B the background counts in the duration and F the
@@ -576,7 +590,7 @@ class SpiAcsModel:
         """
         background = float(self.background_rate(seconds)[0]) * duration_s
         noise = self.excess_variance(seconds) * background
-        signal = 0.5 * (n_sigma ** 2 + math.sqrt(n_sigma ** 4 + 4.0 * n_sigma ** 2 * noise))
+        signal = 0.5 * (n_sigma**2 + math.sqrt(n_sigma**4 + 4.0 * n_sigma**2 * noise))
         per_fluence = photons_per_erg(spectrum) * PEAK_AREA_CM2 * float(angular_response(theta_deg))
         return signal / per_fluence
 
@@ -674,20 +688,27 @@ class SpiAcsModel:
 
         start, stop = bounds[rev]
         last_data = next_data = None
+        # the service's texts (printf "%.2lg": the same digits as Python's ".2g")
         if seconds < start:
-            promise = "break since %.2lg hr next data in %.2lg hr" % (hours(seconds - bounds[rev - 1][1]),
-                                                                       hours(start - seconds))
+            promise = (
+                f"break since {hours(seconds - bounds[rev - 1][1]):.2g} hr next data in {hours(start - seconds):.2g} hr"
+            )
             last_data, next_data, status = iso(bounds[rev - 1][1]), iso(start), "OFFLINE"
         elif seconds < stop:
-            promise = "next break in data in %.2lg hr: %s, for %.2lg hr" % (hours(stop - seconds), iso(stop),
-                                                                            hours(bounds[rev + 1][0] - stop))
+            promise = (
+                f"next break in data in {hours(stop - seconds):.2g} hr: {iso(stop)}, "
+                f"for {hours(bounds[rev + 1][0] - stop):.2g} hr"
+            )
             status = "ONLINE"
         else:
-            promise = "break since %.2lg hr next data in %.2lg hr" % (hours(seconds - stop),
-                                                                       hours(bounds[rev + 1][0] - seconds))
+            promise = (
+                f"break since {hours(seconds - stop):.2g} hr next data in {hours(bounds[rev + 1][0] - seconds):.2g} hr"
+            )
             last_data, next_data, status = iso(stop), iso(bounds[rev + 1][0]), "OFFLINE"
-        summary = {f"{key}rev": {"num": number, "start": iso(bounds[number][0]), "stop": iso(bounds[number][1])}
-                   for key, number in (("prev", rev - 1), ("this", rev), ("next", rev + 1))}
+        summary = {
+            f"{key}rev": {"num": number, "start": iso(bounds[number][0]), "stop": iso(bounds[number][1])}
+            for key, number in (("prev", rev - 1), ("this", rev), ("next", rev + 1))
+        }
         summary.update(last_data_utc=last_data, next_data_utc=next_data, expected_data_status=status)
         return [promise, summary]
 
@@ -720,9 +741,16 @@ def model_for(archive, *, seed: int, injections=()) -> SpiAcsModel:
             model = SpiAcsModel(archive, seed=seed, bursts=bursts)
             _MODELS[key] = model
             for burst in bursts:
-                log.info("SPI-ACS: %s at %s, %.3g erg/cm2 over %.3g s (%s): %.0f expected counts (%s)", burst.name,
-                         burst.t0_utc, burst.fluence_erg_cm2, burst.duration_s, burst.spectrum,
-                         model.expected_burst_counts(burst), model.burst_geometry(burst))
+                log.info(
+                    "SPI-ACS: %s at %s, %.3g erg/cm2 over %.3g s (%s): %.0f expected counts (%s)",
+                    burst.name,
+                    burst.t0_utc,
+                    burst.fluence_erg_cm2,
+                    burst.duration_s,
+                    burst.spectrum,
+                    model.expected_burst_counts(burst),
+                    model.burst_geometry(burst),
+                )
         return model
 
 
@@ -755,24 +783,34 @@ def _data_server(model: SpiAcsModel, t0_isot: str, dt_s: float, *, realtime: boo
     if not realtime:
         if t0_s < utc_seconds(SERVICE_FIRST_TIME_UTC):
             return _ServerAnswer(400, _bad_time(f"{t0_isot} is before the mission start!"))
-        if t0_s > utc_seconds(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")):
+        if t0_s > utc_seconds(datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")):
             return _ServerAnswer(400, _bad_time(f"{t0_isot} is in the future!"))
         if dt_s > MAX_HALF_SPAN_S:
-            return _ServerAnswer(400, _generator_error(
-                "due to limits on the system load the requests to this service are limited to +-5000 span; to "
-                "acquire very large spans of the data, please contact me directly (mmoda_local: the real service "
-                "names its maintainer here)", with_times=False))
+            return _ServerAnswer(
+                400,
+                _generator_error(
+                    "due to limits on the system load the requests to this service are limited to +-5000 span; to "
+                    "acquire very large spans of the data, please contact me directly (mmoda_local: the real service "
+                    "names its maintainer here)",
+                    with_times=False,
+                ),
+            )
     if dt_s <= 0:
         # dump_lc refuses a window that ends before it starts (the plugin's own test relies on it)
-        return _ServerAnswer(400, _generator_error("dump lc exceptions:OverRevolution('Over revolution')",
-                                                   with_times=True))
+        return _ServerAnswer(
+            400, _generator_error("dump lc exceptions:OverRevolution('Over revolution')", with_times=True)
+        )
     k_first = math.ceil((t0_s - dt_s - BIN_PHASE_S) / NATIVE_BIN_S - 1e-6)
     k_last = math.ceil((t0_s + dt_s - BIN_PHASE_S) / NATIVE_BIN_S - 1e-6) - 1
     rows, first, last = model.count_available(k_first, k_last)
     if rows == 0 and not realtime:
         utc1, utc2 = _utc_isot(t0_s - dt_s), _utc_isot(t0_s + dt_s)
-        return _ServerAnswer(400, _generator_error(
-            f"dump lc exceptions:NoData('No Data (at this time?) requested: {utc1} ... {utc2}')", with_times=True))
+        return _ServerAnswer(
+            400,
+            _generator_error(
+                f"dump lc exceptions:NoData('No Data (at this time?) requested: {utc1} ... {utc2}')", with_times=True
+            ),
+        )
     return _ServerAnswer(200, "", first, last, rows)
 
 
@@ -784,7 +822,7 @@ def _realtime_failure(rows: int, *, in_mission: bool) -> SpiacsAnalysisException
     error = AssertionError()
     if rows == 0 and not in_mission:
         try:  # no realtime dump covers the time: integralhk sends an empty table without an 'ijd' column
-            [0].index('ijd')
+            [0].index("ijd")
         except ValueError as exc:
             error = exc
     elif rows == 0:
@@ -792,7 +830,7 @@ def _realtime_failure(rows: int, *, in_mission: bool) -> SpiacsAnalysisException
             np.array([])[:, 0]
         except IndexError as exc:
             error = exc
-    return SpiacsAnalysisException(message='spiacs light curve failed: %s' % error.__repr__(), debug_message=str(error))
+    return SpiacsAnalysisException(message=f"spiacs light curve failed: {error!r}", debug_message=str(error))
 
 
 def _effective_time_bin(time_bin_s: float) -> float:
@@ -846,14 +884,17 @@ def _rebinned_columns(model: SpiAcsModel, answer: _ServerAnswer, delta_t: float)
 
 
 def _local_limit(rows: int) -> SpiacsAnalysisException:
-    text = (f"mmoda_local: this light curve would have {rows} rows; requests to this service are limited to "
-            f"{MAX_OUTPUT_ROWS} rows per light curve (use a larger time_bin or a shorter interval)")
+    text = (
+        f"mmoda_local: this light curve would have {rows} rows; requests to this service are limited to "
+        f"{MAX_OUTPUT_ROWS} rows per light curve (use a larger time_bin or a shorter interval)"
+    )
     return SpiacsAnalysisException(
-        f"SPI-ACS backend refuses to process this request, due to resource constrain: {text}")
+        f"SPI-ACS backend refuses to process this request, due to resource constrain: {text}"
+    )
 
 
 def _refusal_keywords(text: str) -> bool:
-    return len(text.encode()) < 8000 and ('this service are limited' in text or 'Over revolution' in text)
+    return len(text.encode()) < 8000 and ("this service are limited" in text or "Over revolution" in text)
 
 
 def _request_times(parameters: dict) -> tuple[Time, Time]:
@@ -906,37 +947,51 @@ def light_curve_unit(parameters: dict, *, model: SpiAcsModel) -> tuple[NumpyData
     answer = _data_server(model, t0_isot, dt_s, realtime=realtime)
     if _refusal_keywords(answer.text):
         analysis = SpiacsAnalysisException(
-            f"SPI-ACS backend refuses to process this request, due to resource constrain: {answer.text}")
-        raise SpiacsException(message=f'Spiacs AnalysisException in run_query: {analysis}',
-                              debug_message=analysis.debug_message)
-    for keyword in 'ZeroData', 'NoData':
+            f"SPI-ACS backend refuses to process this request, due to resource constrain: {answer.text}"
+        )
+        raise SpiacsException(
+            message=f"Spiacs AnalysisException in run_query: {analysis}", debug_message=analysis.debug_message
+        )
+    for keyword in "ZeroData", "NoData":
         if keyword in answer.text:
             raise SpiacsAnalysisException(
-                message=f'no usable data found for this time interval: server reports {keyword} '
-                        f'(status {answer.status}). Raw response: {answer.text}')
+                message=f"no usable data found for this time interval: server reports {keyword} "
+                f"(status {answer.status}). Raw response: {answer.text}"
+            )
     if answer.status != 200 or answer.rows <= 100:
         if realtime:
             raise _realtime_failure(answer.rows, in_mission=model.in_mission(utc_seconds(t0_isot)))
         # the parser reads the error text (or the few rows) and its `assert len(...) > 100` fails
-        raise SpiacsAnalysisException(message='spiacs light curve failed: AssertionError()', debug_message='')
+        raise SpiacsAnalysisException(message="spiacs light curve failed: AssertionError()", debug_message="")
 
     delta_t = _effective_time_bin(time_bin_s)
     try:
         data, t_start, t_stop, t_ref_mjd = _rebinned_columns(model, answer, delta_t)
     except SpiacsAnalysisException as exc:
-        raise SpiacsException(message=f'Spiacs AnalysisException in run_query: {exc}') from None
+        raise SpiacsException(message=f"Spiacs AnalysisException in run_query: {exc}") from None
     meta_data = {"src_name": "query", "time_bin": delta_t}
 
     t_ref_s = (t_ref_mjd - _IJD_MJD) * _DAY
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ErfaWarning)
         # as the plugin: DATE-END is computed from t_start too (a bug of the real plugin, kept)
-        date_obs = Time(t_start / 86400. + t_ref_mjd, scale="tt", format="mjd").isot
+        date_obs = Time(t_start / 86400.0 + t_ref_mjd, scale="tt", format="mjd").isot
     header = {
-        "EXTNAME": "RATE", "TIMESYS": "TT", "TIMEREF": "LOCAL", "ONTIME": t_stop - t_start,
-        "TASSIGN": "SATELLITE", "TSTART": t_ref_s + t_start, "TSTOP": t_ref_s + t_stop,
-        "DATE-OBS": date_obs, "DATE-END": date_obs, "TIMEDEL": meta_data["time_bin"], "MJDREF": _IJD_MJD,
-        "TELESCOP": "INTEGRAL", "INSTRUME": "SPI-ACS", "TIMEZERO": t_ref_s, "TIMEUNIT": "s ",
+        "EXTNAME": "RATE",
+        "TIMESYS": "TT",
+        "TIMEREF": "LOCAL",
+        "ONTIME": t_stop - t_start,
+        "TASSIGN": "SATELLITE",
+        "TSTART": t_ref_s + t_start,
+        "TSTOP": t_ref_s + t_stop,
+        "DATE-OBS": date_obs,
+        "DATE-END": date_obs,
+        "TIMEDEL": meta_data["time_bin"],
+        "MJDREF": _IJD_MJD,
+        "TELESCOP": "INTEGRAL",
+        "INSTRUME": "SPI-ACS",
+        "TIMEZERO": t_ref_s,
+        "TIMEUNIT": "s ",
         "PROPHECY": model.prophecy(utc_seconds(t0_isot)) if realtime else [],
         "EPHS": model.ephemeris_text(utc_seconds(t0_isot)),
     }
@@ -978,11 +1033,15 @@ def spiacs_products(parameters: dict, *, archive, config) -> dict:
         unit, meta_data = light_curve_unit(parameters, model=model)
     except (SpiacsException, SpiacsAnalysisException) as exc:
         log.info("spi_acs request failed: %r", exc)
-        raise JobFailure("Error when getting query products",
-                         error_message=f"Instrument: {INSTRUMENT}, product: {PRODUCT}" + protocol.SUPPORT_TEXT,
-                         debug_message=repr(exc), job_status="unknown") from None
-    primary = NumpyDataUnit(None, name="Primary", hdu_type="primary",
-                            data_header={"ORIGIN": ORIGIN, "CREATOR": CREATOR, "SIMULATD": True})
+        raise JobFailure(
+            "Error when getting query products",
+            error_message=f"Instrument: {INSTRUMENT}, product: {PRODUCT}" + protocol.SUPPORT_TEXT,
+            debug_message=repr(exc),
+            job_status="unknown",
+        ) from None
+    primary = NumpyDataUnit(
+        None, name="Primary", hdu_type="primary", data_header={"ORIGIN": ORIGIN, "CREATOR": CREATOR, "SIMULATD": True}
+    )
     encoded = encode_units([primary, unit], name=None, meta_data=meta_data)
     return {"numpy_data_product_list": [encoded], "binary_data_product_list": []}
 

@@ -38,36 +38,37 @@ SUITE_TIMEOUT_S = 1500
 UPSTREAM_TEST_TIMEOUT_S = 300
 
 _SCRATCH = "reads the scratch_sid_*_jid_* folders that the real dispatcher writes in its working folder"
-_OSA11_0 = ("osa_version OSA11.0 is refused by the current INTEGRAL plugin before any analysis "
-            "(dispatcher-plugin-integral osa_common_pars.py OSAVersion: \"Please note OSA11.0 is being phased "
-            "out...\", asserted by its own tests/test_authorization.py::test_osa_versions): the test fails against "
-            "the real current service too")
+_OSA11_0 = (
+    "osa_version OSA11.0 is refused by the current INTEGRAL plugin before any analysis "
+    '(dispatcher-plugin-integral osa_common_pars.py OSAVersion: "Please note OSA11.0 is being phased '
+    'out...", asserted by its own tests/test_authorization.py::test_osa_versions): the test fails against '
+    "the real current service too"
+)
 
 #: Upstream tests that are not run, with why (test id ``module.py::name`` covers all its parameters).
 EXCLUDED = {
-    "test_live.py::test_remote_301_post":
-        "checks the 301 http->https redirect of the production web server in front of the dispatcher "
-        "(http://www.astro.unige.ch), a property of that front server, not of the dispatcher; it also asks "
-        "osa_version OSA11.1, refused by the current INTEGRAL plugin",
-    "test_live.py::test_peculiar_request_causing_pickling_problem":
-        "addresses the internal staging host http://dispatcher.staging.internal.odahub.io, and " + _OSA11_0,
-    "test_basic.py::test_show_product":
-        "asks isgri_lc as a Dummy query with " + _OSA11_0 + "; it also expects the plugin's dummy light curve "
-        "of OAO 1657-415",
+    "test_live.py::test_remote_301_post": "checks the 301 http->https redirect of the production web server in front of the dispatcher "
+    "(http://www.astro.unige.ch), a property of that front server, not of the dispatcher; it also asks "
+    "osa_version OSA11.1, refused by the current INTEGRAL plugin",
+    "test_live.py::test_peculiar_request_causing_pickling_problem": "addresses the internal staging host http://dispatcher.staging.internal.odahub.io, and "
+    + _OSA11_0,
+    "test_basic.py::test_show_product": "asks isgri_lc as a Dummy query with "
+    + _OSA11_0
+    + "; it also expects the plugin's dummy light curve "
+    "of OAO 1657-415",
     "test_basic.py::test_job_id_data_collection": _SCRATCH + " (query_output.json)",
     "test_basic.py::test_oda_api_code": _SCRATCH + " (query_output.json, for the api_code)",
     "test_basic.py::test_dry_run_param": _SCRATCH + " (query_output.json)",
     "test_basic.py::test_progress": _SCRATCH + " (DispatcherJobState.load_job_state_record reads the job "
-                                                "monitor files there)",
+    "monitor files there)",
     "test_cli.py::test_inspect_state": _SCRATCH + " (it deletes analysis_parameters.json in the first one)",
-    "test_live.py::test_large_request":
-        "sends scw_list as one string and expects analysis_parameters to echo that string "
-        "(returned_analysis_parameters_consistency compares str() of both), but the real dispatcher returns a "
-        "one-value scw_list as a list: captured exchange s4 (tests/data/dispatcher-captures, dispatcher-app HEAD) "
-        "sends scw_list='066500220010.001' and gets \"scw_list\": [\"066500220010.001\"], so the test fails "
-        "against the real current dispatcher too; the local MMODA answers the same, and the rest of the test "
-        "(a 4800-character ScW id sent by POST to a Dummy query) is checked in "
-        "tests/mmoda_local/test_job_semantics.py::test_dummy_queries_accept_any_scw_id",
+    "test_live.py::test_large_request": "sends scw_list as one string and expects analysis_parameters to echo that string "
+    "(returned_analysis_parameters_consistency compares str() of both), but the real dispatcher returns a "
+    "one-value scw_list as a list: captured exchange s4 (tests/data/dispatcher-captures, dispatcher-app HEAD) "
+    'sends scw_list=\'066500220010.001\' and gets "scw_list": ["066500220010.001"], so the test fails '
+    "against the real current dispatcher too; the local MMODA answers the same, and the rest of the test "
+    "(a 4800-character ScW id sent by POST to a Dummy query) is checked in "
+    "tests/mmoda_local/test_job_semantics.py::test_dummy_queries_accept_any_scw_id",
 }
 
 
@@ -80,8 +81,11 @@ def vendored_checksums() -> dict[str, str]:
 def test_vendored_upstream_tests_are_unmodified():
     checksums = vendored_checksums()
     assert set(MODULES) | {"conftest.py", "pytest.ini", "LICENSE.rst"} <= set(checksums)
-    changed = [name for name, digest in checksums.items()
-               if hashlib.sha256((VENDORED / name).read_bytes()).hexdigest() != digest]
+    changed = [
+        name
+        for name, digest in checksums.items()
+        if hashlib.sha256((VENDORED / name).read_bytes()).hexdigest() != digest
+    ]
     assert not changed, f"vendored oda_api files differ from oda_api 1.3.5: {changed}"
 
 
@@ -90,8 +94,11 @@ def upstream_test_functions() -> set[str]:
     found = set()
     for name in MODULES:
         tree = ast.parse((VENDORED / name).read_text())
-        found |= {f"{name}::{node.name}" for node in tree.body
-                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+        found |= {
+            f"{name}::{node.name}"
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
     return found
 
 
@@ -107,23 +114,49 @@ def run_upstream_suite(work: Path, archive_cache: Path) -> dict:
     report_path = work / "report.json"
     home = work / "upstream-home"  # the upstream fixtures delete ~/.oda-token: a HOME of their own
     home.mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("ODA_TOKEN", "PYTEST_ADDOPTS", "MMODA_LOCAL_HOME")}
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join([str(HARNESS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               OPENBLAS_NUM_THREADS="1")
-    command = [sys.executable, "-m", "pytest", *[f"tests/{name}" for name in MODULES],
-               "-p", "mmoda_conformance", "-p", "no:cacheprovider", "--run-live", "--run-slow",
-               "--mmoda-exclusions", str(exclusions), "--mmoda-report", str(report_path),
-               "--mmoda-archive-cache", str(archive_cache),
-               "--mmoda-sites-file", str(VENDORED / "oda-sites.ttl"),
-               "-o", f"timeout={UPSTREAM_TEST_TIMEOUT_S}", "-q", "-rfEs",
-               "-W", "ignore::pytest.PytestUnknownMarkWarning"]
-    completed = subprocess.run(command, cwd=run_dir, env=env, capture_output=True, text=True,
-                               timeout=SUITE_TIMEOUT_S)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ODA_TOKEN", "PYTEST_ADDOPTS", "MMODA_LOCAL_HOME")
+    }
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=os.pathsep.join([str(HARNESS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        OPENBLAS_NUM_THREADS="1",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *[f"tests/{name}" for name in MODULES],
+        "-p",
+        "mmoda_conformance",
+        "-p",
+        "no:cacheprovider",
+        "--run-live",
+        "--run-slow",
+        "--mmoda-exclusions",
+        str(exclusions),
+        "--mmoda-report",
+        str(report_path),
+        "--mmoda-archive-cache",
+        str(archive_cache),
+        "--mmoda-sites-file",
+        str(VENDORED / "oda-sites.ttl"),
+        "-o",
+        f"timeout={UPSTREAM_TEST_TIMEOUT_S}",
+        "-q",
+        "-rfEs",
+        "-W",
+        "ignore::pytest.PytestUnknownMarkWarning",
+    ]
+    completed = subprocess.run(command, cwd=run_dir, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S)
     (work / "pytest-output.txt").write_text(completed.stdout + completed.stderr)
     if not report_path.exists():
-        pytest.fail(f"the upstream run wrote no report (exit {completed.returncode}):\n"
-                    f"{(completed.stdout + completed.stderr)[-5000:]}")
+        pytest.fail(
+            f"the upstream run wrote no report (exit {completed.returncode}):\n"
+            f"{(completed.stdout + completed.stderr)[-5000:]}"
+        )
     report = json.loads(report_path.read_text())
     report["pytest_tail"] = (completed.stdout + completed.stderr)[-3000:]
     return report
@@ -142,8 +175,9 @@ def test_oda_api_own_tests_pass_against_the_local_mmoda(tmp_path, archive_cache)
     log.info("oda_api 1.3.5 tests against the local MMODA:\n%s", outcome_table(report))
     outcomes = report["outcomes"]
 
-    assert not report["unmatched_exclusions"], \
+    assert not report["unmatched_exclusions"], (
         f"exclusions that match no upstream test (stale list): {report['unmatched_exclusions']}"
+    )
     ran_modules = {test.split("::")[0] for test in outcomes}
     assert ran_modules == set(MODULES), f"upstream modules that ran: {sorted(ran_modules)}"
     # every test function of the vendored modules is accounted for: it ran, or it is excluded with a reason
@@ -157,8 +191,12 @@ def test_oda_api_own_tests_pass_against_the_local_mmoda(tmp_path, archive_cache)
     assert network["refused"] == 0, f"upstream tests tried to reach the network: {network}"
 
     not_passed = {test: outcome for test, outcome in outcomes.items() if outcome != "passed"}
-    details = "\n\n".join(f"--- {test}: {outcome}\n{report['failures'].get(test, '')[:3000]}"
-                          for test, outcome in sorted(not_passed.items()))
-    assert not not_passed, (f"{len(not_passed)} of {len(outcomes)} applicable oda_api 1.3.5 tests did not pass "
-                            f"against the local MMODA: {sorted(not_passed)}\n\n{details}")
+    details = "\n\n".join(
+        f"--- {test}: {outcome}\n{report['failures'].get(test, '')[:3000]}"
+        for test, outcome in sorted(not_passed.items())
+    )
+    assert not not_passed, (
+        f"{len(not_passed)} of {len(outcomes)} applicable oda_api 1.3.5 tests did not pass "
+        f"against the local MMODA: {sorted(not_passed)}\n\n{details}"
+    )
     assert report["exitstatus"] == 0, report["pytest_tail"]

@@ -48,10 +48,10 @@ SLEEP_TIME_S = 1
 CALL_BOUND_S = 120
 DETECTION_THRESHOLD = 7.0
 #: Selected catalogue of the light-curve and spectrum requests, as a ds9 region (what gallery notebooks keep).
-SELECTED_REGION = "fk5\n" + "".join(f'circle({s["ra"]},{s["dec"]},240") # text={{{s["name"]}}}\n'
-                                    for s in (CRAB, A0535))
-OSA = {"osa_version": "OSA11.2", "product_type": "Real", "RA": CRAB["ra"], "DEC": CRAB["dec"],
-       "src_name": CRAB["name"]}
+SELECTED_REGION = "fk5\n" + "".join(
+    f'circle({s["ra"]},{s["dec"]},240") # text={{{s["name"]}}}\n' for s in (CRAB, A0535)
+)
+OSA = {"osa_version": "OSA11.2", "product_type": "Real", "RA": CRAB["ra"], "DEC": CRAB["dec"], "src_name": CRAB["name"]}
 #: oda_api arguments per instrument; JEM-X1 was the unit in operation in 2005.
 INSTRUMENTS = {
     "isgri": {"instrument": "isgri", "E1_keV": 28.0, "E2_keV": 40.0},
@@ -87,8 +87,18 @@ class CallTable:
     def add(self, label: str, step: str | None, *, result: str, seconds, error: str = "") -> None:
         """One call; its verdict stays "not checked" until :meth:`verdict` is called for its label."""
         name = label if step in (None, label) else f"{label}: {step}"
-        self.rows.append({"label": label, "step": step, "call": name, "bound": CALL_BOUND_S, "result": result,
-                          "seconds": seconds, "error": error, "verdict": "values not checked (test failed)"})
+        self.rows.append(
+            {
+                "label": label,
+                "step": step,
+                "call": name,
+                "bound": CALL_BOUND_S,
+                "result": result,
+                "seconds": seconds,
+                "error": error,
+                "verdict": "values not checked (test failed)",
+            }
+        )
 
     def verdict(self, label: str, text: str = "values checked", *, step: str | None = None) -> None:
         """Record that the test checked what the calls of ``label`` (or only ``step``) returned."""
@@ -98,10 +108,14 @@ class CallTable:
 
     def markdown(self) -> str:
         """The table in Markdown."""
-        lines = ["| call | bound (s) | returned | time (s) | test verdict | error |",
-                 "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['call']} | {r['bound']} | {r['result']} | {r['seconds']} | {r['verdict']} | {r['error']} |"
-                  for r in self.rows]
+        lines = [
+            "| call | bound (s) | returned | time (s) | test verdict | error |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r['call']} | {r['bound']} | {r['result']} | {r['seconds']} | {r['verdict']} | {r['error']} |"
+            for r in self.rows
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -120,8 +134,12 @@ def local_mmoda(tmp_path_factory, archive_cache):
     from mmoda_local.config import ServerConfig
     from mmoda_local.server import ServerThread
 
-    config = ServerConfig(data_dir=tmp_path_factory.mktemp("wrapper-mmoda"), archive_cache_dir=archive_cache,
-                          latency_per_scw_s=0.0, workers=2)
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("wrapper-mmoda"),
+        archive_cache_dir=archive_cache,
+        latency_per_scw_s=0.0,
+        workers=2,
+    )
     server = ServerThread(config).start()
     yield server
     server.stop()
@@ -142,8 +160,10 @@ def crab_scws(local_mmoda) -> dict:
     The service is the one gallery notebooks call (``get_pointings``); which pointings are in the radiation belts
     is read from the simulated archive, so that the test knows what the job monitor must report.
     """
-    url = (f"{local_mmoda.url}/gw/timesystem/api/v1.0/scwlist/cons/{SCW_WINDOW[0]}/{SCW_WINDOW[1]}"
-           f"?ra={CRAB['ra']}&dec={CRAB['dec']}&radius={SCW_RADIUS_DEG}")
+    url = (
+        f"{local_mmoda.url}/gw/timesystem/api/v1.0/scwlist/cons/{SCW_WINDOW[0]}/{SCW_WINDOW[1]}"
+        f"?ra={CRAB['ra']}&dec={CRAB['dec']}&radius={SCW_RADIUS_DEG}"
+    )
     answer = requests.get(url, timeout=60)
     assert answer.status_code == 200, answer.text
     swids = answer.json()
@@ -151,47 +171,76 @@ def crab_scws(local_mmoda) -> dict:
     rows = archive.find(swids)
     table = archive.table
     belt = sorted(f"{s}.001" for s, row in zip(swids, rows) if bool(table["IN_BELT"][row]))
-    no_isgri_time = sorted(f"{s}.001" for s, row in zip(swids, rows)
-                           if not bool(table["IN_BELT"][row]) and float(table["GOOD_ISGRI"][row]) < 1.0)
+    no_isgri_time = sorted(
+        f"{s}.001"
+        for s, row in zip(swids, rows)
+        if not bool(table["IN_BELT"][row]) and float(table["GOOD_ISGRI"][row]) < 1.0
+    )
     scws = [f"{s}.001" for s in swids]
-    chunks = [scws[i:i + S_MAX] for i in range(0, len(scws), S_MAX)]
+    chunks = [scws[i : i + S_MAX] for i in range(0, len(scws), S_MAX)]
     # preconditions of what the tests mean to exercise: fail loudly if the archive stops providing them
     assert len(scws) > 2 * S_MAX, f"only {len(scws)} ScWs in {SCW_WINDOW}: not more than 2 x s_max={S_MAX}"
     assert belt, f"no radiation-belt pointing among the {len(scws)} ScWs of {SCW_WINDOW}"
-    assert all(set(chunk) - set(belt) - set(no_isgri_time) for chunk in chunks), \
+    assert all(set(chunk) - set(belt) - set(no_isgri_time) for chunk in chunks), (
         "a job of the wrapper would hold only unanalysable ScWs (the wrapper raises on a failed job)"
+    )
     return {"scws": scws, "belt": belt, "no_isgri_time": no_isgri_time, "n_jobs": len(chunks)}
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def run_script(script: str, call: dict, *, label: str, python: Path, server, token: Path | None,
-               outputs: CallTable) -> dict:
+def run_script(
+    script: str, call: dict, *, label: str, python: Path, server, token: Path | None, outputs: CallTable
+) -> dict:
     """Run one wrapper script under :data:`CALL_BOUND_S`; return its summary, or fail with the log's tail."""
     stem = label.replace(" ", "_").replace("/", "_")
-    call_path, summary_path, log_path = (outputs.folder / f"{stem}.{ext}" for ext in ("call.json", "summary.json",
-                                                                                      "log"))
+    call_path, summary_path, log_path = (
+        outputs.folder / f"{stem}.{ext}" for ext in ("call.json", "summary.json", "log")
+    )
     call_path.write_text(json.dumps(call, indent=1))
-    command = [str(python), str(SCRIPTS / script), "--url", server.url, "--call", str(call_path),
-               "--summary", str(summary_path), "--log-level", "INFO"]
+    command = [
+        str(python),
+        str(SCRIPTS / script),
+        "--url",
+        server.url,
+        "--call",
+        str(call_path),
+        "--summary",
+        str(summary_path),
+        "--log-level",
+        "INFO",
+    ]
     if token is not None:
         command += ["--token-file", str(token)]
     # the 3.13 process must not see the 3.11 environment's paths; a fixed hash seed fixes the order in which the
     # wrapper walks its sets of source names, so that two runs log alike
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "ODA_TOKEN")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "ODA_TOKEN")
+    }
     env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
     started = time.monotonic()
     with open(log_path, "w") as log_file:
         try:
-            subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=outputs.folder,
-                           timeout=CALL_BOUND_S, check=False)
+            subprocess.run(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=outputs.folder,
+                timeout=CALL_BOUND_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            outputs.add(label, None, result="TIMEOUT", seconds=CALL_BOUND_S,
-                        error=f"did not return within {CALL_BOUND_S} s")
-            pytest.fail(f"{label}: the wrapper did not return within {CALL_BOUND_S} s (log {log_path}):\n"
-                        + _tail(log_path), pytrace=False)
+            outputs.add(
+                label, None, result="TIMEOUT", seconds=CALL_BOUND_S, error=f"did not return within {CALL_BOUND_S} s"
+            )
+            pytest.fail(
+                f"{label}: the wrapper did not return within {CALL_BOUND_S} s (log {log_path}):\n" + _tail(log_path),
+                pytrace=False,
+            )
     if not summary_path.exists():
         outputs.add(label, None, result="CRASH", seconds=round(time.monotonic() - started, 1), error="no summary")
         pytest.fail(f"{label}: the script left no summary (log {log_path}):\n" + _tail(log_path), pytrace=False)
@@ -200,12 +249,18 @@ def run_script(script: str, call: dict, *, label: str, python: Path, server, tok
     for step in summary["steps"]:
         error = step.get("error")
         text = "" if error is None else f"{error['type']}: {error['message'][:200]} [{error['wrapper_line']}]"
-        outputs.add(label, step["name"], result="returned" if step["ok"] else "raised", seconds=step["seconds"],
-                    error=text.replace("|", "/").replace("\n", " "))
+        outputs.add(
+            label,
+            step["name"],
+            result="returned" if step["ok"] else "raised",
+            seconds=step["seconds"],
+            error=text.replace("|", "/").replace("\n", " "),
+        )
     assert summary["versions"]["oda_integral_wrapper"] == "1.5.19", summary["versions"]
     assert summary["versions"]["oda_api"] == "1.3.5", summary["versions"]
-    assert not summary["blocked_connections"], \
+    assert not summary["blocked_connections"], (
         f"{label}: the wrapper tried to reach the network: {summary['blocked_connections']}"
+    )
     return summary
 
 
@@ -220,9 +275,13 @@ def step_of(summary: dict, name: str) -> dict:
     step = steps[0]
     if not step["ok"]:
         error = step["error"]
-        pytest.fail(f"{name} failed after {step['seconds']} s: {error['type']}: {error['message']}\n"
-                    f"  wrapper line: {error['wrapper_line']}\n  innermost: " + "\n    ".join(error["innermost"])
-                    + f"\n  log: {summary['log_path']}", pytrace=False)
+        pytest.fail(
+            f"{name} failed after {step['seconds']} s: {error['type']}: {error['message']}\n"
+            f"  wrapper line: {error['wrapper_line']}\n  innermost: "
+            + "\n    ".join(error["innermost"])
+            + f"\n  log: {summary['log_path']}",
+            pytrace=False,
+        )
     return step
 
 
@@ -247,8 +306,14 @@ def _distance_deg(ra1, dec1, ra2, dec2) -> float:
 
 def long_call(crab_scws: dict, product: str, instrument: str, **extra) -> dict:
     """The request of one ``long_scw_list_call`` script."""
-    return {"scw_list": crab_scws["scws"], "s_max": S_MAX, "sleep_time": SLEEP_TIME_S, "source": CRAB,
-            "parameters": {**OSA, **INSTRUMENTS[instrument], "product": product}, **extra}
+    return {
+        "scw_list": crab_scws["scws"],
+        "s_max": S_MAX,
+        "sleep_time": SLEEP_TIME_S,
+        "source": CRAB,
+        "parameters": {**OSA, **INSTRUMENTS[instrument], "product": product},
+        **extra,
+    }
 
 
 def unanalysable_for(instrument: str, crab_scws: dict) -> list[str]:
@@ -265,12 +330,20 @@ def _unit(image: dict, imatype: str) -> dict:
     return units[0]
 
 
-def test_isgri_image_long_scw_list_call_then_combine_mosaics(wrapper_python, local_mmoda, token_file, crab_scws,
-                                                           outputs):
+def test_isgri_image_long_scw_list_call_then_combine_mosaics(
+    wrapper_python, local_mmoda, token_file, crab_scws, outputs
+):
     """ISGRI mosaics of three jobs (belt ScWs inside) are combined by the wrapper into one with the Crab detected."""
     call = long_call(crab_scws, "isgri_image", "isgri", detection_threshold=DETECTION_THRESHOLD)
-    summary = run_script("image_mosaics.py", call, label="isgri_image", python=wrapper_python, server=local_mmoda,
-                         token=token_file, outputs=outputs)
+    summary = run_script(
+        "image_mosaics.py",
+        call,
+        label="isgri_image",
+        python=wrapper_python,
+        server=local_mmoda,
+        token=token_file,
+        outputs=outputs,
+    )
     check_jobs(summary, crab_scws, unanalysable=unanalysable_for("isgri", crab_scws))
 
     long_result = step_of(summary, "long_scw_list_call")["result"]
@@ -292,8 +365,9 @@ def test_isgri_image_long_scw_list_call_then_combine_mosaics(wrapper_python, loc
     outputs.verdict("isgri_image")
 
 
-def test_jemx_image_long_scw_list_call_returns_the_mosaics_of_each_job(wrapper_python, local_mmoda, token_file,
-                                                                     crab_scws, outputs):
+def test_jemx_image_long_scw_list_call_returns_the_mosaics_of_each_job(
+    wrapper_python, local_mmoda, token_file, crab_scws, outputs
+):
     """JEM-X1 mosaics of three jobs come back; combining them fails in pymosaic, as with real JEM-X mosaics.
 
     The real JEM-X mosaic (OSA ``j_ima_mosaic`` output, passed through unchanged by the dispatcher plugin) names
@@ -302,8 +376,15 @@ def test_jemx_image_long_scw_list_call_returns_the_mosaics_of_each_job(wrapper_p
     the list of per-job mosaics ("did not manage to combine mosaics").
     """
     call = long_call(crab_scws, "jemx_image", "jemx", detection_threshold=DETECTION_THRESHOLD)
-    summary = run_script("image_mosaics.py", call, label="jemx_image", python=wrapper_python, server=local_mmoda,
-                         token=token_file, outputs=outputs)
+    summary = run_script(
+        "image_mosaics.py",
+        call,
+        label="jemx_image",
+        python=wrapper_python,
+        server=local_mmoda,
+        token=token_file,
+        outputs=outputs,
+    )
     check_jobs(summary, crab_scws, unanalysable=unanalysable_for("jemx", crab_scws))
 
     long_result = step_of(summary, "long_scw_list_call")["result"]
@@ -319,14 +400,17 @@ def test_jemx_image_long_scw_list_call_returns_the_mosaics_of_each_job(wrapper_p
     # pymosaic's img_parser_osa fails, and its parse_in then raises while reporting that failure
     assert any(" in parse_in: " in line for line in combine["error"]["innermost"]), combine["error"]
     outputs.verdict("jemx_image")
-    outputs.verdict("jemx_image", "values checked: the per-job mosaics (the wrapper's fallback)",
-                    step="long_scw_list_call")
-    outputs.verdict("jemx_image", "raises as expected: no INTENSITY image in JEM-X mosaics (as real)",
-                    step="combine_mosaics")
+    outputs.verdict(
+        "jemx_image", "values checked: the per-job mosaics (the wrapper's fallback)", step="long_scw_list_call"
+    )
+    outputs.verdict(
+        "jemx_image", "raises as expected: no INTENSITY image in JEM-X mosaics (as real)", step="combine_mosaics"
+    )
 
 
-def test_long_scw_list_call_with_a_job_of_only_belt_scws_raises_at_once(wrapper_python, local_mmoda, token_file,
-                                                                        crab_scws, outputs):
+def test_long_scw_list_call_with_a_job_of_only_belt_scws_raises_at_once(
+    wrapper_python, local_mmoda, token_file, crab_scws, outputs
+):
     """A job none of whose ScWs can be analysed fails and stays failed: the wrapper raises instead of polling forever.
 
     oda_api counts a failed job as complete; the wrapper then asks for its products and oda_api raises
@@ -334,8 +418,15 @@ def test_long_scw_list_call_with_a_job_of_only_belt_scws_raises_at_once(wrapper_
     """
     call = long_call(crab_scws, "isgri_image", "isgri", detection_threshold=DETECTION_THRESHOLD)
     call.update(scw_list=crab_scws["belt"], s_max=2)
-    summary = run_script("image_mosaics.py", call, label="isgri_image of belt ScWs only", python=wrapper_python,
-                         server=local_mmoda, token=token_file, outputs=outputs)
+    summary = run_script(
+        "image_mosaics.py",
+        call,
+        label="isgri_image of belt ScWs only",
+        python=wrapper_python,
+        server=local_mmoda,
+        token=token_file,
+        outputs=outputs,
+    )
     failed = [step for step in summary["steps"] if step["name"] == "long_scw_list_call"][0]
     assert not failed["ok"], "long_scw_list_call returned products for ScWs that cannot be analysed"
     assert failed["error"]["type"] == "FailedToFindAnyUsefulResults", failed["error"]
@@ -350,14 +441,22 @@ def test_long_scw_list_call_with_a_job_of_only_belt_scws_raises_at_once(wrapper_
 
 
 @pytest.mark.parametrize("instrument", ["isgri", "jemx"])
-def test_light_curves_long_scw_list_call_then_stitch_lc(instrument, wrapper_python, local_mmoda, token_file,
-                                                        crab_scws, outputs):
+def test_light_curves_long_scw_list_call_then_stitch_lc(
+    instrument, wrapper_python, local_mmoda, token_file, crab_scws, outputs
+):
     """Per-job light curves of the selected sources are stitched: rows, ONTIME and time span add up."""
     product = f"{instrument}_lc"
     call = long_call(crab_scws, product, instrument, selected_catalog_region=SELECTED_REGION)
     call["parameters"].update(time_bin=1000, time_bin_format="sec")
-    summary = run_script("light_curves.py", call, label=product, python=wrapper_python, server=local_mmoda,
-                         token=token_file, outputs=outputs)
+    summary = run_script(
+        "light_curves.py",
+        call,
+        label=product,
+        python=wrapper_python,
+        server=local_mmoda,
+        token=token_file,
+        outputs=outputs,
+    )
     check_jobs(summary, crab_scws, unanalysable=unanalysable_for(instrument, crab_scws))
     per_job = summary["per_job"]
     assert len(per_job) == crab_scws["n_jobs"]
@@ -390,8 +489,7 @@ def _spectra_of_each_job(instrument: str, *, python, server, token, crab_scws, o
     """Run the spectrum script; check the jobs and return the summary and the per-job Crab products by kind."""
     product = f"{instrument}_spectrum"
     call = long_call(crab_scws, product, instrument, selected_catalog_region=SELECTED_REGION)
-    summary = run_script("spectra.py", call, label=product, python=python, server=server, token=token,
-                         outputs=outputs)
+    summary = run_script("spectra.py", call, label=product, python=python, server=server, token=token, outputs=outputs)
     check_jobs(summary, crab_scws, unanalysable=unanalysable_for(instrument, crab_scws))
     per_job = summary["per_job"]
     assert len(per_job) == crab_scws["n_jobs"]
@@ -406,11 +504,11 @@ def _spectra_of_each_job(instrument: str, *, python, server, token, crab_scws, o
     return summary, parts
 
 
-def test_isgri_spectra_long_scw_list_call_then_sum_spectra(wrapper_python, local_mmoda, token_file, crab_scws,
-                                                           outputs):
+def test_isgri_spectra_long_scw_list_call_then_sum_spectra(wrapper_python, local_mmoda, token_file, crab_scws, outputs):
     """Per-job ISGRI spectra, ARFs and RMFs of the selected sources are summed: exposure adds up, shapes are kept."""
-    summary, parts = _spectra_of_each_job("isgri", python=wrapper_python, server=local_mmoda, token=token_file,
-                                          crab_scws=crab_scws, outputs=outputs)
+    summary, parts = _spectra_of_each_job(
+        "isgri", python=wrapper_python, server=local_mmoda, token=token_file, crab_scws=crab_scws, outputs=outputs
+    )
     step_of(summary, "long_scw_list_call")
     summed = step_of(summary, "sum_spectra")["result"]
     whole = {p["kind"]: p for p in summed["source_products"]}
@@ -429,8 +527,9 @@ def test_isgri_spectra_long_scw_list_call_then_sum_spectra(wrapper_python, local
     outputs.verdict("isgri_spectrum")
 
 
-def test_jemx_spectra_long_scw_list_call_reaches_the_wrappers_index_rmf_error(wrapper_python, local_mmoda,
-                                                                              token_file, crab_scws, outputs):
+def test_jemx_spectra_long_scw_list_call_reaches_the_wrappers_index_rmf_error(
+    wrapper_python, local_mmoda, token_file, crab_scws, outputs
+):
     """Per-job JEM-X1 spectra come back; ``sum_spectra`` of wrapper 1.5.19 cannot sum JEM-X spectra, as on the real one.
 
     ``sum_spectral_products`` (wrapper.py:1543-1547) gives the RMF's ``MATRIX`` the ``element_dtype`` that
@@ -439,14 +538,16 @@ def test_jemx_spectra_long_scw_list_call_reaches_the_wrappers_index_rmf_error(wr
     matrix into ``data_unit[index_rmf]`` (wrapper.py:1707), a name it only defines for IBIS (wrapper.py:1695-1701),
     so JEM-X raises ``UnboundLocalError`` whatever the service answers.
     """
-    summary, parts = _spectra_of_each_job("jemx", python=wrapper_python, server=local_mmoda, token=token_file,
-                                          crab_scws=crab_scws, outputs=outputs)
+    summary, parts = _spectra_of_each_job(
+        "jemx", python=wrapper_python, server=local_mmoda, token=token_file, crab_scws=crab_scws, outputs=outputs
+    )
     for part in parts:
         assert part["spectrum"]["INSTRUME"] == "JMX1", part["spectrum"]
         assert part["rmf"]["matrix_column_class"] != "_VLF", (
             "the JEM-X RMF's MATRIX is a variable-length column; wrapper.py:1543-1547 computes rmf['MATRIX'] * 0. "
             "and only gives a variable-length MATRIX the element_dtype it needs for IBIS, because the real JEM-X "
-            "MATRIX is fixed-length")
+            "MATRIX is fixed-length"
+        )
     for name in ("long_scw_list_call", "sum_spectra"):
         step = [s for s in summary["steps"] if s["name"] == name][0]
         assert not step["ok"], f"{name} summed JEM-X spectra: wrapper 1.5.19 cannot (index_rmf is IBIS-only)"
@@ -454,8 +555,7 @@ def test_jemx_spectra_long_scw_list_call_reaches_the_wrappers_index_rmf_error(wr
         assert step["error"]["wrapper_line"].startswith("wrapper.py:1707 in sum_spectra"), step["error"]
     outputs.verdict("jemx_spectrum")
     for name in ("long_scw_list_call", "sum_spectra"):
-        outputs.verdict("jemx_spectrum", "raises as expected: wrapper's index_rmf is defined for IBIS only",
-                        step=name)
+        outputs.verdict("jemx_spectrum", "raises as expected: wrapper's index_rmf is defined for IBIS only", step=name)
 
 
 # ----------------------------------------------------------------------------------------------- time system
@@ -463,11 +563,23 @@ def test_jemx_spectra_long_scw_list_call_reaches_the_wrappers_index_rmf_error(wr
 
 def test_get_pointings_answers_the_crab_field_list(wrapper_python, local_mmoda, crab_scws, outputs):
     """``get_pointings`` returns SWID, RA_SCX and DEC_SCX of the pointings in the cone, slews removed."""
-    keywords = {"ra": CRAB["ra"], "dec": CRAB["dec"], "radius": SCW_RADIUS_DEG, "tstart": SCW_WINDOW[0],
-                "tstop": SCW_WINDOW[1]}
+    keywords = {
+        "ra": CRAB["ra"],
+        "dec": CRAB["dec"],
+        "radius": SCW_RADIUS_DEG,
+        "tstart": SCW_WINDOW[0],
+        "tstop": SCW_WINDOW[1],
+    }
     call = {"pointings": [keywords, {**keywords, "min_good_isgri": 0}]}
-    summary = run_script("timesystem.py", call, label="get_pointings", python=wrapper_python, server=local_mmoda,
-                         token=None, outputs=outputs)
+    summary = run_script(
+        "timesystem.py",
+        call,
+        label="get_pointings",
+        python=wrapper_python,
+        server=local_mmoda,
+        token=None,
+        outputs=outputs,
+    )
     expected = [scw[:12] for scw in crab_scws["scws"]]
     for name in (f"get_pointings({keywords})", f"get_pointings({ {**keywords, 'min_good_isgri': 0} })"):
         answer = step_of(summary, name)["result"]
@@ -484,14 +596,22 @@ def test_get_utc_from_revnum(revolution, wrapper_python, local_mmoda, outputs):
     from mmoda_local.archive import ijd_to_utc_isot
 
     call = {"revolutions": [revolution]}
-    summary = run_script("timesystem.py", call, label=f"get_utc_from_revnum({revolution})", python=wrapper_python,
-                         server=local_mmoda, token=None, outputs=outputs)
+    summary = run_script(
+        "timesystem.py",
+        call,
+        label=f"get_utc_from_revnum({revolution})",
+        python=wrapper_python,
+        server=local_mmoda,
+        token=None,
+        outputs=outputs,
+    )
     answer = step_of(summary, f"get_utc_from_revnum({revolution})")["result"]
     assert answer["type"] == "tuple" and len(answer["items"]) == 2, answer
     values = [item["value"] for item in answer["items"]]
     if not all(isinstance(value, str) for value in values):
-        raw = requests.get(f"{local_mmoda.url}/gw/timesystem/api/v1.0/converttime/REVNUM/{revolution:04d}/IJD",
-                           timeout=60)
+        raw = requests.get(
+            f"{local_mmoda.url}/gw/timesystem/api/v1.0/converttime/REVNUM/{revolution:04d}/IJD", timeout=60
+        )
         pytest.fail(
             f"get_utc_from_revnum({revolution}) returned {values!r} instead of two UTC strings.\n"
             "The wrapper (wrapper.py:2084-2093) reads converttime/REVNUM/<rev>/IJD with `requests.get(url).json()` and "
@@ -499,7 +619,9 @@ def test_get_utc_from_revnum(revolution, wrapper_python, local_mmoda, outputs):
             "('Boundary <start> <stop>'). Then (wrapper.py:2094-2102) it asks converttime/IJD/<t>/UTC for each "
             "(`.json()`, else `.text`).\n"
             f"The local answer to REVNUM/{revolution:04d}/IJD: HTTP {raw.status_code}, "
-            f"Content-Type {raw.headers.get('Content-Type')!r}, body {raw.text[:200]!r}", pytrace=False)
+            f"Content-Type {raw.headers.get('Content-Type')!r}, body {raw.text[:200]!r}",
+            pytrace=False,
+        )
     archive = local_mmoda.backend.analysis.archive
     expected = [str(ijd_to_utc_isot(archive.revolution_start(rev))) for rev in (revolution, revolution + 1)]
     assert [value[:19] for value in values] == [text[:19] for text in expected], (values, expected)

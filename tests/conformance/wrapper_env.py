@@ -56,8 +56,13 @@ class WrapperEnvError(RuntimeError):
 def _version_of(python: str) -> tuple[int, int, int] | None:
     """Run ``python`` to read its version; None if it does not run (e.g. a disabled pyenv shim)."""
     try:
-        completed = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:3])"],
-                                   capture_output=True, text=True, timeout=30, check=False)
+        completed = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if completed.returncode != 0:
@@ -139,15 +144,19 @@ def find_python(*, minimum: tuple[int, int] = MINIMUM_VERSION) -> tuple[str, tup
         raise WrapperEnvError(
             f"no Python >= {wanted} found on this machine; oda-integral-wrapper 1.5.19 needs it. Tried: "
             + ("; ".join(tried) if tried else "nothing (no python3.13 on PATH, no pyenv versions)")
-            + f". Install one (e.g. `pyenv install 3.13`) or name it in ${PYTHON_ENV}.")
+            + f". Install one (e.g. `pyenv install 3.13`) or name it in ${PYTHON_ENV}."
+        )
     _, version, _, python = min(usable)
     return python, version
 
 
 def _stamp_content(python: str, version: tuple[int, int, int]) -> dict:
-    return {"requirements": list(REQUIREMENTS),
-            "constraints_sha256": hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest(),
-            "base_python": python, "base_version": ".".join(map(str, version))}
+    return {
+        "requirements": list(REQUIREMENTS),
+        "constraints_sha256": hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest(),
+        "base_python": python,
+        "base_version": ".".join(map(str, version)),
+    }
 
 
 def venv_python(venv: Path = DEFAULT_VENV) -> Path:
@@ -191,22 +200,40 @@ def ensure_wrapper_env(venv: Path | str = DEFAULT_VENV, *, timeout_s: float = BU
         if venv.exists():
             shutil.rmtree(venv)
         log.info("building %s from %s (Python %s)", venv, python, wanted["base_version"])
-        steps = [[python, "-m", "venv", str(venv)],
-                 [str(venv_python(venv)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-                  "-c", str(CONSTRAINTS), *REQUIREMENTS]]
+        steps = [
+            [python, "-m", "venv", str(venv)],
+            [
+                str(venv_python(venv)),
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+                "-c",
+                str(CONSTRAINTS),
+                *REQUIREMENTS,
+            ],
+        ]
         for step in steps:
             left = timeout_s - (time.monotonic() - started)
             try:
                 completed = subprocess.run(step, capture_output=True, text=True, timeout=max(left, 1), check=False)
             except subprocess.TimeoutExpired as exc:
-                raise WrapperEnvError(f"building {venv} took more than {timeout_s:.0f} s at: {' '.join(step)}") \
-                    from exc
+                raise WrapperEnvError(f"building {venv} took more than {timeout_s:.0f} s at: {' '.join(step)}") from exc
             if completed.returncode != 0:
                 tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-30:])
                 raise WrapperEnvError(f"building {venv} failed at: {' '.join(step)}\n{tail}")
         build_s = time.monotonic() - started
-        stamp.write_text(json.dumps({**wanted, "build_seconds": round(build_s, 1),
-                                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
+        stamp.write_text(
+            json.dumps(
+                {
+                    **wanted,
+                    "build_seconds": round(build_s, 1),
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                indent=1,
+            )
+        )
         log.info("built %s in %.1f s", venv, build_s)
         return venv_python(venv)
 

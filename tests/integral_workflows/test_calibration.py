@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from integral_workflows import calibration, moving, params, photometry, scw
+from integral_workflows import calibration, moving, parameters, photometry, scw
 
 from .test_moving import InProcessSession
 
 
-@pytest.mark.parametrize("band, photon, energy", [((15, 30), 0.254, 8.43e-9), ((20, 80), 0.268, 1.55e-8),
-                                                  ((30, 60), 0.116, 7.70e-9), ((60, 100), 0.0429, 5.25e-9)])
+@pytest.mark.parametrize(
+    "band, photon, energy",
+    [((15, 30), 0.254, 8.43e-9), ((20, 80), 0.268, 1.55e-8), ((30, 60), 0.116, 7.70e-9), ((60, 100), 0.0429, 5.25e-9)],
+)
 def test_the_crab_band_fluxes_are_those_of_the_science_notes(band, photon, energy):
     spectrum = calibration.CRAB_SPECTRUM
     assert spectrum.photon_flux(*band) == pytest.approx(photon, rel=0.01)
@@ -32,8 +34,9 @@ def test_period_labels_bounds_and_sampling():
     table = Table({"mjd_mid": np.linspace(53370.0, 54100.0, 300), "scw_id": [f"{i:012d}.001" for i in range(300)]})
     drawn = calibration.sample_per_period(table, 5, period="half-year", seed=1)
     assert 10 < len(drawn) <= 25
-    counts = np.unique(calibration.period_labels(np.asarray(drawn["mjd_mid"]) - 51544.0, "half-year"),
-                       return_counts=True)[1]
+    counts = np.unique(
+        calibration.period_labels(np.asarray(drawn["mjd_mid"]) - 51544.0, "half-year"), return_counts=True
+    )[1]
     assert np.all(counts <= 5)
     again = calibration.sample_per_period(table, 5, period="half-year", seed=1)
     assert list(again["scw_id"]) == list(drawn["scw_id"])
@@ -77,19 +80,37 @@ def test_a_year_of_crab_images_calibrates_the_simulated_crab_spectrum_within_thr
     from mmoda_local.instrument import instrument_for, power_law_bin_flux
 
     crab_ra, crab_dec = calibration.CRAB_POSITION
-    p = params.resolve({"src_name": "Crab", "RA": crab_ra, "DEC": crab_dec, "T1": "2010-01-01T00:00:00",
-                        "T2": "2011-01-01T00:00:00", "radius": 4.5, "E1_keV": 28.0, "E2_keV": 40.0})
+    p = parameters.validate(
+        "mosaic",
+        {
+            "src_name": "Crab",
+            "RA": crab_ra,
+            "DEC": crab_dec,
+            "T1": "2010-01-01T00:00:00",
+            "T2": "2011-01-01T00:00:00",
+            "radius": 4.5,
+            "E1_keV": 28.0,
+            "E2_keV": 40.0,
+        },
+    )
     table, _ = scw.select_scws(p, url=server.url)
     chosen = calibration.sample_per_period(table, 6, period="half-year", seed=0)
     assert 6 <= len(chosen) <= 12
     record = moving.fetch_scw_images(InProcessSession(server.url, tmp_path / "chunks"), p, chosen)
     times = dict(zip(scw.scw_ids(chosen), np.asarray(chosen["mjd_mid"]) - scw.IJD_MJD_OFFSET))
-    rows = [(ijd, fit.amplitude, fit.amplitude_error) for _, ijd, image in
-            moving.images_from_pieces(record.pieces, times)
-            for fit in [photometry.fit_psf(image, (crab_ra, crab_dec))]]
+    rows = [
+        (ijd, fit.amplitude, fit.amplitude_error)
+        for _, ijd, image in moving.images_from_pieces(record.pieces, times)
+        for fit in [photometry.fit_psf(image, (crab_ra, crab_dec))]
+    ]
     ijd, rate, error = (np.array(column) for column in zip(*rows))
-    crab = calibration.CrabCalibration(calibration.period_means(ijd, rate, error, period="year"), instrument="isgri",
-                                       e1_keV=28.0, e2_keV=40.0, method="psf_fit")
+    crab = calibration.CrabCalibration(
+        calibration.period_means(ijd, rate, error, period="year"),
+        instrument="isgri",
+        e1_keV=28.0,
+        e2_keV=40.0,
+        method="psf_fit",
+    )
     isgri = instrument_for("isgri")
     truth_rate = np.mean([isgri.crab_band_rate(28.0, 40.0, t) for t in ijd])
     assert crab.table["rate"][0] == pytest.approx(truth_rate, rel=0.02)

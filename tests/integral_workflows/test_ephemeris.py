@@ -18,6 +18,7 @@ EPOCHS_IJD = np.sort(np.random.default_rng(6).uniform(1096.5, 9131.5, 400))  # 2
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("network access attempted in an offline test")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 

@@ -19,14 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import numpy as np
 import nbformat
+import numpy as np
 import pytest
 import requests
 from astropy.io import fits
 from astropy.table import Table
 
-from integral_workflows import gallery, hosts, params, provenance
+from integral_workflows import gallery, hosts, parameters, provenance
+from integral_workflows.products import Product, describe, long_term_identity
 
 from ..conftest import REPO
 
@@ -37,13 +38,20 @@ JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}")
 
 # -- a scripted gallery ---------------------------------------------------------------------------------------------
 
+
 def node(nid: int = 7, *, created: str = "2026-01-01T00:00:00+00:00", changed: str | None = None) -> dict:
     """A Drupal HAL-JSON node as the real gallery answers a post."""
-    return {"nid": [{"value": nid}], "title": [{"value": "posted"}], "created": [{"value": created}],
-            "changed": [{"value": changed or created}],
-            "_links": {"self": {"href": f"http://gallery/node/{nid}?_format=hal_json"},
-                       "http://gallery/rest/relation/node/data_product/field_instrumentused": [{"href": "x"}],
-                       "http://gallery/rest/relation/node/data_product/field_data_product_type": [{"href": "y"}]}}
+    return {
+        "nid": [{"value": nid}],
+        "title": [{"value": "posted"}],
+        "created": [{"value": created}],
+        "changed": [{"value": changed or created}],
+        "_links": {
+            "self": {"href": f"http://gallery/node/{nid}?_format=hal_json"},
+            "http://gallery/rest/relation/node/data_product/field_instrumentused": [{"href": "x"}],
+            "http://gallery/rest/relation/node/data_product/field_data_product_type": [{"href": "y"}],
+        },
+    }
 
 
 class FakeGallery:
@@ -56,11 +64,14 @@ class FakeGallery:
     def __init__(self):
         self.requests: list[dict] = []
         self.scripts: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        self.defaults = {"/get_parents_term": ("json", 200, ["image", "isgri_image"]),
-                         "/resolve_name": ("json", 200, {"message": "Crab successfully resolved", "RA": 83.63,
-                                                         "DEC": 22.01}),
-                         "/post_product_to_gallery": ("json", 200, node()),
-                         "/get_list_terms": ("json", 200, ["isgri", "jemx1"])}
+        self.defaults = {
+            "/get_parents_term": ("json", 200, ["image", "isgri_image"]),
+            "/resolve_name": ("json", 200, {"message": "Crab successfully resolved", "RA": 83.63, "DEC": 22.01}),
+            "/post_product_to_gallery": ("json", 200, node()),
+            "/get_list_terms": ("json", 200, ["isgri", "jemx1"]),
+            # the network seam asks a loopback dispatcher that dropped a connection whether it is still alive
+            "/local/health": ("json", 200, {"status": "ok"}),
+        }
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,8 +79,9 @@ class FakeGallery:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                fake.requests.append({"method": self.command, "path": parts.path,
-                                      "query": dict(parse_qsl(parts.query)), "body": body})
+                fake.requests.append(
+                    {"method": self.command, "path": parts.path, "query": dict(parse_qsl(parts.query)), "body": body}
+                )
                 script = fake.scripts[parts.path]
                 action = script.popleft() if script else fake.defaults.get(parts.path, ("json", 404, {}))
                 if action[0] == "drop":
@@ -117,31 +129,66 @@ class Sleeps(list):
 
 # -- a product with real files ------------------------------------------------------------------------------------
 
+
 def make_product(folder: Path, **changes) -> gallery.GalleryProduct:
     """An image product whose FITS, PNG, region, source table and executed notebook exist in ``folder``."""
     fits.HDUList([fits.PrimaryHDU(np.zeros((4, 4), "f4"))]).writeto(folder / "mosaic.fits", overwrite=True)
     (folder / "mosaic.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a picture")
     (folder / "sources.reg").write_text("# Region file format: DS9\nicrs\ncircle(83.63,22.01,0.2)\n")
-    Table({"name": ["Crab", "NEW_1"], "ra": [83.633, 84.1], "dec": [22.0145, 21.5], "significance": [250.0, 7.2],
-           "rate": [61.5, 0.3], "rate_error": [0.21, 0.04], "new_source": [False, True]}).write(
-        folder / "sources.ecsv", overwrite=True)
-    notebook = {"cells": [{"cell_type": "code", "source": f"token = '{FAKE_TOKEN}'", "metadata": {},
-                           "outputs": [], "execution_count": None}],
-                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    Table(
+        {
+            "name": ["Crab", "NEW_1"],
+            "ra": [83.633, 84.1],
+            "dec": [22.0145, 21.5],
+            "significance": [250.0, 7.2],
+            "rate": [61.5, 0.3],
+            "rate_error": [0.21, 0.04],
+            "new_source": [False, True],
+        }
+    ).write(folder / "sources.ecsv", overwrite=True)
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": f"token = '{FAKE_TOKEN}'",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (folder / "01_mosaic.ipynb").write_text(json.dumps(notebook))
-    values = dict(image=folder / "mosaic.png", fits_files=[folder / "mosaic.fits"], region_file=folder / "sources.reg",
-                  sources_table=folder / "sources.ecsv", notebook=folder / "01_mosaic.ipynb",
-                  title="Crab Rev. 0300", instrument="isgri", kind="image",
-                  product_id=gallery.product_id({"rev_num": "0300", "obsid": "07700030001"}),
-                  t1="2005-03-29T13:04:28", t2="2005-03-30T01:18:31", src_names=["Crab"], ra=83.72, dec=22.15,
-                  e1_kev=28.0, e2_kev=40.0, obsids=["07700030001"], revolutions=["0300"],
-                  produced_by="revolution_mosaics.ipynb",
-                  parameters={"rev_num": "0300", "host_type": "local", "note": f"leaked {FAKE_TOKEN}"})
+    values = dict(
+        image=folder / "mosaic.png",
+        fits_files=[folder / "mosaic.fits"],
+        region_file=folder / "sources.reg",
+        sources_table=folder / "sources.ecsv",
+        notebook=folder / "01_mosaic.ipynb",
+        title="Crab Rev. 0300",
+        instrument="isgri",
+        kind="image",
+        product_id=gallery.product_id({"rev_num": "0300", "obsid": "07700030001"}),
+        t1="2005-03-29T13:04:28",
+        t2="2005-03-30T01:18:31",
+        src_names=["Crab"],
+        ra=83.72,
+        dec=22.15,
+        e1_kev=28.0,
+        e2_kev=40.0,
+        obsids=["07700030001"],
+        revolutions=["0300"],
+        produced_by="revolution_mosaics.ipynb",
+        parameters={"rev_num": "0300", "host_type": "local", "note": f"leaked {FAKE_TOKEN}"},
+    )
     values.update(changes)
     return gallery.GalleryProduct(**values)
 
 
 # -- product ids and times ------------------------------------------------------------------------------------------
+
 
 def test_product_ids_are_stable_hashes_of_the_defining_parameters():
     from oda_api.api import DispatcherAPI
@@ -151,7 +198,8 @@ def test_product_ids_are_stable_hashes_of_the_defining_parameters():
     assert gallery.product_id(defining) == gallery.product_id(same)
     assert re.fullmatch(r"[0-9a-f]{16}", gallery.product_id(defining))
     assert gallery.product_id(defining) == DispatcherAPI.calculate_param_dict_id(
-        {key: float(value) if isinstance(value, (int, float)) else value for key, value in defining.items()})
+        {key: float(value) if isinstance(value, (int, float)) else value for key, value in defining.items()}
+    )
     assert gallery.product_id({**defining, "E2_keV": 80}) != gallery.product_id(defining)
     assert gallery.product_id({**defining, "obsid": "07700030002"}) != gallery.product_id(defining)
     assert gallery.product_id({**defining, "unused": None}) == gallery.product_id(defining)  # None is no value
@@ -166,8 +214,14 @@ def test_times_are_sent_as_whole_seconds():
     with pytest.raises(ValueError):
         gallery.isot_seconds("2005-03-01")
     with pytest.raises(ValueError, match="whole seconds"):
-        gallery.GalleryProduct(title="x", instrument="isgri", kind="image", product_id="0",
-                               t1="2005-03-29T13:04:28.5", t2="2005-03-30T00:00:00")
+        gallery.GalleryProduct(
+            title="x",
+            instrument="isgri",
+            kind="image",
+            product_id="0",
+            t1="2005-03-29T13:04:28.5",
+            t2="2005-03-30T00:00:00",
+        )
     with pytest.raises(ValueError, match="instrument"):
         gallery.product_type("jemx", "image")
 
@@ -182,6 +236,7 @@ def test_products_round_trip_through_their_records(tmp_path):
 
 
 # -- the request ---------------------------------------------------------------------------------------------------
+
 
 def test_the_request_carries_the_gallery_fields_files_and_no_token_but_in_the_token_field(tmp_path):
     product = make_product(tmp_path)
@@ -215,14 +270,15 @@ def test_a_product_file_holding_the_token_is_refused(tmp_path):
     product = make_product(tmp_path)
     (tmp_path / "leaky.fits").write_bytes(b"SIMPLE  = T" + FAKE_TOKEN.encode() + b" " * 100)
     with pytest.raises(gallery.GalleryUploadError, match="leaky.fits"):
-        gallery.build_upload_request(product.replace(fits_files=[tmp_path / "leaky.fits"]), token=FAKE_TOKEN,
-                                     workdir=tmp_path)
+        gallery.build_upload_request(
+            product.replace(fits_files=[tmp_path / "leaky.fits"]), token=FAKE_TOKEN, workdir=tmp_path
+        )
     with pytest.raises(gallery.GalleryUploadError, match="missing"):
-        gallery.build_upload_request(product.replace(image=tmp_path / "absent.png"), token=FAKE_TOKEN,
-                                     workdir=tmp_path)
+        gallery.build_upload_request(product.replace(image=tmp_path / "absent.png"), token=FAKE_TOKEN, workdir=tmp_path)
 
 
 # -- uploads against the scripted gallery ---------------------------------------------------------------------------
+
 
 def test_an_upload_posts_the_product_as_the_real_client_does(fake_gallery, tmp_path):
     product = make_product(tmp_path)
@@ -232,9 +288,18 @@ def test_an_upload_posts_the_product_as_the_real_client_does(fake_gallery, tmp_p
     assert fake_gallery.paths()[0] == "/get_parents_term" and fake_gallery.paths()[-1] == "/post_product_to_gallery"
     assert fake_gallery.requests[0]["query"] == {"term": "isgri_image", "group": "products", "token": FAKE_TOKEN}
     body = fake_gallery.posts()[0]["body"]
-    for part in (b'name="product_id"', product.product_id.encode(), b'name="obsid"', b'name="img"',
-                 b'name="fits_file_0"; filename="mosaic.fits"', b'name="fits_file_1"; filename="sources.reg"',
-                 b'filename="01_mosaic.ipynb"', b'name="yaml_file"', b'name="e1_kev"', b'name="detected_sources"'):
+    for part in (
+        b'name="product_id"',
+        product.product_id.encode(),
+        b'name="obsid"',
+        b'name="img"',
+        b'name="fits_file_0"; filename="mosaic.fits"',
+        b'name="fits_file_1"; filename="sources.reg"',
+        b'filename="01_mosaic.ipynb"',
+        b'name="yaml_file"',
+        b'name="e1_kev"',
+        b'name="detected_sources"',
+    ):
         assert part in body, part
     assert body.count(FAKE_TOKEN.encode()) == 1, "the token travels in the token field only"
     assert len(JWT.findall(body)) == 1
@@ -242,20 +307,26 @@ def test_an_upload_posts_the_product_as_the_real_client_does(fake_gallery, tmp_p
 
 def test_a_re_upload_is_reported_as_an_update(fake_gallery, tmp_path):
     fake_gallery.scripts["/post_product_to_gallery"].append(
-        ("json", 200, node(created="2026-01-01T00:00:00+00:00", changed="2026-01-02T00:00:00+00:00")))
+        ("json", 200, node(created="2026-01-01T00:00:00+00:00", changed="2026-01-02T00:00:00+00:00"))
+    )
     result = gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN)
     assert result.updated and result.changed.startswith("2026-01-02")
 
 
 def test_transient_failures_are_retried_with_backoff(fake_gallery, tmp_path):
-    fake_gallery.scripts["/post_product_to_gallery"].extend([
-        ("text", 500, "<title>500 Internal Server Error</title>"), ("drop",),
-        ("json", 503, {"error_message": "Service Unavailable"})])
+    fake_gallery.scripts["/post_product_to_gallery"].extend(
+        [
+            ("text", 500, "<title>500 Internal Server Error</title>"),
+            ("drop",),
+            ("json", 503, {"error_message": "Service Unavailable"}),
+        ]
+    )
     fake_gallery.scripts["/get_parents_term"].append(("text", 502, "<h1>Bad Gateway</h1>"))
     sleeps = Sleeps()
     policy = gallery.RetryPolicy(attempts=6, first_delay_s=1.0, factor=2.0, max_delay_s=5.0)
-    result = gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, policy=policy,
-                                    sleep=sleeps)
+    result = gallery.upload_product(
+        make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, policy=policy, sleep=sleeps
+    )
     assert result.attempts == 5
     assert sleeps == [1.0, 2.0, 4.0, 5.0]
     assert len(fake_gallery.posts()) == 4  # the first attempt stopped at get_parents_term
@@ -267,28 +338,47 @@ def test_retries_run_out(fake_gallery, tmp_path):
         fake_gallery.scripts["/post_product_to_gallery"].append(("text", 500, "Internal Server Error"))
     sleeps = Sleeps()
     with pytest.raises(gallery.GalleryUnavailableError, match="3 attempts"):
-        gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN,
-                               policy=gallery.RetryPolicy(attempts=3), sleep=sleeps)
+        gallery.upload_product(
+            make_product(tmp_path),
+            url=fake_gallery.url,
+            token=FAKE_TOKEN,
+            policy=gallery.RetryPolicy(attempts=3),
+            sleep=sleeps,
+        )
     assert sleeps == [2.0, 4.0]
 
 
-def test_an_unreachable_gallery_is_retried_and_the_error_never_shows_the_token(tmp_path):
+def test_a_gallery_whose_server_is_gone_fails_at_once_and_the_error_never_shows_the_token(tmp_path):
     closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     url = f"http://127.0.0.1:{closed.server_port}"
     closed.server_close()
     sleeps = Sleeps()
     with pytest.raises(gallery.GalleryUnavailableError) as caught:
-        gallery.upload_product(make_product(tmp_path), url=url, token=FAKE_TOKEN,
-                               policy=gallery.RetryPolicy(attempts=2), sleep=sleeps)
-    assert "ConnectionError" in str(caught.value) and FAKE_TOKEN not in str(caught.value)
-    assert len(sleeps) == 1
+        gallery.upload_product(
+            make_product(tmp_path), url=url, token=FAKE_TOKEN, policy=gallery.RetryPolicy(attempts=2), sleep=sleeps
+        )
+    # the network seam's liveness check: nothing listens there any more, so waiting cannot help
+    assert "backend unavailable" in str(caught.value) and FAKE_TOKEN not in str(caught.value)
+    assert sleeps == []
+
+
+def test_a_dropped_connection_of_a_live_gallery_is_retried(fake_gallery, tmp_path):
+    fake_gallery.scripts["/post_product_to_gallery"].append(("drop",))
+    sleeps = Sleeps()
+    result = gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, sleep=sleeps)
+    assert result.attempts == 2 and len(sleeps) == 1 and len(fake_gallery.posts()) == 2
 
 
 def test_a_token_without_the_gallery_role_gets_a_clear_error_at_once(fake_gallery, tmp_path):
     fake_gallery.scripts["/get_parents_term"].append(
-        ("text", 403, "Unfortunately, your privileges are not sufficient to post on the product gallery.\n"
-                      "Your privilege roles include ['general'], but the following roles are missing: "
-                      "gallery contributor."))
+        (
+            "text",
+            403,
+            "Unfortunately, your privileges are not sufficient to post on the product gallery.\n"
+            "Your privilege roles include ['general'], but the following roles are missing: "
+            "gallery contributor.",
+        )
+    )
     sleeps = Sleeps()
     with pytest.raises(gallery.GalleryPermissionError) as caught:
         gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, sleep=sleeps)
@@ -300,7 +390,8 @@ def test_a_token_without_the_gallery_role_gets_a_clear_error_at_once(fake_galler
 
 def test_a_refusal_of_the_post_for_lack_of_rights_is_a_permission_error(fake_gallery, tmp_path):
     fake_gallery.scripts["/post_product_to_gallery"].append(
-        ("text", 403, "The token provided is expired, please try to logout and login again."))
+        ("text", 403, "The token provided is expired, please try to logout and login again.")
+    )
     with pytest.raises(gallery.GalleryPermissionError, match="gallery contributor"):
         gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, sleep=Sleeps())
     assert len(fake_gallery.posts()) == 1
@@ -308,8 +399,15 @@ def test_a_refusal_of_the_post_for_lack_of_rights_is_a_permission_error(fake_gal
 
 def test_other_refusals_are_not_retried(fake_gallery, tmp_path):
     fake_gallery.scripts["/post_product_to_gallery"].append(
-        ("json", 400, {"error_message": "issue when performing a request to the product gallery",
-                       "drupal_helper_error_message": "InvalidArgumentException: Field field_x is unknown."}))
+        (
+            "json",
+            400,
+            {
+                "error_message": "issue when performing a request to the product gallery",
+                "drupal_helper_error_message": "InvalidArgumentException: Field field_x is unknown.",
+            },
+        )
+    )
     sleeps = Sleeps()
     with pytest.raises(gallery.GalleryUploadError, match="field_x is unknown"):
         gallery.upload_product(make_product(tmp_path), url=fake_gallery.url, token=FAKE_TOKEN, sleep=sleeps)
@@ -338,65 +436,154 @@ def test_retry_policy_delays_grow_to_their_cap():
 
 # -- products of run folders ---------------------------------------------------------------------------------------
 
+
 def write_long_term_run(run_dir: Path) -> dict:
-    """A long-term run folder as run_all.py leaves it (mosaic and light-curve steps), with small files."""
+    """A long-term run folder as its notebooks leave it: small files and the steps' records with descriptors."""
     run_dir.mkdir(parents=True)
-    p = params.to_json_dict(params.resolve({"src_name": "Crab", "RA": 83.63308, "DEC": 22.0145,
-                                            "T1": "2005-03-01T00:00:00", "T2": "2005-04-15T00:00:00",
-                                            "host_type": "local"}))
+    p = parameters.validate(
+        "lightcurve",
+        {
+            "src_name": "Crab",
+            "RA": 83.63308,
+            "DEC": 22.0145,
+            "T1": "2005-03-01T00:00:00",
+            "T2": "2005-04-15T00:00:00",
+            "host_type": "local",
+        },
+    )
+    values = parameters.to_papermill(p)
     make_product(run_dir)  # mosaic.fits, mosaic.png, sources.reg, sources.ecsv, 01_mosaic.ipynb
-    header = fits.Header({"RA_OBJ": 83.63321, "DEC_OBJ": 22.014471})
-    fits.HDUList([fits.PrimaryHDU(header=header)]).writeto(run_dir / "mosaic.fits", overwrite=True)
-    for stem in ("Crab", "1A_0535+262"):
+    facts = dict(instrument="isgri", band=(28.0, 40.0), period=(p.T1, p.T2))
+    image = Product(
+        path=run_dir / "mosaic.fits",
+        kind="image",
+        source="Crab",
+        position=(83.63308, 22.0145),
+        plot=run_dir / "mosaic.png",
+        region=run_dir / "sources.reg",
+        sources=run_dir / "sources.ecsv",
+        identity=long_term_identity(p, instrument="isgri", kind="image"),
+        details={"src_names": ["Crab"]},
+        **facts,
+    )
+    provenance.record_step(
+        "mosaic",
+        output_dir=run_dir,
+        products=image.files,
+        parameters=values,
+        extra={"simulated": True},
+        descriptors=[
+            image.as_dict(relative_to=run_dir),
+            describe(run_dir / "sources.ecsv", "source_table").as_dict(relative_to=run_dir),
+        ],
+    )
+    curves = []
+    for name, stem, position in (("Crab", "Crab", (83.633, 22.0145)), ("1A 0535+262", "1A_0535+262", None)):
         fits.HDUList([fits.PrimaryHDU()]).writeto(run_dir / f"lightcurve_{stem}.fits")
         (run_dir / f"lightcurve_{stem}.png").write_bytes(b"png")
+        curves.append(
+            Product(
+                path=run_dir / f"lightcurve_{stem}.fits",
+                kind="light_curve",
+                source=name,
+                position=position,
+                plot=run_dir / f"lightcurve_{stem}.png",
+                identity=long_term_identity(p, instrument="isgri", kind="light_curve", source=name),
+                details={"time_bin": p.lc_time_bin},
+                **facts,
+            )
+        )
+    (run_dir / "03_lightcurve.ipynb").write_text((run_dir / "01_mosaic.ipynb").read_text())
+    provenance.record_step(
+        "lightcurve",
+        output_dir=run_dir,
+        products=[f for c in curves for f in c.files],
+        parameters=values,
+        extra={"simulated": True},
+        descriptors=[curve.as_dict(relative_to=run_dir) for curve in curves],
+    )
     for suffix in ("", "_arf", "_rmf"):
         fits.HDUList([fits.PrimaryHDU()]).writeto(run_dir / f"spectrum_Crab{suffix}.fits")
     (run_dir / "spectrum_Crab.png").write_bytes(b"png")
-    (run_dir / "03_lightcurve.ipynb").write_text((run_dir / "01_mosaic.ipynb").read_text())
-    manifest = {"workflow": "long_term", "parameters": p, "steps": [
-        {"name": "scw_selection", "status": "ok", "products": [], "executed_notebook": "01_scw_selection.ipynb"},
-        {"name": "mosaic", "status": "skipped-up-to-date", "executed_notebook": "01_mosaic.ipynb",
-         "products": [{"path": "mosaic.fits"}], "extra": {"sources": 2}},
-        {"name": "lightcurve", "status": "ok", "executed_notebook": "03_lightcurve.ipynb",
-         "products": [{"path": "lightcurve_Crab.fits"}], "extra": {"sources": ["Crab", "1A 0535+262"]}},
-        {"name": "spectrum", "status": "reused-from-parent", "location": ".", "products": [
-            {"path": "spectrum_Crab.fits"}, {"path": "spectrum_Crab_arf.fits"}, {"path": "spectrum_Crab_rmf.fits"}]},
-        {"name": "extra_step", "status": "failed", "products": []}]}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    return p
+    spectrum = Product(
+        path=run_dir / "spectrum_Crab.fits",
+        kind="spectrum",
+        source="Crab",
+        companions=(run_dir / "spectrum_Crab_arf.fits", run_dir / "spectrum_Crab_rmf.fits"),
+        plot=run_dir / "spectrum_Crab.png",
+        identity=long_term_identity(p, instrument="isgri", kind="spectrum", source="Crab"),
+        **facts,
+    )
+    provenance.record_step(
+        "spectrum",
+        output_dir=run_dir,
+        products=spectrum.files,
+        parameters=values,
+        extra={"simulated": True},
+        descriptors=[spectrum.as_dict(relative_to=run_dir)],
+    )
+    return values
 
 
 def test_a_run_folder_tells_its_gallery_products(tmp_path):
     run_dir = tmp_path / "long_term" / "Crab" / "isgri_28-40keV_2005-03-01_2005-04-15"
     write_long_term_run(run_dir)
-    products = gallery.products_from_run(run_dir)
-    assert [(p.kind, p.src_names) for p in products] == [("image", ("Crab",)), ("lc", ("Crab",)),
-                                                         ("lc", ("1A 0535+262",)), ("spectrum", ("Crab",))]
+    assert gallery.recorded_steps(run_dir) == ["lightcurve", "mosaic", "spectrum"]
+    products = gallery.run_products(run_dir, steps=["mosaic", "lightcurve", "spectrum"])
+    assert [(p.kind, p.src_names) for p in products] == [
+        ("image", ("Crab",)),
+        ("lc", ("Crab",)),
+        ("lc", ("1A 0535+262",)),
+        ("spectrum", ("Crab",)),
+    ]
     image, crab_curve, other_curve, spectrum = products
-    assert [path.name for path in spectrum.fits_files] == ["spectrum_Crab.fits", "spectrum_Crab_arf.fits",
-                                                           "spectrum_Crab_rmf.fits"]
+    assert [path.name for path in spectrum.fits_files] == [
+        "spectrum_Crab.fits",
+        "spectrum_Crab_arf.fits",
+        "spectrum_Crab_rmf.fits",
+    ]
     assert spectrum.product_type == "isgri_spectrum" and spectrum.e1_kev is None and spectrum.notebook is None
     assert image.title == "Crab ISGRI mosaic 28-40 keV, 2005-03-01 to 2005-04-15"
     assert (image.t1, image.t2) == ("2005-03-01T00:00:00", "2005-04-15T00:00:00")
-    assert (image.ra, image.dec) == (83.63321, 22.014471) and image.simulated
+    assert (image.ra, image.dec) == (83.63308, 22.0145) and image.simulated
     assert image.notebook == run_dir / "01_mosaic.ipynb" and image.region_file == run_dir / "sources.reg"
+    assert image.parameters["src_name"] == "Crab" and image.produced_by == "mosaic.ipynb"
     assert crab_curve.product_type == "isgri_lc" and crab_curve.fields == {"time_bin": 3000.0}
     assert crab_curve.fits_files == (run_dir / "lightcurve_Crab.fits",) and crab_curve.ra == 83.633
+    assert crab_curve.notebook == run_dir / "03_lightcurve.ipynb"
     assert other_curve.fits_files == (run_dir / "lightcurve_1A_0535+262.fits",) and other_curve.ra is None
     assert len({p.product_id for p in products}) == 4
-    again = gallery.products_from_run(run_dir, steps=["mosaic"])
+    again = gallery.run_products(run_dir, steps=["mosaic"])
     assert [p.product_id for p in again] == [image.product_id]
-    with pytest.raises(FileNotFoundError):
-        gallery.products_from_run(tmp_path)
+    assert gallery.run_products(tmp_path) == []
+
+
+def test_the_product_id_is_the_descriptors_identity():
+    # The identity a writer gives a product decides its gallery id: same identity, same product.
+    p = parameters.validate("mosaic", {"T1": "2005-03-01T00:00:00.4", "T2": "2005-04-15T00:00:00.2"})
+    identity = long_term_identity(p, instrument="isgri", kind="image")
+    assert (identity["T1"], identity["T2"]) == ("2005-03-01T00:00:00", "2005-04-15T00:00:01")
+    image = Product(
+        path="mosaic.fits",
+        kind="image",
+        instrument="isgri",
+        source="Crab",
+        band=(28.0, 40.0),
+        period=(p.T1, p.T2),
+        identity=identity,
+    )
+    view = gallery.gallery_product(image, parameters={}, produced_by="mosaic.ipynb")
+    assert view.product_id == gallery.product_id({**identity, "product_type": "isgri_image"})
+    with pytest.raises(ValueError, match="images, light curves and spectra"):
+        gallery.gallery_product(describe("sources.ecsv", "source_table"), parameters={}, produced_by="x")
 
 
 def test_an_upload_record_lists_what_was_uploaded_without_the_token(fake_gallery, tmp_path, monkeypatch):
     monkeypatch.setenv("ODA_TOKEN", FAKE_TOKEN)
     run_dir = tmp_path / "run"
-    parameters = write_long_term_run(run_dir)
+    write_long_term_run(run_dir)
     (run_dir / "05_mosaic.ipynb").write_text((run_dir / "01_mosaic.ipynb").read_text())
-    results = gallery.upload_step("mosaic", output_dir=run_dir, parameters=parameters, url=fake_gallery.url)
+    results = gallery.upload_run_products(run_dir, steps=["mosaic"], url=fake_gallery.url)
     assert len(results) == 1 and results[0].product_type == "isgri_image"
     body = fake_gallery.posts()[0]["body"]
     assert b'filename="05_mosaic.ipynb"' in body, "the newest executed notebook of the step is attached"
@@ -405,23 +592,35 @@ def test_an_upload_record_lists_what_was_uploaded_without_the_token(fake_gallery
     assert FAKE_TOKEN not in (run_dir / "mosaic_gallery.json").read_text()
 
 
-def test_outside_run_all_the_rerunnable_notebook_is_attached(fake_gallery, tmp_path, monkeypatch):
+def test_one_entry_point_uploads_every_recorded_step_with_the_notebook_it_is_given(fake_gallery, tmp_path, monkeypatch):
     monkeypatch.setenv("ODA_TOKEN", FAKE_TOKEN)
     run_dir = tmp_path / "run"
-    parameters = write_long_term_run(run_dir)
-    (run_dir / "01_mosaic.ipynb").unlink()
-    gallery.upload_step("mosaic", output_dir=run_dir, parameters=parameters, url=fake_gallery.url)
-    body = fake_gallery.posts()[0]["body"]
-    assert b'filename="mosaic.ipynb"' in body
-    notebook = body.split(b'filename="mosaic.ipynb"', 1)[1]
-    assert b"injected-parameters" in notebook and b'src_name = \\"Crab\\"' in notebook
+    write_long_term_run(run_dir)
+    executed = tmp_path / "elsewhere.ipynb"
+    executed.write_text((run_dir / "01_mosaic.ipynb").read_text())
+    assert gallery.upload_run_products(run_dir, url=fake_gallery.url, dry_run=True) == []
+    assert fake_gallery.posts() == []
+    results = gallery.upload_run_products(run_dir, url=fake_gallery.url, notebooks={"spectrum": executed})
+    assert [result.product_type for result in results] == ["isgri_lc", "isgri_lc", "isgri_image", "isgri_spectrum"]
+    bodies = [post["body"] for post in fake_gallery.posts()]
+    assert b'filename="elsewhere.ipynb"' in bodies[-1]
+    assert {path.name for path in run_dir.glob("*_gallery.json")} == {
+        "lightcurve_gallery.json",
+        "mosaic_gallery.json",
+        "spectrum_gallery.json",
+    }
 
 
 # -- end to end, against the local MMODA's gallery ------------------------------------------------------------------
 
+
 def mint_token(home: Path, roles: str) -> str:
-    return subprocess.run([sys.executable, "-m", "mmoda_local", "token", "--roles", roles, "--data-dir", str(home)],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-m", "mmoda_local", "token", "--roles", roles, "--data-dir", str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -452,11 +651,19 @@ def test_a_revolution_run_uploads_to_the_local_gallery_and_a_second_upload_updat
     token = mint_token(home, "general,gallery contributor")
     env = dict(os.environ, ODA_TOKEN=token)
     parameter_file = tmp_path / "revolution.yaml"
-    parameter_file.write_text("workflow: revolution\nparameters:\n  host_type: local\n  rev_num: '1000'\n"
-                              "  use_jemx1: false\n  use_jemx2: false\n  upload_to_gallery: true\n")
+    parameter_file.write_text(
+        "workflow: revolution\nparameters:\n  host_type: local\n  rev_num: '1000'\n"
+        "  use_jemx1: false\n  use_jemx2: false\n  upload_to_gallery: true\n"
+    )
     output_root = tmp_path / "outputs"
-    finished = subprocess.run([sys.executable, str(REPO / "run_all.py"), str(parameter_file), "--output-root",
-                               str(output_root)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    finished = subprocess.run(
+        [sys.executable, str(REPO / "run_all.py"), str(parameter_file), "--output-root", str(output_root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     run_dir = output_root / "revolution" / "1000" / "isgri_28-40keV_CONS"
     first = json.loads((run_dir / "revolution_mosaics_gallery.json").read_text())["products"]
@@ -468,16 +675,32 @@ def test_a_revolution_run_uploads_to_the_local_gallery_and_a_second_upload_updat
     found = client.get_list_products_with_conditions(token=token, instrument_name="isgri", product_type="isgri_image")
     assert [item for item in found if item.get("product_id") == image["product_id"]]
     step = json.loads((run_dir / "revolution_mosaics.step.json").read_text())
-    sources = step["extra"]["gallery_products"][0]["src_names"]
+    sources = step["descriptors"][0]["details"]["src_names"]
     if sources:
         by_source = client.get_list_products_by_source_name(source_name=sources[0], token=token)
         assert any(item.get("product_id") == image["product_id"] for item in by_source)
 
     time.sleep(1.1)  # the gallery's times have whole seconds: the update must be visibly later
     executed = tmp_path / "gallery_upload.ipynb"
-    again = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "gallery_upload.ipynb"),
-                            str(executed), "-p", "run_folder", str(run_dir), "-p", "host_type", "local"],
-                           capture_output=True, text=True, timeout=300, env=env)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(REPO / "notebooks" / "gallery_upload.ipynb"),
+            str(executed),
+            "-p",
+            "run_folder",
+            str(run_dir),
+            "-p",
+            "host_type",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads((run_dir / "gallery_uploads.json").read_text())["products"]
     assert [p["product_id"] for p in second] == [p["product_id"] for p in first]
@@ -491,7 +714,9 @@ def test_a_revolution_run_uploads_to_the_local_gallery_and_a_second_upload_updat
     stored = home / "gallery"
     # run_all.py uploaded after the notebook had finished: the attached notebook is complete, outputs cell included
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert [u["product_id"] for u in manifest["steps"][0]["gallery"]] == [p["product_id"] for p in first]
+    assert [u["product_id"] for u in manifest["steps"][0]["hooks"]["gallery_upload"]] == [
+        p["product_id"] for p in first
+    ]
     notebooks = [nbformat.read(str(path), as_version=4) for path in stored.rglob("*.ipynb")]
     assert notebooks
     for notebook in notebooks:
@@ -508,11 +733,28 @@ def test_a_product_notebook_uploads_when_asked(local_gallery, tmp_path):
     token = mint_token(home, "general,gallery contributor")
     out = tmp_path / "mosaic"
     executed = tmp_path / "mosaic.ipynb"
-    command = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / "mosaic.ipynb"), str(executed),
-               "-p", "output_dir", str(out), "-p", "T1", "2005-03-20T00:00:00", "-p", "T2", "2005-04-05T00:00:00",
-               "-p", "upload_to_gallery", "True"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, ODA_TOKEN=token))
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(REPO / "notebooks" / "mosaic.ipynb"),
+        str(executed),
+        "-p",
+        "output_dir",
+        str(out),
+        "-p",
+        "T1",
+        "2005-03-20T00:00:00",
+        "-p",
+        "T2",
+        "2005-04-05T00:00:00",
+        "-p",
+        "upload_to_gallery",
+        "True",
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=dict(os.environ, ODA_TOKEN=token)
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     record = json.loads((out / "mosaic_gallery.json").read_text())["products"]
     assert len(record) == 1 and record[0]["product_type"] == "isgri_image"
@@ -521,7 +763,12 @@ def test_a_product_notebook_uploads_when_asked(local_gallery, tmp_path):
     assert leaking_files(out, token) == [] and token not in executed.read_text()
 
     outsider = mint_token(home, "general")
-    refused = subprocess.run(command[:4] + [str(tmp_path / "refused.ipynb")] + command[5:], capture_output=True,
-                             text=True, timeout=600, env=dict(os.environ, ODA_TOKEN=outsider))
+    refused = subprocess.run(
+        command[:4] + [str(tmp_path / "refused.ipynb")] + command[5:],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, ODA_TOKEN=outsider),
+    )
     assert refused.returncode != 0
     assert "GalleryPermissionError" in refused.stderr and "gallery contributor" in refused.stderr

@@ -16,12 +16,16 @@ import pytest
 import requests
 
 from integral_workflows import hosts
-from integral_workflows.params import ParameterError
+from integral_workflows.parameters import ParameterError
+from integral_workflows.session import Session
 
 
 def make_token(*, expires_in_s: float = 3600.0, email: str = "someone@example.org") -> str:
-    return jwt.encode({"sub": email, "email": email, "roles": "general", "exp": int(time.time() + expires_in_s)},
-                      "a-test-secret-of-at-least-32-bytes!", algorithm="HS256")
+    return jwt.encode(
+        {"sub": email, "email": email, "roles": "general", "exp": int(time.time() + expires_in_s)},
+        "a-test-secret-of-at-least-32-bytes!",
+        algorithm="HS256",
+    )
 
 
 def closed_port_url() -> str:
@@ -34,11 +38,13 @@ def closed_port_url() -> str:
 
 # -- URLs --------------------------------------------------------------------------------------------------------------
 
+
 def test_remote_host_urls():
     assert hosts.dispatcher_url("production") == "https://www.astro.unige.ch/mmoda/dispatch-data"
     assert hosts.dispatcher_url("staging") == hosts.STAGING_URL
     assert hosts.dispatcher_url("esa") == hosts.ESA_URL
     from oda_api.misc_helpers import validate_url
+
     assert all(validate_url(url) for url in hosts.REMOTE_URLS.values())
 
 
@@ -48,27 +54,34 @@ def test_unknown_host_type_names_the_parameter():
     assert caught.value.name == "host_type" and "'local'" in str(caught.value)
 
 
-def test_make_dispatcher_passes_url_and_discovered_token(monkeypatch):
+def test_the_session_builds_dispatchers_with_url_and_discovered_token(monkeypatch):
     import oda_api.token
-    monkeypatch.setattr(oda_api.token, "discover_token",
-                        lambda *a, **k: pytest.fail("oda_api's own token discovery must not run"))
+
+    monkeypatch.setattr(
+        oda_api.token, "discover_token", lambda *a, **k: pytest.fail("oda_api's own token discovery must not run")
+    )
     token = make_token()
     monkeypatch.setenv("ODA_TOKEN", token)
-    dispatcher = hosts.make_dispatcher("production", instrument="isgri")
+    dispatcher = Session(url=hosts.PRODUCTION_URL, cache_dir=False).dispatcher(instrument="isgri")
     assert dispatcher.url == hosts.PRODUCTION_URL
     assert dispatcher.instrument == "isgri" and dispatcher.wait is False
     assert dispatcher.token == token
+    assert dispatcher.preferred_request_method == "POST", "a token never goes in a URL"
+    assert dispatcher.n_max_tries == 1, "retries are the session's, budgeted"
 
 
-def test_make_dispatcher_without_token(monkeypatch):
+def test_the_session_builds_dispatchers_without_token(monkeypatch):
     import oda_api.token
-    monkeypatch.setattr(oda_api.token, "discover_token",
-                        lambda *a, **k: pytest.fail("oda_api's own token discovery must not run"))
-    dispatcher = hosts.make_dispatcher("staging")
+
+    monkeypatch.setattr(
+        oda_api.token, "discover_token", lambda *a, **k: pytest.fail("oda_api's own token discovery must not run")
+    )
+    dispatcher = Session(url=hosts.STAGING_URL, cache_dir=False).dispatcher()
     assert dispatcher.url == hosts.STAGING_URL and dispatcher.token is None
 
 
 # -- token -------------------------------------------------------------------------------------------------------------
+
 
 def test_no_token_anywhere():
     assert hosts.discover_token() is None
@@ -115,7 +128,7 @@ def test_nothing_logs_the_token(monkeypatch, caplog):
     monkeypatch.setenv("ODA_TOKEN", token)
     with caplog.at_level(logging.DEBUG):
         hosts.discover_token()
-        hosts.make_dispatcher("production")
+        Session(url=hosts.PRODUCTION_URL, cache_dir=False).dispatcher()
     assert token not in caplog.text
     assert token.split(".")[1] not in caplog.text  # nor its payload
 
@@ -129,6 +142,7 @@ def test_world_readable_token_file_warns(tmp_path, caplog):
 
 
 # -- reachability --------------------------------------------------------------------------------------------------
+
 
 def test_unreachable_host_error_names_url_and_suggests_local():
     url = closed_port_url()
@@ -161,6 +175,7 @@ def test_failing_host_is_reported():
 
 
 # -- local server ------------------------------------------------------------------------------------------------------
+
 
 def test_local_data_dir_rule(monkeypatch, tmp_path):
     assert hosts.local_data_dir() == tmp_path / "home" / ".cache" / "mmoda_local"
@@ -214,14 +229,15 @@ def test_local_server_life_cycle(local_home):
     again = hosts.ensure_local_server()
     assert (again.pid, again.url, again.started) == (first.pid, first.url, False)
     assert hosts.dispatcher_url("local") == first.url
-    assert hosts.make_dispatcher("local", instrument="isgri").url == first.url
+    assert Session("local", cache_dir=False).dispatcher(instrument="isgri").url == first.url
     hosts.check_reachable(first.url, host_type="local")
 
     # A killed server is replaced by a new one.
     os.kill(first.pid, signal.SIGKILL)
     results = []
-    starters = [threading.Thread(target=lambda: results.append(hosts.ensure_local_server(timeout_s=60)))
-                for _ in range(3)]
+    starters = [
+        threading.Thread(target=lambda: results.append(hosts.ensure_local_server(timeout_s=60))) for _ in range(3)
+    ]
     for starter in starters:
         starter.start()
     for starter in starters:

@@ -5,12 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from integral_workflows.jobs import (DONE, FAILED, SKIPPED, ChunkCache, FatalRequestError, JobRunner, ProductRequest,
-                                     RetryPolicy, RunRecord, split_into_chunks)
+from integral_workflows.jobs import (
+    DONE,
+    FAILED,
+    SKIPPED,
+    ChunkCache,
+    FatalRequestError,
+    JobRunner,
+    ProductRequest,
+    RetryPolicy,
+    RunRecord,
+    split_into_chunks,
+)
 from integral_workflows.mosaic import SkyMosaic
+from integral_workflows.session import Session
 
-FAST = RetryPolicy(budget_s=120.0, backoff_s=0.05, max_backoff_s=0.2, poll_interval_s=0.05, max_poll_interval_s=0.2,
-                   poll_failure_budget_s=2.0, stall_timeout_s=1.5)
+FAST = RetryPolicy(
+    budget_s=120.0,
+    backoff_s=0.05,
+    max_backoff_s=0.2,
+    poll_interval_s=0.05,
+    max_poll_interval_s=0.2,
+    poll_failure_budget_s=2.0,
+    stall_timeout_s=1.5,
+)
 
 
 def crab_scws(server, *, good: int, belt: int = 0, start: float = 2000.0) -> list[str]:
@@ -24,15 +42,15 @@ def crab_scws(server, *, good: int, belt: int = 0, start: float = 2000.0) -> lis
 
 
 def image_request(**changes) -> ProductRequest:
-    parameters = dict(osa_version="OSA11.2", E1_keV=28.0, E2_keV=40.0, detection_threshold=7.0, RA=83.633,
-                      DEC=22.0145)
+    parameters = dict(osa_version="OSA11.2", E1_keV=28.0, E2_keV=40.0, detection_threshold=7.0, RA=83.633, DEC=22.0145)
     parameters.update(changes)
     return ProductRequest("isgri", "isgri_image", parameters)
 
 
 def runner_for(server, tmp_path, **kwargs) -> JobRunner:
     kwargs.setdefault("retry", FAST)
-    return JobRunner(server.url, backend_id="test", cache=ChunkCache(tmp_path / "cache"), progress=False, **kwargs)
+    session = Session(url=server.url, cache_dir=False, retry=kwargs["retry"], progress=False)
+    return JobRunner(session, cache=ChunkCache(tmp_path / "cache"), progress=False, **kwargs)
 
 
 @pytest.mark.parametrize("s_max, expected", [(2, [2, 2, 1]), (-1, [2, 2, 1]), (-2, [4, 1])])
@@ -48,8 +66,11 @@ def test_split_into_chunks(s_max, expected):
 def synthetic_scws(seed: int, revolutions: range, per_revolution: tuple[int, int]) -> list[str]:
     """ScW ids of consecutive revolutions with a random number of pointings each."""
     rng = np.random.default_rng(seed)
-    return [f"{rev:04d}{pointing:04d}0010.001" for rev in revolutions
-            for pointing in sorted(rng.choice(np.arange(1, 120), rng.integers(*per_revolution), replace=False))]
+    return [
+        f"{rev:04d}{pointing:04d}0010.001"
+        for rev in revolutions
+        for pointing in sorted(rng.choice(np.arange(1, 120), rng.integers(*per_revolution), replace=False))
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -112,13 +133,15 @@ def test_a_repeated_run_sends_no_job(server, tmp_path):
     second = runner_for(server, tmp_path).run(image_request(), chunks)
     assert server.stats()["jobs_submitted"] == submitted
     assert second.submissions == 0 and second.cache_hits == len(chunks)
-    assert [p.job_id for p in second.pieces] == [p.job_id for p in first.pieces] or \
-        sorted(p.job_id for p in second.pieces) == sorted(p.job_id for p in first.pieces)
+    assert [p.job_id for p in second.pieces] == [p.job_id for p in first.pieces] or sorted(
+        p.job_id for p in second.pieces
+    ) == sorted(p.job_id for p in first.pieces)
 
 
 def test_faults_at_a_high_rate_lose_no_good_scw(server_factory, tmp_path):
-    server = server_factory(faults={"http_500": 0.25, "drop_connection": 0.15, "stall_job": 0.2, "fail_job": 0.2},
-                            seed=3)
+    server = server_factory(
+        faults={"http_500": 0.25, "drop_connection": 0.15, "stall_job": 0.2, "fail_job": 0.2}, seed=3
+    )
     good = crab_scws(server, good=12)
     record = runner_for(server, tmp_path, max_concurrent=3).run(image_request(), split_into_chunks(good, s_max=3))
     assert record.scws(DONE) == sorted(good)
@@ -131,8 +154,7 @@ def test_a_refused_request_stops_with_every_scw_failed(server, tmp_path):
     scws = crab_scws(server, good=4)
     record = RunRecord()
     with pytest.raises(FatalRequestError, match="ISGRI energy range"):
-        runner_for(server, tmp_path).run(image_request(E1_keV=10.0), split_into_chunks(scws, s_max=2),
-                                         record=record)
+        runner_for(server, tmp_path).run(image_request(E1_keV=10.0), split_into_chunks(scws, s_max=2), record=record)
     assert record.scws(FAILED) == scws
     assert all("refused" in record.outcomes[s].reason for s in scws)
 

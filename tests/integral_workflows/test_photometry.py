@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
-from integral_workflows import moving, params, photometry, scw
+from integral_workflows import moving, parameters, photometry, scw
 from integral_workflows.mosaic import SkyMosaic
 
 PIXEL = 0.082286
@@ -52,8 +52,10 @@ def test_psf_fit_errors_account_for_correlated_noise():
         values.append(photometry.pixel_value(image, where, psf_fwhm_deg=0.2))
     # A free position chases the noise's highest point: a small positive bias (~0.15 sigma at S/N 10), as expected.
     for label, results, amplitude, error, largest_bias in (
-            ("fixed", fits_fixed, "amplitude", "amplitude_error", 0.2),
-            ("free", fits_free, "amplitude", "amplitude_error", 0.35), ("pixel", values, "value", "error", 0.2)):
+        ("fixed", fits_fixed, "amplitude", "amplitude_error", 0.2),
+        ("free", fits_free, "amplitude", "amplitude_error", 0.35),
+        ("pixel", values, "value", "error", 0.2),
+    ):
         pulls = np.array([(getattr(r, amplitude) - 10.0) / getattr(r, error) for r in results])
         assert abs(pulls.mean()) < largest_bias and 0.85 < pulls.std() < 1.15, (label, pulls.mean(), pulls.std())
     # For a PSF-shaped noise correlation the amplitude error is ~1.15 pixel sigma, not ~1/sqrt(pixels per PSF).
@@ -89,10 +91,12 @@ def test_the_variance_of_interpolated_values_matches_the_noise():
             points = np.arange(8, 56, 4) + fraction
             grid_y, grid_x = np.meshgrid(points, points, indexing="ij")
             from scipy import ndimage
+
             samples.append(ndimage.map_coordinates(image, [grid_y.ravel(), grid_x.ravel()], order=3))
         measured = np.var(np.concatenate(samples))
-        predicted = (photometry.interpolation_variance_factor(fraction, correlation_sigma_pix=SIGMA_PIX)
-                     * photometry.interpolation_variance_factor(fraction, correlation_sigma_pix=SIGMA_PIX))
+        predicted = photometry.interpolation_variance_factor(
+            fraction, correlation_sigma_pix=SIGMA_PIX
+        ) * photometry.interpolation_variance_factor(fraction, correlation_sigma_pix=SIGMA_PIX)
         assert measured == pytest.approx(predicted, rel=0.06), fraction
     assert photometry.interpolation_variance_factor(0.0) == pytest.approx(1.0)
     assert photometry.interpolation_variance_factor(0.5) < 0.8, "uncorrelated noise averages down between pixels"
@@ -119,8 +123,19 @@ def test_the_psf_fit_recovers_the_simulated_crab_within_two_percent_in_single_sc
 
     from .test_moving import InProcessSession
 
-    p = params.resolve({"src_name": "Crab", "RA": CRAB[0], "DEC": CRAB[1], "T1": "2005-02-15T00:00:00",
-                        "T2": "2005-04-15T00:00:00", "radius": 4.5, "E1_keV": 20.0, "E2_keV": 60.0})
+    p = parameters.validate(
+        "mosaic",
+        {
+            "src_name": "Crab",
+            "RA": CRAB[0],
+            "DEC": CRAB[1],
+            "T1": "2005-02-15T00:00:00",
+            "T2": "2005-04-15T00:00:00",
+            "radius": 4.5,
+            "E1_keV": 20.0,
+            "E2_keV": 60.0,
+        },
+    )
     table, _ = scw.select_scws(p, url=server.url)
     table = table[np.argsort(-np.asarray(table["good_time_s"]))[:10]]
     table = table[np.argsort(np.asarray(table["tstart"]))]
@@ -131,7 +146,7 @@ def test_the_psf_fit_recovers_the_simulated_crab_within_two_percent_in_single_sc
     truth, fitted, errors = {}, {}, {}
     ids = scw.scw_ids(table)
     times = dict(zip(ids, np.asarray(table["mjd_mid"]) - scw.IJD_MJD_OFFSET))
-    for scw_id, ijd, image in moving.images_from_pieces(record.pieces, times):
+    for scw_id, _ijd, image in moving.images_from_pieces(record.pieces, times):
         view = ScwView(archive.table[archive.index_of([scw_id])[0]], sky, isgri)
         truth[scw_id] = float(view.band_rates(20.0, 60.0)[list(view.index).index(crab_index)])
         fit = photometry.fit_psf(image, CRAB)
@@ -148,9 +163,16 @@ def test_the_psf_fit_recovers_the_simulated_crab_within_two_percent_in_single_sc
 
     track = Table({"scw_id": ids, "ra": [CRAB[0]] * len(ids), "dec": [CRAB[1]] * len(ids)})
     truth_mean_scale = {s: 1.0 / truth[s] for s in ids}
-    run = moving.stack_in_body_frame(moving.images_from_pieces(record.pieces, times), track, half_size_deg=1.5,
-                                     psf_fwhm_deg=0.2, control_offset_deg=1.0, per_year=False, per_month=False,
-                                     scale=lambda ijd: truth_mean_scale[min(times, key=lambda s: abs(times[s] - ijd))])
+    run = moving.stack_in_body_frame(
+        moving.images_from_pieces(record.pieces, times),
+        track,
+        half_size_deg=1.5,
+        psf_fwhm_deg=0.2,
+        control_offset_deg=1.0,
+        per_year=False,
+        per_month=False,
+        scale=lambda ijd: truth_mean_scale[min(times, key=lambda s: abs(times[s] - ijd))],
+    )
     body = run.measurement("all", "body")
     assert body["fit"] == pytest.approx(1.0, abs=0.02), "the stack of rate/truth is 1 within 2 %"
     assert body["pixel"] == pytest.approx(1.0, abs=0.02)

@@ -9,7 +9,7 @@ import logging
 import pytest
 from astropy.io import fits
 
-from integral_workflows import params, provenance
+from integral_workflows import parameters, provenance
 
 FAKE_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLXByb3ZlbmFuY2U"
 
@@ -36,11 +36,19 @@ def test_git_commit_of_the_project_and_outside_a_repository(tmp_path):
     assert provenance.git_commit(path=tmp_path) == {"commit": None, "dirty": None, "changed_files": None}
 
 
+def workflow_parameters(notebook, **values):
+    return parameters.validate(notebook, values)
+
+
 def test_parameter_digest_ignores_how_the_values_were_written():
-    plain = provenance.parameter_digest({"instrument": "isgri"})
-    spelled_out = provenance.parameter_digest({"instrument": "ISGRI", "E1_keV": None, "E2_keV": 40})
-    assert plain == spelled_out == provenance.parameter_digest(params.resolve({}))
-    assert provenance.parameter_digest({"E1_keV": 30}) != plain
+    plain = provenance.parameter_digest(parameters.validate("mosaic", {"instrument": "isgri"}))
+    spelled_out = provenance.parameter_digest(
+        parameters.validate("mosaic", {"instrument": "ISGRI", "E1_keV": None, "E2_keV": 40})
+    )
+    model = parameters.validate("mosaic", {})
+    assert plain == spelled_out == provenance.parameter_digest(model)
+    assert provenance.parameter_digest(parameters.to_papermill(model)) == plain  # the model's values as a mapping
+    assert provenance.parameter_digest(parameters.validate("mosaic", {"E1_keV": 30})) != plain
     assert len(plain) == 64
 
 
@@ -65,9 +73,13 @@ class _Record:
     """Anything with as_dict() (like integral_workflows.jobs.RunRecord) is accepted as the jobs summary."""
 
     def as_dict(self):
-        return {"counts": {"done": 1, "skipped": 1, "failed": 0},
-                "scws": {"004400010010.001": {"status": "done", "reason": "", "job_id": "j1"},
-                         "004400020010.001": {"status": "skipped", "reason": "in radiation belts", "job_id": "j1"}}}
+        return {
+            "counts": {"done": 1, "skipped": 1, "failed": 0},
+            "scws": {
+                "004400010010.001": {"status": "done", "reason": "", "job_id": "j1"},
+                "004400020010.001": {"status": "skipped", "reason": "in radiation belts", "job_id": "j1"},
+            },
+        }
 
 
 def test_record_step_writes_products_checksums_jobs_and_parameters(tmp_path):
@@ -75,10 +87,16 @@ def test_record_step_writes_products_checksums_jobs_and_parameters(tmp_path):
     (run / "sub").mkdir(parents=True)
     (run / "mosaic.fits").write_bytes(b"mosaic")
     (run / "sub" / "sources.ecsv").write_text("# sources\n")
-    parameters = params.resolve({"src_name": "Crab", "host_type": "local"})
-    path = provenance.record_step("mosaic", output_dir=run, products=["mosaic.fits", run / "sub" / "sources.ecsv"],
-                                  jobs=_Record(), parameters=parameters, extra={"n_sources": 3},
-                                  timings={"query_s": 1.5})
+    parameters = workflow_parameters("mosaic", src_name="Crab", host_type="local")
+    path = provenance.record_step(
+        "mosaic",
+        output_dir=run,
+        products=["mosaic.fits", run / "sub" / "sources.ecsv"],
+        jobs=_Record(),
+        parameters=parameters,
+        extra={"n_sources": 3},
+        timings={"query_s": 1.5},
+    )
     assert path == run / "mosaic.step.json"
     record = provenance.read_step_record(run, "mosaic")
     assert [p["path"] for p in record["products"]] == ["mosaic.fits", "sub/sources.ecsv"]
@@ -108,23 +126,28 @@ def test_record_step_redacts_a_token_handed_to_it(tmp_path, monkeypatch, caplog)
     monkeypatch.setenv("ODA_TOKEN", FAKE_JWT)
     (tmp_path / "a.txt").write_text("a")
     with caplog.at_level(logging.WARNING, logger="integral_workflows.provenance"):
-        path = provenance.record_step("careless", output_dir=tmp_path, products="a.txt",
-                                      extra={"token": FAKE_JWT, "header": f"Authorization: Bearer {FAKE_JWT}"})
+        path = provenance.record_step(
+            "careless",
+            output_dir=tmp_path,
+            products="a.txt",
+            extra={"token": FAKE_JWT, "header": f"Authorization: Bearer {FAKE_JWT}"},
+        )
     assert FAKE_JWT not in path.read_text()
     assert provenance.REDACTED in path.read_text()
     assert "redacted" in caplog.text and FAKE_JWT not in caplog.text
 
 
 def test_fits_keywords_follow_creator_metadata(tmp_path):
-    parameters = params.resolve({"src_name": "Crab", "host_type": "local"})
+    parameters = workflow_parameters("mosaic", src_name="Crab", host_type="local")
     header = fits.Header()
-    provenance.stamp_header(header, notebook="notebooks/mosaic.ipynb", parameters=parameters,
-                            created="2026-01-02T03:04:05")
+    provenance.stamp_header(
+        header, notebook="notebooks/mosaic.ipynb", parameters=parameters, created="2026-01-02T03:04:05"
+    )
     assert header["CREATOR"] == f"integral_workflows {__import__('integral_workflows').__version__} mosaic.ipynb"
     assert header["CREATED"] == "2026-01-02T03:04:05"
     assert header["ORIGIN"] == "mmoda_local SIMULATED"
     assert header["OBJECT"] == "Crab"
-    assert header["RA_OBJ"] == pytest.approx(83.63321) and header["DEC_OBJ"] == pytest.approx(22.014471)
+    assert header["RA_OBJ"] == pytest.approx(83.63308) and header["DEC_OBJ"] == pytest.approx(22.0145)
     assert header["PARDIGST"] == provenance.parameter_digest(parameters)[:16]
     assert "HISTORY" not in header
     # The cards are valid FITS: they survive a write and a read.
@@ -134,14 +157,56 @@ def test_fits_keywords_follow_creator_metadata(tmp_path):
 
 
 def test_fits_keywords_for_production_and_looked_up_coordinates():
-    looked_up = params.resolve({"src_name": "Cyg X-1", "RA": 0.0, "DEC": 0.0, "host_type": "production"})
-    cards = dict((key, value) for key, value, _ in provenance.fits_keywords(notebook="lc.ipynb", parameters=looked_up,
-                                                                            git={"commit": None}))
+    looked_up = workflow_parameters("mosaic", src_name="Cyg X-1", RA=0.0, DEC=0.0, host_type="production")
+    cards = dict(
+        (key, value)
+        for key, value, _ in provenance.fits_keywords(notebook="lc.ipynb", parameters=looked_up, git={"commit": None})
+    )
     assert cards["ORIGIN"] == "MMODA production"
     assert "RA_OBJ" not in cards and "GITCOMMT" not in cards  # RA = DEC = 0 means "look it up": not a position
-    cards = dict((key, value) for key, value, _ in provenance.fits_keywords(
-        notebook="lc.ipynb", parameters=looked_up, ra_deg=299.59, dec_deg=35.2, git={"commit": "a" * 40,
-                                                                                   "dirty": True}))
+    cards = dict(
+        (key, value)
+        for key, value, _ in provenance.fits_keywords(
+            notebook="lc.ipynb",
+            parameters=looked_up,
+            ra_deg=299.59,
+            dec_deg=35.2,
+            git={"commit": "a" * 40, "dirty": True},
+        )
+    )
     assert cards["RA_OBJ"] == 299.59 and cards["GITCOMMT"] == "a" * 12 + "+dirty"
     with pytest.raises(ValueError, match="token"):
         provenance.fits_keywords(notebook="lc.ipynb", src_name=FAKE_JWT, git={"commit": None})
+
+
+# -- Unicode names (issue 10) -----------------------------------------------------------------------------------
+def test_fits_ascii_folds_accents_and_escapes_what_has_no_ascii_form():
+    from integral_workflows.provenance import fits_ascii
+
+    assert fits_ascii("Boötes null") == "Bootes null"
+    assert fits_ascii("Crab") == "Crab"
+    assert fits_ascii("ﬁeld²") == "field2"
+    assert fits_ascii("γ Cas") == "\\u03b3 Cas" and fits_ascii("γ Cas") != fits_ascii("δ Cas")
+    assert fits_ascii("a\tb") == "a?b"
+    assert fits_ascii("北京").isascii()
+
+
+def test_file_stem_of_unicode_names_is_a_portable_slug():
+    from integral_workflows.provenance import file_stem
+
+    assert file_stem("Boötes null") == "Bootes_null"
+    assert file_stem("1A 0535+262") == "1A_0535+262"
+    assert file_stem("γ Cas").isascii()
+
+
+def test_object_keyword_of_a_unicode_target_is_ascii():
+    from astropy.io import fits
+
+    from integral_workflows.provenance import fits_keywords
+
+    cards = dict(
+        (key, value) for key, value, _ in fits_keywords(notebook="mosaic.ipynb", src_name="Boötes null", git={})
+    )
+    assert cards["OBJECT"] == "Bootes null"
+    header = fits.Header()
+    header["OBJECT"] = cards["OBJECT"]  # astropy refuses non-ASCII values: this must not raise

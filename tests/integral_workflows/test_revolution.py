@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
+import yaml
 from astropy.table import Table
 
-from integral_workflows import gallery, params, revolution, runner, scw
-from integral_workflows.params import ParameterError
-
-from ..conftest import REPO
+from integral_workflows import gallery, parameters, revolution
+from integral_workflows.parameters import ParameterError
+from integral_workflows.products import Product
 
 
 def converttime(url: str, informat: str, value, outformat: str):
@@ -26,78 +26,85 @@ def converttime(url: str, informat: str, value, outformat: str):
 
 # -- the parameters -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given, expected", [
-    ("0300", "0300"), (" 0044 ", "0044"), (2885, "2885"), (0, 0), (-3, -3), ("0", 0), ("-1", -1),
-])
+
+def revolution_parameters(**values):
+    return parameters.validate("revolution_mosaics", values)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("0300", "0300"),
+        (" 0044 ", "0044"),
+        (2885, "2885"),
+        (0, 0),
+        (-3, -3),
+        ("0", 0),
+        ("-1", -1),
+    ],
+)
 def test_rev_num_is_a_four_digit_string_or_a_count_back(given, expected):
-    assert params.resolve({"rev_num": given}).rev_num == expected
+    assert revolution_parameters(rev_num=given).rev_num == expected
 
 
-@pytest.mark.parametrize("given, message", [
-    (300, "4-digit strings"), ("300", "4-digit revolution"), ("0000", "no revolution 0000"), (True, "wrong type"),
-    (2.5, "wrong type"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (300, "4-digit strings"),
+        ("300", "4 digits"),
+        ("0000", "no revolution 0000"),
+        (True, "wrong type"),
+        (2.5, "wrong type"),
+    ],
+)
 def test_rev_num_refuses_what_it_cannot_read_unambiguously(given, message):
     with pytest.raises(ParameterError) as caught:
-        params.resolve({"rev_num": given})
+        revolution_parameters(rev_num=given)
     assert caught.value.name == "rev_num" and message in str(caught.value)
 
 
-def test_revolution_parameters_keep_their_form_through_yaml():
-    p = params.resolve({"rev_num": "0044", "J_E1_keV": 5, "J_E2_keV": 25, "use_jemx2": False,
-                        "to_exclude_from_title": "Cen A"})
-    text = params.to_yaml(p)
-    assert "rev_num: '0044'" in text
-    assert params.resolve(params.parse_yaml(text)) == p
-    assert params.resolve(params.parse_yaml("rev_num: 0044\n")).rev_num == "0044"
+def test_revolution_parameters_keep_their_form_through_yaml(tmp_path):
+    p = revolution_parameters(rev_num="0044", J_E1_keV=5, J_E2_keV=25, use_jemx2=False, to_exclude_from_title="Cen A")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"workflow": "revolution", "parameters": parameters.to_papermill(p)}))
+    assert "rev_num: '0044'" in path.read_text()
+    assert revolution_parameters(**parameters.read_parameter_file(path)["parameters"]) == p
+    path.write_text("workflow: revolution\nparameters:\n  rev_num: 0044\n")
+    assert revolution_parameters(**parameters.read_parameter_file(path)["parameters"]).rev_num == "0044"
 
 
 def test_jemx_band_and_instrument_choice_are_checked():
     with pytest.raises(ParameterError) as caught:
-        params.resolve({"J_E1_keV": 20, "J_E2_keV": 10})
+        revolution_parameters(J_E1_keV=20, J_E2_keV=10)
     assert caught.value.name == "J_E1_keV"
     with pytest.raises(ParameterError, match="J_E2_keV"):
-        params.resolve({"J_E2_keV": 40})
+        revolution_parameters(J_E2_keV=40)
     with pytest.raises(ParameterError, match="at least one instrument"):
-        params.resolve({"use_isgri": False, "use_jemx1": False, "use_jemx2": False})
+        revolution_parameters(use_isgri=False, use_jemx1=False, use_jemx2=False)
 
 
 def test_instrument_parameters_take_each_instruments_band_and_defaults():
-    p = params.resolve({"E1_keV": 30, "E2_keV": 60, "J_E1_keV": 4, "J_E2_keV": 15, "use_jemx1": False})
+    p = revolution_parameters(E1_keV=30, E2_keV=60, J_E1_keV=4, J_E2_keV=15, use_jemx1=False)
     assert revolution.instruments_in_use(p) == ["isgri", "jemx2"]
     isgri = revolution.instrument_parameters(p, "isgri", src_name="Crab")
-    assert (isgri.instrument, isgri.E1_keV, isgri.E2_keV, isgri.radius, isgri.src_name) == ("isgri", 30, 60, 10.5,
-                                                                                            "Crab")
+    assert (isgri.instrument, isgri.E1_keV, isgri.E2_keV, isgri.radius, isgri.src_name) == (
+        "isgri",
+        30,
+        60,
+        10.5,
+        "Crab",
+    )
+    assert isgri.integral_data_rights == "public" and isgri.s_max == p.s_max
     jemx2 = revolution.instrument_parameters(p, "jemx2")
     assert (jemx2.instrument, jemx2.jemx_unit, jemx2.E1_keV, jemx2.E2_keV, jemx2.radius) == ("jemx", 2, 4, 15, 3.5)
     with pytest.raises(ValueError):
         revolution.instrument_parameters(p, "spi")
-
-
-# -- the workflow ---------------------------------------------------------------------------------------------------
-
-def test_revolution_workflow_runs_the_notebook_in_a_folder_named_by_revolution(tmp_path):
-    workflow = runner.get_workflow("revolution")
-    assert [step.name for step in workflow.steps] == ["revolution_mosaics"]
-    declared = runner.notebook_parameters(workflow.notebook_path(workflow.steps[0]))
-    for name in ("rev_num", "E1_keV", "E2_keV", "J_E1_keV", "J_E2_keV", "osa_version", "detection_threshold",
-                 "host_type", "to_exclude_from_title", "use_isgri", "use_jemx1", "use_jemx2", "include_new_sources",
-                 "data_version", "output_dir", "upload_to_gallery", "s_max", "extract_source_products"):
-        assert name in declared, name
-    assert "token" not in declared
-
-    runs = runner.plan_runs([REPO / "parameters" / "revolutions.yaml"], output_root=tmp_path)
-    assert [run.parameters.rev_num for run in runs] == ["0300", "0301", "0302"]
-    assert [run.run_dir.relative_to(tmp_path).as_posix() for run in runs] == [
-        f"revolution/{rev}/isgri_28-40keV_jemx1_3-20keV_CONS" for rev in ("0300", "0301", "0302")]
-    current = params.resolve({"rev_num": -1, "use_isgri": False, "J_E1_keV": 5, "data_version": "NRT"})
-    assert runner.revolution_folder_name(current) == "current-1/jemx1+jemx2_5-20keV_NRT"
-    assert runner.revolution_folder_name(params.resolve({"rev_num": 0})).startswith("current/")
-    # other workflows keep their <source>/<instrument>_<band>_<period> folders
-    assert runner.run_folder("long_term", params.resolve({}), output_root=tmp_path).parent.name == "Crab"
+    with pytest.raises(ParameterError, match="outside the JEM-X range"):
+        revolution.instrument_parameters(p, "jemx1", E2_keV=40.0)
 
 
 # -- revolutions and time ------------------------------------------------------------------------------------------
+
 
 def test_a_revolution_spans_perigee_to_perigee(server):
     start, end = revolution.revolution_span("0300", url=server.url)
@@ -129,8 +136,9 @@ def test_a_revolution_lists_every_scw_with_its_observation(server):
     assert np.all(np.diff(np.asarray(table["tstart"])) >= 0)
     assert "offaxis_deg" not in table.colnames and "obs_id" in table.colnames
     span = table.meta["revolution"]
-    everything = requests.get(f"{server.url}/gw/timesystem/api/v1.0/scwlist/cons/{span['ijd_start']}/{span['ijd_end']}",
-                              timeout=30).json()
+    everything = requests.get(
+        f"{server.url}/gw/timesystem/api/v1.0/scwlist/cons/{span['ijd_start']}/{span['ijd_end']}", timeout=30
+    ).json()
     assert sorted(s[:12] for s in table["scw_id"]) == sorted(s for s in everything if s.startswith("0300"))
     assert table.meta["revolution"]["utc_start"].startswith("2005-03-28")
 
@@ -150,12 +158,14 @@ def test_a_revolution_lists_every_scw_with_its_observation(server):
 
 def test_each_instrument_keeps_the_scws_it_can_use(server):
     table = revolution.revolution_scws("0300", url=server.url)
-    p = params.resolve({})
+    p = revolution_parameters()
     isgri, report = revolution.select_for_instrument(table, "isgri", p)
     highest = int(np.max(table["pointing"]))
     assert np.all((isgri["pointing"] > 5) & (isgri["pointing"] <= highest - 10))
     assert report.removed_by_cut["radiation belts"] > 0
-    assert np.all(np.asarray(isgri["good_time_s"]) > p.min_good_time_s)
+    assert np.all(
+        np.asarray(isgri["good_time_s"]) > parameters.model_for("scw_selection").model_fields["min_good_time_s"].default
+    )
     jemx2, _ = revolution.select_for_instrument(table, "jemx2", p)
     assert len(jemx2) == 0  # JEM-X2 was off in 2005
     jemx1, _ = revolution.select_for_instrument(table, "jemx1", p)
@@ -164,9 +174,14 @@ def test_each_instrument_keeps_the_scws_it_can_use(server):
     assert set(part.scws["obs_id"]) <= {observation.obs_id} and part.title == observation.title
 
 
-@pytest.mark.parametrize("ra, dec, title", [
-    (83.63, 22.01, "Crab"), (266.5, -29.1, "Galactic Center"), (150.0, 70.0, "RA 150.0 Dec +70.0"),
-])
+@pytest.mark.parametrize(
+    "ra, dec, title",
+    [
+        (83.63, 22.01, "Crab"),
+        (266.5, -29.1, "Galactic Center"),
+        (150.0, 70.0, "RA 150.0 Dec +70.0"),
+    ],
+)
 def test_observation_titles_name_where_the_observation_points(ra, dec, title):
     assert revolution.observation_title(ra, dec) == title
 
@@ -178,6 +193,7 @@ def test_observation_titles_in_an_empty_part_of_the_plane():
 
 # -- gallery descriptions -------------------------------------------------------------------------------------------
 
+
 class _Record:
     def counts(self):
         return {"done": 3, "skipped": 0, "failed": 0}
@@ -185,53 +201,84 @@ class _Record:
 
 def _written_mosaic(tmp_path, parameters, instrument="isgri"):
     """An ObservationMosaic whose files exist (empty placeholders): enough to describe gallery products."""
-    scws = Table({"scw_id": ["030000210010.001"], "revolution": ["0300"], "tstart": [1914.5], "tstop": [1914.52],
-                  "obs_id": ["07700030001"], "good_time_s": [1800.0]})
+    scws = Table(
+        {
+            "scw_id": ["030000210010.001"],
+            "revolution": ["0300"],
+            "tstart": [1914.5],
+            "tstop": [1914.52],
+            "obs_id": ["07700030001"],
+            "good_time_s": [1800.0],
+        }
+    )
     observation = revolution.Observation("07700030001", "0300", "Crab", 83.7, 22.1, scws)
-    sources = Table({"name": ["Crab", "NEW_1"], "ra": [83.63, 84.0], "dec": [22.01, 21.0],
-                     "significance": [300.0, 7.5], "rate": [60.0, 0.4], "rate_error": [0.2, 0.05],
-                     "new_source": [False, True]})
-    result = revolution.ObservationMosaic(observation, instrument,
-                                          revolution.instrument_parameters(parameters, instrument), _Record(), None,
-                                          sources)
-    result.files = {kind: f"{result.stem}_{name}" for kind, name in
-                    (("fits", "mosaic.fits"), ("png", "mosaic.png"), ("sources", "sources.ecsv"),
-                     ("region", "sources.reg"))}
+    sources = Table(
+        {
+            "name": ["Crab", "NEW_1"],
+            "ra": [83.63, 84.0],
+            "dec": [22.01, 21.0],
+            "significance": [300.0, 7.5],
+            "rate": [60.0, 0.4],
+            "rate_error": [0.2, 0.05],
+            "new_source": [False, True],
+        }
+    )
+    result = revolution.ObservationMosaic(
+        observation, instrument, revolution.instrument_parameters(parameters, instrument), _Record(), None, sources
+    )
+    result.files = {
+        kind: f"{result.stem}_{name}"
+        for kind, name in (
+            ("fits", "mosaic.fits"),
+            ("png", "mosaic.png"),
+            ("sources", "sources.ecsv"),
+            ("region", "sources.reg"),
+        )
+    }
     for name in result.files.values():
         (tmp_path / name).write_text("placeholder")
     return result
 
 
+def _gallery_view(products, parameters_used):
+    return [
+        gallery.gallery_product(
+            product, parameters=parameters.to_papermill(parameters_used), produced_by="revolution_mosaics.ipynb"
+        )
+        for product in products
+    ]
+
+
 def test_consolidated_products_replace_near_real_time_ones_in_the_gallery(tmp_path):
-    nrt = params.resolve({"rev_num": "0300", "data_version": "NRT"})
-    cons = nrt.replace(data_version="CONS")
-    first = revolution.gallery_products(nrt, "0300", [_written_mosaic(tmp_path, nrt)], output_dir=tmp_path)[0]
-    second = revolution.gallery_products(cons, "0300", [_written_mosaic(tmp_path, cons)], output_dir=tmp_path)[0]
+    nrt = revolution_parameters(rev_num="0300", data_version="NRT")
+    cons = revolution_parameters(rev_num="0300", data_version="CONS")
+    first = _gallery_view(
+        revolution.describe_products("0300", [_written_mosaic(tmp_path, nrt)], output_dir=tmp_path), nrt
+    )[0]
+    described = revolution.describe_products("0300", [_written_mosaic(tmp_path, cons)], output_dir=tmp_path)
+    second = _gallery_view(described, cons)[0]
     assert first.product_id == second.product_id
     assert (first.title, second.title) == ("Crab Rev. 0300 (NRT)", "Crab Rev. 0300")
     assert second.src_names == ("Crab",)  # the unnamed excess is not a gallery source
     assert second.product_type == "isgri_image" and second.obsids == ("07700030001",)
     assert second.proposal_ids == ("0770003",)
     assert second.t1 == "2005-03-29T11:58:55" and second.region_file.name == "07700030001_isgri_sources.reg"
-    other_band = revolution.gallery_products(cons.replace(E2_keV=80.0), "0300",
-                                             [_written_mosaic(tmp_path, cons.replace(E2_keV=80.0))],
-                                             output_dir=tmp_path)[0]
-    jemx = revolution.gallery_products(cons, "0300", [_written_mosaic(tmp_path, cons, "jemx1")],
-                                       output_dir=tmp_path)[0]
+    wider = revolution_parameters(rev_num="0300", E2_keV=80.0)
+    other_band = _gallery_view(
+        revolution.describe_products("0300", [_written_mosaic(tmp_path, wider)], output_dir=tmp_path), wider
+    )[0]
+    jemx = _gallery_view(
+        revolution.describe_products("0300", [_written_mosaic(tmp_path, cons, "jemx1")], output_dir=tmp_path), cons
+    )[0]
     assert len({second.product_id, other_band.product_id, jemx.product_id}) == 3
     assert jemx.product_type == "jemx1_image" and jemx.e1_kev == 3.0
 
     summary = revolution.summary_table([_written_mosaic(tmp_path, cons)])
     assert summary["brightest"][0] == "Crab" and summary["n_done"][0] == 3
     assert summary["exposure_ks"][0] == pytest.approx(1.8)
-    recorded = second.as_dict(relative_to=tmp_path, include_parameters=False)
-    assert recorded["image"] == "07700030001_isgri_mosaic.png" and "parameters" not in recorded
-    again = gallery.GalleryProduct.from_dict(recorded, base=tmp_path, parameters={"rev_num": "0300"})
-    assert again.image == tmp_path / "07700030001_isgri_mosaic.png" and again.product_id == second.product_id
-
-
-def test_scw_ids_of_a_revolution_are_its_own(server):
-    table = revolution.revolution_scws("0301", url=server.url)
-    assert all(s.startswith("0301") and s.endswith(".001") for s in scw.scw_ids(table))
-    nrt = revolution.revolution_scws("0301", url=server.url, data_version="NRT")
-    assert all(s.endswith(".000") for s in scw.scw_ids(nrt)) and len(nrt) == len(table)
+    # The descriptor survives its record: relative paths, the same product id.
+    recorded = described[0].as_dict(relative_to=tmp_path)
+    assert recorded["plot"] == "07700030001_isgri_mosaic.png" and recorded["kind"] == "image"
+    again = Product.from_dict(recorded, base=tmp_path)
+    assert again.plot == tmp_path / "07700030001_isgri_mosaic.png"
+    assert _gallery_view([again], cons)[0].product_id == second.product_id

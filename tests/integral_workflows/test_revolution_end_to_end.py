@@ -47,8 +47,14 @@ def local_home(tmp_path, monkeypatch):
 
 
 def run_all(*arguments, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *map(str, arguments)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_all.py"), *map(str, arguments)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def jobs_computed(home: Path) -> int:
@@ -57,8 +63,12 @@ def jobs_computed(home: Path) -> int:
 
 
 def test_a_range_of_revolutions_makes_mosaics_per_observation_and_instrument(local_home, tmp_path):
-    token = subprocess.run([sys.executable, "-m", "mmoda_local", "token", "--roles", "general", "--data-dir",
-                            str(local_home)], capture_output=True, text=True, check=True).stdout.strip()
+    token = subprocess.run(
+        [sys.executable, "-m", "mmoda_local", "token", "--roles", "general", "--data-dir", str(local_home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     env = dict(os.environ, ODA_TOKEN=token)
     parameter_file = tmp_path / "revolutions.yaml"
     parameter_file.write_text(PARAMETER_FILE)
@@ -95,21 +105,27 @@ def test_a_range_of_revolutions_makes_mosaics_per_observation_and_instrument(loc
     assert set(jobs["status"]) == {"done"} and len(jobs) == sum(summary["n_scw"])
     step = manifest["steps"][0]
     assert step["name"] == "revolution_mosaics" and step["extra"]["revolution"] == "0300"
-    assert len(step["extra"]["gallery_products"]) == len(summary)
-    assert all(product["obsids"] and product["t1"] < product["t2"] for product in step["extra"]["gallery_products"])
+    # The notebook recorded what each product is (descriptors in its step record): one image per mosaic.
+    descriptors = json.loads((run_dir / "revolution_mosaics.step.json").read_text())["descriptors"]
+    images = [product for product in descriptors if product["kind"] == "image"]
+    assert len(images) == len(summary)
+    assert all(product["details"]["obsids"] and product["period"][0] < product["period"][1] for product in images)
 
     # rev_num 0: the current revolution, i.e. the last of the mission, with light curves and spectra.
     current = output_root / "revolution" / "current" / "isgri_28-40keV_CONS"
     manifest = json.loads((current / "manifest.json").read_text())
     extra = manifest["steps"][0]["extra"]
     assert extra["revolution"] == "2885" and extra["instruments"] == ["isgri"]
-    kinds = {product["kind"] for product in extra["gallery_products"]}
-    assert kinds == {"image", "lc", "spectrum"}
-    for product in extra["gallery_products"]:
-        assert all((current / name).is_file() for name in product["fits_files"]), product["title"]
+    descriptors = json.loads((current / "revolution_mosaics.step.json").read_text())["descriptors"]
+    shown = [product for product in descriptors if product["kind"] in ("image", "light_curve", "spectrum")]
+    assert {product["kind"] for product in shown} == {"image", "light_curve", "spectrum"}
+    for product in shown:
+        files = [product["path"], *product["companions"]]
+        assert all((current / name).is_file() for name in files), product["title"]
         if product["kind"] == "spectrum":
-            assert [Path(name).name.endswith(suffix) for name, suffix in
-                    zip(product["fits_files"], (".fits", "_arf.fits", "_rmf.fits"))] == [True] * 3
+            assert [
+                Path(name).name.endswith(suffix) for name, suffix in zip(files, (".fits", "_arf.fits", "_rmf.fits"))
+            ] == [True] * 3
 
     leaks = [path for path in output_root.rglob("*") if path.is_file() and token.encode() in path.read_bytes()]
     assert leaks == []

@@ -18,7 +18,8 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
-from integral_workflows import params, scw
+from integral_workflows import parameters as workflow_parameters
+from integral_workflows import scw
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def highest_pointings(swids) -> dict[str, int]:
 
 # -- queries of the local MMODA ------------------------------------------------------------------------------------
 
+
 def test_crab_year_query_is_plausible(server):
     table = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=10.5, t1=YEAR[0], t2=YEAR[1], url=server.url)
     # The Crab is visible twice a year; a year of Crab-field ScWs is a few hundred pointings.
@@ -86,8 +88,9 @@ def test_every_scw_is_within_radius_and_none_is_missed(server):
     radius = 10.5
     table = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=radius, t1=YEAR[0], t2=YEAR[1], url=server.url)
     crab = SkyCoord(*CRAB, unit="deg")
-    brute = np.array([crab.separation(SkyCoord(ra, dec, unit="deg")).deg
-                      for ra, dec in zip(table["ra_x"], table["dec_x"])])
+    brute = np.array(
+        [crab.separation(SkyCoord(ra, dec, unit="deg")).deg for ra, dec in zip(table["ra_x"], table["dec_x"])]
+    )
     assert np.all(brute < radius)
     assert np.allclose(brute, table["offaxis_deg"], atol=1e-9)
     # Completeness: a wider query, cut by hand at the radius, gives the same ScWs.
@@ -99,8 +102,9 @@ def test_every_scw_is_within_radius_and_none_is_missed(server):
 
 def test_nrt_gives_version_000(server):
     cons = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=10.5, t1=YEAR[0], t2=YEAR[1], url=server.url)
-    nrt = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=10.5, t1=YEAR[0], t2=YEAR[1], url=server.url,
-                         data_version="NRT")
+    nrt = scw.query_scws(
+        ra=CRAB[0], dec=CRAB[1], radius=10.5, t1=YEAR[0], t2=YEAR[1], url=server.url, data_version="NRT"
+    )
     assert all(s.endswith(".000") for s in nrt["scw_id"])
     assert [s[:12] for s in nrt["scw_id"]] == [s[:12] for s in cons["scw_id"]]
 
@@ -110,13 +114,13 @@ def test_radiation_belt_cut_uses_the_whole_revolution(server):
     cache: dict[str, int] = {}
     extents = scw.revolution_extents(table, url=server.url, cache=cache)
     # The truth: the service's full list (no cone) over the period widened by more than a revolution.
-    truth = highest_pointings(full_list(server.url, float(table["tstart"].min()) - 4,
-                                        float(table["tstop"].max()) + 4))
+    truth = highest_pointings(full_list(server.url, float(table["tstart"].min()) - 4, float(table["tstop"].max()) + 4))
     assert set(extents) == set(table["revolution"])
     assert extents == {rev: truth[rev] for rev in extents}
     in_cone = {rev: int(table["pointing"][table["revolution"] == rev].max()) for rev in extents}
-    assert sum(in_cone[rev] < extents[rev] for rev in extents) > len(extents) // 2, \
+    assert sum(in_cone[rev] < extents[rev] for rev in extents) > len(extents) // 2, (
         "the cone misses the end of most revolutions: the test would not tell the two rules apart"
+    )
     assert cache == extents, "the cache holds what was asked"
 
     kept, report = scw.apply_cuts(table, revolution_extents=extents, min_good_time_s=None, bad_revolutions=None)
@@ -147,8 +151,9 @@ def test_missing_extents_fall_back_to_the_table_with_a_note(server, caplog):
 def test_bad_revolutions_are_removed(server):
     with requests.Session() as session:
         session.trust_env = False
-        start = float(session.get(f"{server.url}/gw/timesystem/api/v1.0/converttime/REVNUM/128/IJD",
-                                  timeout=30).text.split()[1])
+        start = float(
+            session.get(f"{server.url}/gw/timesystem/api/v1.0/converttime/REVNUM/128/IJD", timeout=30).text.split()[1]
+        )
     # Revolutions 128-131, whole sky.
     table = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1=start + 0.01, t2=start + 11.9, url=server.url)
     revolutions = set(table["revolution"])
@@ -166,11 +171,29 @@ def test_bad_revolutions_are_removed(server):
 
 
 def test_default_bad_revolutions_are_the_students_list():
-    assert scw.DEFAULT_BAD_REVOLUTIONS == ("0128", "0129", "0130", "0277", "0355", "0507", "0509", "1319", "1320",
-                                           "1321", "1322", "1323", "1324", "1557", "1574", "1802", "1803")
+    assert scw.DEFAULT_BAD_REVOLUTIONS == (
+        "0128",
+        "0129",
+        "0130",
+        "0277",
+        "0355",
+        "0507",
+        "0509",
+        "1319",
+        "1320",
+        "1321",
+        "1322",
+        "1323",
+        "1324",
+        "1557",
+        "1574",
+        "1802",
+        "1803",
+    )
 
 
 # -- cuts on a hand-made table -------------------------------------------------------------------------------------
+
 
 def hand_made_table() -> Table:
     """Two revolutions (0100: pointings 1-40, 0128: 1-20), one slew, a few ScWs with little good time."""
@@ -201,8 +224,7 @@ def test_each_cut_is_counted_in_order():
     kept, report = scw.apply_cuts(table, revolution_extents={"0100": 40, "0128": 20})
     assert report.initial == 61
     # slew: 1; revolution 0128: 20; belts of 0100: 1-5 and 31-40 (15); good time: pointings 10 and 11 (3 is gone).
-    assert report.removed_by_cut == {"pointings only": 1, "bad revolutions": 20, "radiation belts": 15,
-                                     "good time": 2}
+    assert report.removed_by_cut == {"pointings only": 1, "bad revolutions": 20, "radiation belts": 15, "good time": 2}
     assert report.final == len(kept) == 61 - 38
     assert [s.remaining for s in report.steps] == [60, 40, 25, 23]
     assert sorted(kept["pointing"]) == [p for p in range(6, 31) if p not in (10, 11)]
@@ -221,16 +243,18 @@ def test_each_cut_is_counted_in_order():
 
 def test_cuts_can_be_switched_off():
     table = hand_made_table()
-    kept, report = scw.apply_cuts(table, pointings_only=False, min_good_time_s=None, exclude_radiation_belts=False,
-                                  bad_revolutions=None)
+    kept, report = scw.apply_cuts(
+        table, pointings_only=False, min_good_time_s=None, exclude_radiation_belts=False, bad_revolutions=None
+    )
     assert len(kept) == len(table) and report.final == 61
     assert [s.enabled for s in report.steps] == [False] * 4
     assert all(s.removed == 0 for s in report.steps)
     assert "(off)" in report.to_markdown()
     # min_good_time_s = 0 still drops ScWs without any good time.
     table["good_isgri"][0] = 0.0
-    _, report = scw.apply_cuts(table, pointings_only=False, min_good_time_s=0, exclude_radiation_belts=False,
-                               bad_revolutions=None)
+    _, report = scw.apply_cuts(
+        table, pointings_only=False, min_good_time_s=0, exclude_radiation_belts=False, bad_revolutions=None
+    )
     assert report.removed_by_cut["good time"] == 1
 
 
@@ -251,6 +275,7 @@ def test_jemx_good_time_and_telapse_fallback():
 
 
 # -- sampling ------------------------------------------------------------------------------------------------------
+
 
 def test_sample_sizes_determinism_and_order():
     table = hand_made_table()
@@ -283,13 +308,18 @@ def test_sample_is_counted_in_the_report():
 
 # -- report --------------------------------------------------------------------------------------------------------
 
+
 def test_report_markdown_table_and_dict():
     kept, report = scw.apply_cuts(hand_made_table(), revolution_extents={"0100": 40, "0128": 20})
     text = report.to_markdown(list_removed=2)
     assert "**ScW selection (ISGRI)**: 61 ScWs listed, 23 kept" in text
     assert "| cut | removed | remaining | rule |" in text
-    for line in ("| pointings only | 1 | 60 |", "| bad revolutions | 20 | 40 |", "| radiation belts | 15 | 25 |",
-                 "| good time | 2 | 23 |"):
+    for line in (
+        "| pointings only | 1 | 60 |",
+        "| bad revolutions | 20 | 40 |",
+        "| radiation belts | 15 | 25 |",
+        "| good time | 2 | 23 |",
+    ):
         assert line in text
     assert "- ... and 18 more" in text and "`012800010010.001`" in text
     summary = report.as_table()
@@ -306,9 +336,12 @@ def test_report_markdown_table_and_dict():
 
 # -- files ---------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["selection.ecsv", "selection.fits"])
 def test_table_round_trip(server, tmp_path, name):
-    parameters = params.resolve({"T1": YEAR[0], "T2": YEAR[1], "RA": CRAB[0], "DEC": CRAB[1]})
+    parameters = workflow_parameters.validate(
+        "scw_selection", {"T1": YEAR[0], "T2": YEAR[1], "RA": CRAB[0], "DEC": CRAB[1]}
+    )
     kept, report = scw.select_scws(parameters, url=server.url)
     path = scw.write_scw_table(kept, tmp_path / "out" / name)
     back = scw.read_scw_table(path)
@@ -337,6 +370,7 @@ def test_scw_ids_refuses_malformed_ids():
 
 
 # -- the service's answers -----------------------------------------------------------------------------------------
+
 
 def _fake_response(status: int, body) -> requests.Response:
     response = requests.Response()
@@ -372,23 +406,33 @@ def test_fallback_to_the_minimal_columns(server, monkeypatch):
 
 
 def test_refusal_of_the_minimal_columns_is_an_error(monkeypatch):
-    monkeypatch.setattr(requests.Session, "get",
-                        lambda self, url, params=None, **kw: _fake_response(400, {"bad request": "nope"}))
+    monkeypatch.setattr(
+        requests.Session, "get", lambda self, url, params=None, **kw: _fake_response(400, {"bad request": "nope"})
+    )
     with pytest.raises(scw.ScwQueryError, match="HTTP 400"):
         scw.query_scws(ra=1.0, dec=2.0, radius=3.0, t1=YEAR[0], t2=YEAR[1], url="http://127.0.0.1:9")
 
 
 def test_wrapped_answer_and_retry_after_a_server_error(monkeypatch):
     """``return_index_version=yes`` wraps the columns; a 500 is retried."""
-    body = {"scwlist": {"SWID": ["026700060010", "026700070010"], "RA_SCX": [83.6, 84.0], "DEC_SCX": [22.0, 22.5],
-                        "TSTART": [1820.1, 1820.2], "TSTOP": [1820.12, 1820.22], "TELAPSE": [1728.0, 1728.0],
-                        "IBISMODE": [41, 41]},
-            "index_version": "1"}
+    body = {
+        "scwlist": {
+            "SWID": ["026700060010", "026700070010"],
+            "RA_SCX": [83.6, 84.0],
+            "DEC_SCX": [22.0, 22.5],
+            "TSTART": [1820.1, 1820.2],
+            "TSTOP": [1820.12, 1820.22],
+            "TELAPSE": [1728.0, 1728.0],
+            "IBISMODE": [41, 41],
+        },
+        "index_version": "1",
+    }
     answers = [_fake_response(500, "down"), _fake_response(400, "unknown column"), _fake_response(200, body)]
     monkeypatch.setattr(requests.Session, "get", lambda self, url, params=None, **kw: answers.pop(0))
     monkeypatch.setattr(scw.time, "sleep", lambda seconds: None)
-    table = scw.query_scws(ra=83.63, dec=22.01, radius=5, t1=1820.0, t2=1821.0, url="http://127.0.0.1:9",
-                           data_version="NRT")
+    table = scw.query_scws(
+        ra=83.63, dec=22.01, radius=5, t1=1820.0, t2=1821.0, url="http://127.0.0.1:9", data_version="NRT"
+    )
     assert list(table["scw_id"]) == ["026700060010.000", "026700070010.000"]
     assert list(table["revolution"]) == ["0267", "0267"] and list(table["pointing"]) == [6, 7]
 
@@ -410,6 +454,7 @@ def test_bad_arguments():
 
 # -- HEASARC (mocked) ----------------------------------------------------------------------------------------------
 
+
 def fake_intscw() -> Table:
     """A small ``intscw`` as HEASARC's TAP answers it: integer ids, integer versions, UTC MJD dates, lower case."""
     rows = []
@@ -418,18 +463,71 @@ def fake_intscw() -> Table:
         for pointing in range(1, last + 1):
             near = 8 <= pointing <= 14  # only these point at the Crab; the rest of the revolution is far away
             ra, dec = (CRAB[0] + 0.5 * (pointing - 11), CRAB[1]) if near else (200.0, -30.0)
-            rows.append((rev * 10**8 + pointing * 10**4 + 10, 1, "pointing", ra, dec, mjd, mjd + 0.025, 1900.0,
-                         0.0, 1800.0, "03200010001"))
-            rows.append((rev * 10**8 + (pointing + 1) * 10**4 + 11, 1, "slew", ra, dec, mjd + 0.025, mjd + 0.0265,
-                         0.0, 0.0, 0.0, "03200010001"))
+            rows.append(
+                (
+                    rev * 10**8 + pointing * 10**4 + 10,
+                    1,
+                    "pointing",
+                    ra,
+                    dec,
+                    mjd,
+                    mjd + 0.025,
+                    1900.0,
+                    0.0,
+                    1800.0,
+                    "03200010001",
+                )
+            )
+            rows.append(
+                (
+                    rev * 10**8 + (pointing + 1) * 10**4 + 11,
+                    1,
+                    "slew",
+                    ra,
+                    dec,
+                    mjd + 0.025,
+                    mjd + 0.0265,
+                    0.0,
+                    0.0,
+                    0.0,
+                    "03200010001",
+                )
+            )
             mjd += 0.027
         mjd += 1.0
     # The same pointing in a second version: the highest is kept.
-    rows.append((300 * 10**8 + 9 * 10**4 + 10, 2, "pointing", CRAB[0] - 1.0, CRAB[1], rows[16][5], rows[16][6],
-                 1950.0, 0.0, 1800.0, "03200010001"))
-    return Table(rows=rows, names=("scw_id", "scw_ver", "scw_type", "ra", "dec", "start_date", "end_date",
-                                   "good_isgri", "good_jemx1", "good_jemx2", "obs_id"),
-                 dtype=("i8", "i4", "U12", "f8", "f8", "f8", "f8", "f8", "f8", "f8", "U11"))
+    rows.append(
+        (
+            300 * 10**8 + 9 * 10**4 + 10,
+            2,
+            "pointing",
+            CRAB[0] - 1.0,
+            CRAB[1],
+            rows[16][5],
+            rows[16][6],
+            1950.0,
+            0.0,
+            1800.0,
+            "03200010001",
+        )
+    )
+    return Table(
+        rows=rows,
+        names=(
+            "scw_id",
+            "scw_ver",
+            "scw_type",
+            "ra",
+            "dec",
+            "start_date",
+            "end_date",
+            "good_isgri",
+            "good_jemx1",
+            "good_jemx2",
+            "obs_id",
+        ),
+        dtype=("i8", "i4", "U12", "f8", "f8", "f8", "f8", "f8", "f8", "f8", "U11"),
+    )
 
 
 class FakeTap:
@@ -465,15 +563,18 @@ def fake_tap(monkeypatch):
 
 def test_heasarc_adql_is_explicit():
     adql = scw.heasarc_adql(mjd_start=53000.0, mjd_stop=53100.5, ra=83.63, dec=22.01, radius=10.0)
-    assert adql == ("SELECT scw_id,scw_ver,scw_type,ra,dec,start_date,end_date,good_isgri,good_jemx1,good_jemx2,"
-                    "obs_id FROM intscw WHERE CONTAINS(POINT('ICRS',ra,dec),CIRCLE('ICRS',83.630000,22.010000,"
-                    "10.000000))=1 AND end_date > 53000.00000000 AND start_date < 53100.50000000")
+    assert adql == (
+        "SELECT scw_id,scw_ver,scw_type,ra,dec,start_date,end_date,good_isgri,good_jemx1,good_jemx2,"
+        "obs_id FROM intscw WHERE CONTAINS(POINT('ICRS',ra,dec),CIRCLE('ICRS',83.630000,22.010000,"
+        "10.000000))=1 AND end_date > 53000.00000000 AND start_date < 53100.50000000"
+    )
     assert "CONTAINS" not in scw.heasarc_adql(mjd_start=53000.0, mjd_stop=53001.0, ra=1, dec=2, radius=180)
 
 
 def test_heasarc_query_and_extents(fake_tap):
-    table = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=3.0, t1="2005-02-28T00:00:00", t2="2005-03-10T00:00:00",
-                           source="heasarc")
+    table = scw.query_scws(
+        ra=CRAB[0], dec=CRAB[1], radius=3.0, t1="2005-02-28T00:00:00", t2="2005-03-10T00:00:00", source="heasarc"
+    )
     assert fake_tap.queries[0][1] == scw.HEASARC_MAX_ROWS
     assert table.meta["query"]["source"] == "heasarc"
     # Leading zeros restored, version from scw_ver, type from the last digit.
@@ -497,10 +598,18 @@ def test_heasarc_query_and_extents(fake_tap):
 
 
 def test_heasarc_truncated_answers_are_split(fake_tap):
-    everything = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1="2005-02-28T00:00:00",
-                                t2="2005-03-10T00:00:00", source="heasarc")
-    split = scw.query_scws(ra=0.0, dec=0.0, radius=180.0, t1="2005-02-28T00:00:00", t2="2005-03-10T00:00:00",
-                           source="heasarc", heasarc_max_rows=20)
+    everything = scw.query_scws(
+        ra=0.0, dec=0.0, radius=180.0, t1="2005-02-28T00:00:00", t2="2005-03-10T00:00:00", source="heasarc"
+    )
+    split = scw.query_scws(
+        ra=0.0,
+        dec=0.0,
+        radius=180.0,
+        t1="2005-02-28T00:00:00",
+        t2="2005-03-10T00:00:00",
+        source="heasarc",
+        heasarc_max_rows=20,
+    )
     assert len(everything) == 110  # 55 pointings + 55 slews; the two versions of one pointing count once
     assert list(split["scw_id"]) == list(everything["scw_id"])
     assert len(fake_tap.queries) > 3
@@ -519,10 +628,20 @@ def test_heasarc_failure_is_reported(monkeypatch):
 
 # -- the whole chain -----------------------------------------------------------------------------------------------
 
+
 def test_select_scws_from_parameters(server):
-    parameters = params.resolve({"T1": YEAR[0], "T2": YEAR[1], "RA": CRAB[0], "DEC": CRAB[1], "instrument": "jemx",
-                                 "jemx_unit": 2, "bad_revolutions": ["0300"], "n_scw_image": -0.5,
-                                 "random_seed": 3})
+    # The selection reads any mapping; names it lacks take their blocks' defaults (radius: the instrument's).
+    parameters = {
+        "T1": YEAR[0],
+        "T2": YEAR[1],
+        "RA": CRAB[0],
+        "DEC": CRAB[1],
+        "instrument": "jemx",
+        "jemx_unit": 2,
+        "bad_revolutions": ["0300"],
+        "n_scw_image": -0.5,
+        "random_seed": 3,
+    }
     kept, report = scw.select_scws(parameters, url=server.url)
     assert kept.meta["query"]["radius"] == 3.5, "the JEM-X default radius"
     assert report.instrument == "jemx2"
@@ -532,19 +651,23 @@ def test_select_scws_from_parameters(server):
     drawn, drawn_report = scw.select_scws(parameters, url=server.url, draw_sample=True)
     assert len(drawn) == round(0.5 * len(kept)) and drawn_report.steps[-1].name == "sample"
     with pytest.raises(ValueError, match="resolve the coordinates"):
-        scw.select_scws(parameters.replace(RA=0.0, DEC=0.0), url=server.url)
+        scw.select_scws({**parameters, "RA": 0.0, "DEC": 0.0}, url=server.url)
 
 
 def test_full_mission_crab(server):
     """The whole mission around the Crab: seconds, not the student's 20 minutes. Times are logged, not asserted."""
-    parameters = params.resolve({"T1": "2003-01-01T00:00:00", "T2": "2025-03-01T00:00:00", "RA": CRAB[0],
-                                 "DEC": CRAB[1], "radius": 10.5})
+    parameters = workflow_parameters.validate(
+        "scw_selection",
+        {"T1": "2003-01-01T00:00:00", "T2": "2025-03-01T00:00:00", "RA": CRAB[0], "DEC": CRAB[1], "radius": 10.5},
+    )
     started = time.perf_counter()
     kept, report = scw.select_scws(parameters, url=server.url)
     elapsed = time.perf_counter() - started
-    message = (f"full-mission Crab (radius 10.5 deg): {report.initial} ScWs listed, removed per cut "
-               f"{report.removed_by_cut}, {report.final} kept, {report.good_exposure_s / 1e6:.2f} Ms good ISGRI "
-               f"time, in {elapsed:.2f} s (query {kept.meta['query']['elapsed_s']:.2f} s)")
+    message = (
+        f"full-mission Crab (radius 10.5 deg): {report.initial} ScWs listed, removed per cut "
+        f"{report.removed_by_cut}, {report.final} kept, {report.good_exposure_s / 1e6:.2f} Ms good ISGRI "
+        f"time, in {elapsed:.2f} s (query {kept.meta['query']['elapsed_s']:.2f} s)"
+    )
     log.info(message)
     print(message)
     assert report.initial > 5000 and 0 < report.final < report.initial
@@ -555,9 +678,11 @@ def test_full_mission_crab(server):
 
 # -- plots ---------------------------------------------------------------------------------------------------------
 
+
 def test_plots(server, tmp_path):
-    parameters = params.resolve({"T1": "2004-01-01T00:00:00", "T2": "2007-01-01T00:00:00", "RA": CRAB[0],
-                                 "DEC": CRAB[1]})
+    parameters = workflow_parameters.validate(
+        "scw_selection", {"T1": "2004-01-01T00:00:00", "T2": "2007-01-01T00:00:00", "RA": CRAB[0], "DEC": CRAB[1]}
+    )
     kept, report = scw.select_scws(parameters, url=server.url)
     figure = scw.plot_scws_per_month(kept, cut=report.removed_rows, path=tmp_path / "per_month.png")
     assert len(figure.axes) == 1 and (tmp_path / "per_month.png").stat().st_size > 1000
@@ -573,8 +698,9 @@ def test_plots(server, tmp_path):
     assert len(figure.axes) == 4 and "kept" in figure.get_suptitle()
     assert (tmp_path / "summary.png").exists()
     # cut_rows gives the same removed ScWs as the report
-    queried = scw.query_scws(ra=CRAB[0], dec=CRAB[1], radius=10.5, t1="2004-01-01T00:00:00",
-                             t2="2007-01-01T00:00:00", url=server.url)
+    queried = scw.query_scws(
+        ra=CRAB[0], dec=CRAB[1], radius=10.5, t1="2004-01-01T00:00:00", t2="2007-01-01T00:00:00", url=server.url
+    )
     assert sorted(scw.cut_rows(queried, kept)["scw_id"]) == sorted(report.removed_rows["scw_id"])
     # empty tables do not break the plots
     scw.plot_selection_summary(kept[:0], cut=None)

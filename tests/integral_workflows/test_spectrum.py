@@ -25,7 +25,7 @@ from scipy import stats
 from integral_workflows import spectrum as sp
 
 GAMMA_TRUE = 2.1
-NORM_TRUE = 6.2e-4          # ph/cm²/s/keV at 100 keV
+NORM_TRUE = 6.2e-4  # ph/cm²/s/keV at 100 keV
 PIVOT = 100.0
 EXPOSURE = 20_000.0
 SIMULATION_MARK = {"ORIGIN": "mmoda_local (SIMULATED DATA)", "CREATOR": "mmoda_local test", "SIMULATD": True}
@@ -38,17 +38,26 @@ def make_response(*, first_channel: int = 0, arf_scale: float = 1.0) -> sp.Respo
     energ_lo, energ_hi = true_edges[:-1], true_edges[1:]
     centre = np.sqrt(energ_lo * energ_hi)
     sigma = 0.08 * 60.0 * np.sqrt(centre / 60.0) / 2.3548
-    gaussian = (stats.norm.cdf(channel_edges[None, 1:], centre[:, None], sigma[:, None])
-                - stats.norm.cdf(channel_edges[None, :-1], centre[:, None], sigma[:, None]))
+    gaussian = stats.norm.cdf(channel_edges[None, 1:], centre[:, None], sigma[:, None]) - stats.norm.cdf(
+        channel_edges[None, :-1], centre[:, None], sigma[:, None]
+    )
     diagonal = np.zeros_like(gaussian)
     index = np.clip(np.searchsorted(channel_edges, centre) - 1, 0, len(channel_edges) - 2)
     diagonal[np.arange(len(centre)), index] = 1.0
     matrix = 0.7 * gaussian + 0.2 * diagonal
-    area = arf_scale * 900.0 * np.exp(-centre / 400.0) * (1.0 - np.exp(-(centre / 22.0) ** 3))
+    area = arf_scale * 900.0 * np.exp(-centre / 400.0) * (1.0 - np.exp(-((centre / 22.0) ** 3)))
     channels = np.arange(first_channel, first_channel + len(channel_edges) - 1)
-    return sp.Response(energ_lo=energ_lo, energ_hi=energ_hi, specresp=area, matrix=matrix, channel=channels,
-                       e_min=channel_edges[:-1], e_max=channel_edges[1:], instrument="ISGRI",
-                       meta=dict(SIMULATION_MARK))
+    return sp.Response(
+        energ_lo=energ_lo,
+        energ_hi=energ_hi,
+        specresp=area,
+        matrix=matrix,
+        channel=channels,
+        e_min=channel_edges[:-1],
+        e_max=channel_edges[1:],
+        instrument="ISGRI",
+        meta=dict(SIMULATION_MARK),
+    )
 
 
 RESPONSE = make_response()
@@ -68,44 +77,91 @@ def model_sigma(response: sp.Response, exposure: float) -> np.ndarray:
     return np.sqrt((expected_rate(response) + background_rate(response)) / exposure)
 
 
-def make_spectrum(seed: int, *, exposure: float = EXPOSURE, response: sp.Response = RESPONSE,
-                  source: str = "Crab") -> sp.Spectrum:
+def make_spectrum(
+    seed: int, *, exposure: float = EXPOSURE, response: sp.Response = RESPONSE, source: str = "Crab"
+) -> sp.Spectrum:
     rng = np.random.default_rng(seed)
     sigma = model_sigma(response, exposure)
     rate = expected_rate(response) + sigma * rng.standard_normal(response.n_channels)
-    return sp.Spectrum(source=source, channel=response.channel, rate=rate, stat_err=sigma, sys_err=0.0,
-                       quality=0, grouping=1, exposure=exposure, instrument="ISGRI", e_min=response.e_min,
-                       e_max=response.e_max, meta=dict(SIMULATION_MARK))
+    return sp.Spectrum(
+        source=source,
+        channel=response.channel,
+        rate=rate,
+        stat_err=sigma,
+        sys_err=0.0,
+        quality=0,
+        grouping=1,
+        exposure=exposure,
+        instrument="ISGRI",
+        e_min=response.e_min,
+        e_max=response.e_max,
+        meta=dict(SIMULATION_MARK),
+    )
 
 
 # -- products as the dispatcher sends them -----------------------------------------------------------------
 def osa_like_hdus(spectrum: sp.Spectrum, response: sp.Response):
     """Spectrum, ARF and RMF HDU lists shaped like OSA's (RMF as fixed-length rows, no TLMIN on F_CHAN)."""
     primary = fits.PrimaryHDU()
-    spe = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "I", array=spectrum.channel), fits.Column("RATE", "E", array=spectrum.rate),
-        fits.Column("SYS_ERR", "E", array=spectrum.sys_err), fits.Column("STAT_ERR", "E", array=spectrum.stat_err),
-        fits.Column("QUALITY", "I", array=spectrum.quality), fits.Column("GROUPING", "I", array=spectrum.grouping)],
-        name="ISGR-EVTS-SPE")
-    spe.header.update({"HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS3": "RATE", "ANCRFILE": "NONE",
-                       "RESPFILE": "NONE", "EXPOSURE": spectrum.exposure, "NAME": spectrum.source,
-                       "DETCHANS": spectrum.n_channels, "TELESCOP": "INTEGRAL", "INSTRUME": "IBIS",
-                       "DETNAM": "ISGRI", "TSTART": 1000.0, "TSTOP": 1001.0})
-    arf = fits.BinTableHDU.from_columns([
-        fits.Column("ENERG_LO", "E", array=response.energ_lo), fits.Column("ENERG_HI", "E", array=response.energ_hi),
-        fits.Column("SPECRESP", "E", array=response.specresp)], name="SPECRESP")
+    spe = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("CHANNEL", "I", array=spectrum.channel),
+            fits.Column("RATE", "E", array=spectrum.rate),
+            fits.Column("SYS_ERR", "E", array=spectrum.sys_err),
+            fits.Column("STAT_ERR", "E", array=spectrum.stat_err),
+            fits.Column("QUALITY", "I", array=spectrum.quality),
+            fits.Column("GROUPING", "I", array=spectrum.grouping),
+        ],
+        name="ISGR-EVTS-SPE",
+    )
+    spe.header.update(
+        {
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "SPECTRUM",
+            "HDUCLAS3": "RATE",
+            "ANCRFILE": "NONE",
+            "RESPFILE": "NONE",
+            "EXPOSURE": spectrum.exposure,
+            "NAME": spectrum.source,
+            "DETCHANS": spectrum.n_channels,
+            "TELESCOP": "INTEGRAL",
+            "INSTRUME": "IBIS",
+            "DETNAM": "ISGRI",
+            "TSTART": 1000.0,
+            "TSTOP": 1001.0,
+        }
+    )
+    arf = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("ENERG_LO", "E", array=response.energ_lo),
+            fits.Column("ENERG_HI", "E", array=response.energ_hi),
+            fits.Column("SPECRESP", "E", array=response.specresp),
+        ],
+        name="SPECRESP",
+    )
     n_channels = response.n_channels
-    matrix = fits.BinTableHDU.from_columns([
-        fits.Column("ENERG_LO", "E", array=response.energ_lo), fits.Column("ENERG_HI", "E", array=response.energ_hi),
-        fits.Column("N_GRP", "I", array=np.ones(len(response.energ_lo))),
-        fits.Column("F_CHAN", "J", array=np.full(len(response.energ_lo), response.channel[0])),
-        fits.Column("N_CHAN", "J", array=np.full(len(response.energ_lo), n_channels)),
-        fits.Column("MATRIX", f"{n_channels}E", array=response.matrix)], name="SPECRESP MATRIX")
-    ebounds = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "I", array=response.channel), fits.Column("E_MIN", "E", array=response.e_min),
-        fits.Column("E_MAX", "E", array=response.e_max)], name="EBOUNDS")
-    grouping = fits.BinTableHDU.from_columns([fits.Column("MEMBER_NAME", "32A", array=["SPECRESP MATRIX"])],
-                                             name="GROUPING")
+    matrix = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("ENERG_LO", "E", array=response.energ_lo),
+            fits.Column("ENERG_HI", "E", array=response.energ_hi),
+            fits.Column("N_GRP", "I", array=np.ones(len(response.energ_lo))),
+            fits.Column("F_CHAN", "J", array=np.full(len(response.energ_lo), response.channel[0])),
+            fits.Column("N_CHAN", "J", array=np.full(len(response.energ_lo), n_channels)),
+            fits.Column("MATRIX", f"{n_channels}E", array=response.matrix),
+        ],
+        name="SPECRESP MATRIX",
+    )
+    ebounds = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("CHANNEL", "I", array=response.channel),
+            fits.Column("E_MIN", "E", array=response.e_min),
+            fits.Column("E_MAX", "E", array=response.e_max),
+        ],
+        name="EBOUNDS",
+    )
+    grouping = fits.BinTableHDU.from_columns(
+        [fits.Column("MEMBER_NAME", "32A", array=["SPECRESP MATRIX"])], name="GROUPING"
+    )
     hdu_lists = ([primary.copy(), spe], [primary.copy(), arf], [primary.copy(), grouping, matrix, ebounds])
     for hdus in hdu_lists:
         for hdu in hdus:
@@ -132,8 +188,11 @@ def test_products_selected_by_meta_data_not_position():
     crab_products = wire_products(crab, RESPONSE, "Crab")
     other_products = wire_products(background, RESPONSE, "Background")
     # The RMF first and another source's products in between: only meta_data can tell them apart.
-    collection = DataCollection([crab_products[2], *other_products, crab_products[0], crab_products[1]],
-                                instrument="isgri", product="isgri_spectrum")
+    collection = DataCollection(
+        [crab_products[2], *other_products, crab_products[0], crab_products[1]],
+        instrument="isgri",
+        product="isgri_spectrum",
+    )
     spectrum, response = sp.from_data_collection(collection, "Crab")
     assert spectrum.source == "Crab"
     assert spectrum.instrument == "ISGRI"
@@ -203,9 +262,9 @@ def test_profile_interval_matches_covariance_error():
 def test_crab_band_flux_matches_the_analytic_formula_and_table():
     gamma, norm, e1, e2 = 2.13, 6.2e-4, 20.0, 80.0
     flux = sp.power_law_energy_flux(e1, e2, gamma, norm, pivot_keV=100.0)
-    analytic = norm * 100.0 ** gamma * (e2 ** (2 - gamma) - e1 ** (2 - gamma)) / (2 - gamma) * 1.602176634e-9
+    analytic = norm * 100.0**gamma * (e2 ** (2 - gamma) - e1 ** (2 - gamma)) / (2 - gamma) * 1.602176634e-9
     assert flux == pytest.approx(analytic, rel=1e-12)
-    assert flux == pytest.approx(1.55e-8, rel=0.01)        # science notes §4
+    assert flux == pytest.approx(1.55e-8, rel=0.01)  # science notes §4
     photons = float(sp.power_law_bin_flux(e1, e2, gamma, norm, pivot_keV=100.0))
     assert photons == pytest.approx(0.268, rel=0.01)
     # Γ = 2 exactly: the energy integral is a logarithm.
@@ -221,8 +280,9 @@ def test_band_flux_error_matches_monte_carlo_draws():
     sampled = [sp.power_law_energy_flux(20.0, 80.0, g, k, pivot_keV=fit.pivot_keV) for g, k in draws]
     assert error == pytest.approx(np.std(sampled), rel=0.05)
     photons, photon_error = fit.photon_flux(20.0, 80.0)
-    assert photons == pytest.approx(float(sp.power_law_bin_flux(20.0, 80.0, GAMMA_TRUE, NORM_TRUE,
-                                                                pivot_keV=PIVOT)), abs=3 * photon_error)
+    assert photons == pytest.approx(
+        float(sp.power_law_bin_flux(20.0, 80.0, GAMMA_TRUE, NORM_TRUE, pivot_keV=PIVOT)), abs=3 * photon_error
+    )
 
 
 def test_grouping_logarithmic_linear_and_none():
@@ -305,12 +365,21 @@ def test_combine_of_two_halves_equals_the_whole():
     halves = []
     for exposure in exposures:
         sigma = model_sigma(RESPONSE, exposure)
-        halves.append(dataclasses.replace(make_spectrum(0), rate=truth + sigma * rng.standard_normal(len(truth)),
-                                          stat_err=sigma, exposure=exposure))
+        halves.append(
+            dataclasses.replace(
+                make_spectrum(0),
+                rate=truth + sigma * rng.standard_normal(len(truth)),
+                stat_err=sigma,
+                exposure=exposure,
+            )
+        )
     # The whole observation is the same photons: the exposure-weighted mean of the halves.
-    whole = dataclasses.replace(halves[0], rate=(exposures[0] * halves[0].rate + exposures[1] * halves[1].rate)
-                                / exposures.sum(), stat_err=model_sigma(RESPONSE, exposures.sum()),
-                                exposure=exposures.sum())
+    whole = dataclasses.replace(
+        halves[0],
+        rate=(exposures[0] * halves[0].rate + exposures[1] * halves[1].rate) / exposures.sum(),
+        stat_err=model_sigma(RESPONSE, exposures.sum()),
+        exposure=exposures.sum(),
+    )
     combined, response = sp.combine([(halves[0], RESPONSE), (halves[1], RESPONSE)])
     assert combined.exposure == pytest.approx(EXPOSURE)
     np.testing.assert_allclose(combined.rate, whole.rate, rtol=1e-10, atol=1e-12)
@@ -340,9 +409,15 @@ def test_combine_refuses_different_grids():
     other = dataclasses.replace(other, e_min=other.e_min * 1.1)
     with pytest.raises(ValueError, match="channel energies"):
         sp.combine([(make_spectrum(24), RESPONSE), (make_spectrum(25), other)])
-    coarse = sp.Response(energ_lo=RESPONSE.energ_lo[::2], energ_hi=RESPONSE.energ_hi[::2],
-                         specresp=RESPONSE.specresp[::2], matrix=RESPONSE.matrix[::2], channel=RESPONSE.channel,
-                         e_min=RESPONSE.e_min, e_max=RESPONSE.e_max)
+    coarse = sp.Response(
+        energ_lo=RESPONSE.energ_lo[::2],
+        energ_hi=RESPONSE.energ_hi[::2],
+        specresp=RESPONSE.specresp[::2],
+        matrix=RESPONSE.matrix[::2],
+        channel=RESPONSE.channel,
+        e_min=RESPONSE.e_min,
+        e_max=RESPONSE.e_max,
+    )
     with pytest.raises(ValueError, match="true-energy"):
         sp.combine([(make_spectrum(24), RESPONSE), (make_spectrum(25), coarse)])
 
@@ -362,17 +437,36 @@ def test_written_ogip_files_reload_identically_and_pass_checks(tmp_path):
                 assert hdu.header["WFVERS"] == "0.1.0"
     with fits.open(pha) as hdul:
         header = hdul[1].header
-        required = {"HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS2": "NET", "HDUCLAS3": "RATE",
-                    "POISSERR": False, "CHANTYPE": "PI", "DETCHANS": 128, "EXPOSURE": EXPOSURE, "BACKSCAL": 1.0,
-                    "AREASCAL": 1.0, "CORRSCAL": 1.0, "BACKFILE": "NONE", "ANCRFILE": arf.name,
-                    "RESPFILE": rmf.name, "TLMIN1": 1, "TLMAX1": 128, "TELESCOP": "INTEGRAL", "INSTRUME": "IBIS"}
+        required = {
+            "HDUCLASS": "OGIP",
+            "HDUCLAS1": "SPECTRUM",
+            "HDUCLAS2": "NET",
+            "HDUCLAS3": "RATE",
+            "POISSERR": False,
+            "CHANTYPE": "PI",
+            "DETCHANS": 128,
+            "EXPOSURE": EXPOSURE,
+            "BACKSCAL": 1.0,
+            "AREASCAL": 1.0,
+            "CORRSCAL": 1.0,
+            "BACKFILE": "NONE",
+            "ANCRFILE": arf.name,
+            "RESPFILE": rmf.name,
+            "TLMIN1": 1,
+            "TLMAX1": 128,
+            "TELESCOP": "INTEGRAL",
+            "INSTRUME": "IBIS",
+        }
         for key, value in required.items():
             assert header[key] == value, key
         assert hdul[1].columns.names == ["CHANNEL", "RATE", "STAT_ERR", "SYS_ERR", "QUALITY", "GROUPING"]
         np.testing.assert_allclose(hdul[1].data["SYS_ERR"], 0.0015, rtol=1e-6)
     with fits.open(arf) as hdul:
-        assert (hdul[1].name, hdul[1].header["HDUCLAS1"], hdul[1].header["HDUCLAS2"]) == ("SPECRESP", "RESPONSE",
-                                                                                            "SPECRESP")
+        assert (hdul[1].name, hdul[1].header["HDUCLAS1"], hdul[1].header["HDUCLAS2"]) == (
+            "SPECRESP",
+            "RESPONSE",
+            "SPECRESP",
+        )
         assert hdul[1].columns["SPECRESP"].unit == "cm**2"
     with fits.open(rmf) as hdul:
         matrix, ebounds = hdul["SPECRESP MATRIX"], hdul["EBOUNDS"]
@@ -427,15 +521,26 @@ def test_rmf_with_several_channel_groups_per_row():
     f_chan, n_chan = np.empty(2, dtype=object), np.empty(2, dtype=object)
     f_chan[0], f_chan[1] = np.array([1, 5], np.int32), np.array([3], np.int32)
     n_chan[0], n_chan[1] = np.array([2, 1], np.int32), np.array([2], np.int32)
-    table = fits.BinTableHDU.from_columns([
-        fits.Column("ENERG_LO", "E", array=[10.0, 20.0]), fits.Column("ENERG_HI", "E", array=[20.0, 30.0]),
-        fits.Column("N_GRP", "I", array=[2, 1]), fits.Column("F_CHAN", "PJ()", array=f_chan),
-        fits.Column("N_CHAN", "PJ()", array=n_chan), fits.Column("MATRIX", "PE()", array=rows)], name="MATRIX")
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("ENERG_LO", "E", array=[10.0, 20.0]),
+            fits.Column("ENERG_HI", "E", array=[20.0, 30.0]),
+            fits.Column("N_GRP", "I", array=[2, 1]),
+            fits.Column("F_CHAN", "PJ()", array=f_chan),
+            fits.Column("N_CHAN", "PJ()", array=n_chan),
+            fits.Column("MATRIX", "PE()", array=rows),
+        ],
+        name="MATRIX",
+    )
     table.header["TLMIN4"] = 1
-    ebounds = fits.BinTableHDU.from_columns([fits.Column("CHANNEL", "J", array=np.arange(1, 7)),
-                                             fits.Column("E_MIN", "E", array=np.arange(6) * 5.0 + 5),
-                                             fits.Column("E_MAX", "E", array=np.arange(6) * 5.0 + 10)],
-                                            name="EBOUNDS")
+    ebounds = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("CHANNEL", "J", array=np.arange(1, 7)),
+            fits.Column("E_MIN", "E", array=np.arange(6) * 5.0 + 5),
+            fits.Column("E_MAX", "E", array=np.arange(6) * 5.0 + 10),
+        ],
+        name="EBOUNDS",
+    )
     response = sp.Response.from_hdus(None, [fits.PrimaryHDU(), table, ebounds])
     np.testing.assert_allclose(response.matrix, matrix, rtol=1e-6)
     np.testing.assert_array_equal(response.specresp, 1.0)
@@ -451,6 +556,7 @@ def test_plot_draws_data_model_and_residuals(tmp_path):
     assert "σ" in bottom.get_ylabel()
     assert (tmp_path / "spectrum.png").stat().st_size > 1000
     import matplotlib.pyplot as plt
+
     plt.close(figure)
 
 
@@ -479,11 +585,159 @@ def test_spectra_folded_through_the_real_isgri_response_combine_and_fit_back():
     for exposure in (2000.0, 3000.0):
         error = 0.02 * model.max() * np.sqrt(2000.0 / exposure) * np.ones_like(model)
         noisy = model + error * rng.normal(size=len(model))
-        spectrum = sp.Spectrum(source="Crab", channel=response.channel, rate=noisy, stat_err=error, sys_err=0.0,
-                               quality=np.where(good, 0, 1), grouping=1, exposure=exposure, instrument="ISGRI")
+        spectrum = sp.Spectrum(
+            source="Crab",
+            channel=response.channel,
+            rate=noisy,
+            stat_err=error,
+            sys_err=0.0,
+            quality=np.where(good, 0, 1),
+            grouping=1,
+            exposure=exposure,
+            instrument="ISGRI",
+        )
         chunks.append((spectrum, response))
     combined, combined_response = sp.combine(chunks)
     assert combined.exposure == 5000.0 and np.allclose(combined_response.matrix, response.matrix)
     fit = sp.fit_power_law(combined, combined_response, energy_range=(20.0, 300.0))
     assert abs(fit.gamma - 2.1) < 4 * fit.gamma_error + 1e-3
     assert abs(fit.norm / 6e-4 - 1) < 4 * fit.norm_error / 6e-4 + 1e-3
+
+
+# -- chunks that did not see the source (issue 10) -----------------------------------------------------------
+def unexposed(spectrum: sp.Spectrum) -> sp.Spectrum:
+    """A chunk none of whose ScWs had the source in the field: no exposure, no measurement."""
+    return dataclasses.replace(
+        spectrum, rate=np.zeros(spectrum.n_channels), stat_err=np.zeros(spectrum.n_channels), exposure=0.0
+    )
+
+
+def test_combine_skips_a_chunk_without_exposure_and_counts_it():
+    first, second = make_spectrum(30, exposure=1000.0), make_spectrum(31, exposure=3000.0)
+    expected, expected_response = sp.combine([(first, RESPONSE), (second, RESPONSE)])
+    combined, response = sp.combine([(first, RESPONSE), (unexposed(make_spectrum(32)), RESPONSE), (second, RESPONSE)])
+    np.testing.assert_array_equal(combined.rate, expected.rate)
+    np.testing.assert_array_equal(combined.stat_err, expected.stat_err)
+    np.testing.assert_allclose(response.specresp, expected_response.specresp)
+    assert combined.exposure == 4000.0
+    assert combined.meta["NCHUNKS"] == 2 and combined.meta["NSKIPPED"] == 1
+
+
+def test_combine_of_chunks_that_never_saw_the_source_raises_its_own_error():
+    with pytest.raises(sp.NoExposureError, match="no exposure"):
+        sp.combine([(unexposed(make_spectrum(33)), RESPONSE), (unexposed(make_spectrum(34)), RESPONSE)])
+
+
+class FakePiece:
+    """A finished job as :func:`spectrum.spectra_from_pieces` sees it: its ScWs and its decoded answer."""
+
+    def __init__(self, scw_ids, spectra):
+        self.scw_ids = tuple(scw_ids)
+        self.spectra = spectra
+
+    def data_collection(self):
+        return self.spectra
+
+
+def test_spectra_from_pieces_skips_unseeing_chunks_and_reports_unseen_sources(monkeypatch, caplog):
+    # Decoding products is tested above; here each job's answer is already the spectra by source.
+    def decoded(collection, source, *, instrument=None):
+        if source not in collection:
+            raise ValueError(f"no spectrum of {source!r}")
+        return collection[source], RESPONSE
+
+    monkeypatch.setattr(sp, "from_data_collection", decoded)
+    # GX 339-4 is seen by chunks 0 and 2; GX 349+2 only by chunk 2 (chunk 0 returns it without exposure,
+    # chunk 1 not at all); 4U 1630-47 by no chunk.
+    target, neighbour, never = "GX 339-4", "GX 349+2", "4U 1630-47"
+    pieces = [
+        FakePiece(
+            ["093700010010"],
+            {
+                target: make_spectrum(40, source=target),
+                neighbour: unexposed(make_spectrum(41, source=neighbour)),
+                never: unexposed(make_spectrum(42, source=never)),
+            },
+        ),
+        FakePiece(["093700020010"], {target: unexposed(make_spectrum(43, source=target))}),
+        FakePiece(
+            ["093800010010"], {target: make_spectrum(44, source=target), neighbour: make_spectrum(45, source=neighbour)}
+        ),
+    ]
+    report = {}
+    with caplog.at_level("WARNING", logger="integral_workflows.spectrum"):
+        combined = sp.spectra_from_pieces(pieces, [target, neighbour, never], instrument="isgri", report=report)
+    assert set(combined) == {target, neighbour}
+    assert combined[target][0].exposure == 2 * EXPOSURE and combined[target][0].meta["NSKIPPED"] == 1
+    assert combined[neighbour][0].exposure == EXPOSURE and combined[neighbour][0].meta["NSKIPPED"] == 2
+    assert report[neighbour]["status"] == "combined"
+    assert report[neighbour]["chunks_used"] == ["chunk 2 (093800010010..)"]
+    assert len(report[neighbour]["chunks_skipped"]) == 2
+    assert report[never]["status"] == "not seen by any chunk" and report[never]["chunks_used"] == []
+    assert len(report[never]["chunks_skipped"]) == 3
+    assert any(never in record.getMessage() for record in caplog.records)
+
+
+# -- fit band by epoch, p-value and poor-fit flag (issue 10) --------------------------------------------------
+def test_default_fit_band_follows_isgri_epoch():
+    # IJD of 2016-01-01T00:00 TT from astropy, not from the module's constant.
+    from astropy.time import Time
+
+    change = Time("2016-01-01T00:00:00", scale="tt").mjd - 51544.0
+    assert sp.default_fit_band("isgri", 3740.0, 3747.0)[0] == 20.0  # 2010
+    assert sp.default_fit_band("isgri", change + 100, change + 110)[0] == 25.0  # 2016
+    assert sp.default_fit_band("ISGRI", change - 10, change + 10)[0] == 25.0  # straddles: the later bound
+    assert sp.default_fit_band("isgri", None, None)[0] == 25.0
+    assert sp.default_fit_band("jemx", 3740.0, 3747.0) == (0.0, float("inf"))
+
+
+def with_epoch(spectrum: sp.Spectrum, tstart: float, tstop: float) -> sp.Spectrum:
+    return dataclasses.replace(spectrum, meta={**spectrum.meta, "TSTART": tstart, "TSTOP": tstop})
+
+
+def test_fit_sources_records_band_p_value_and_flags_a_poor_fit(tmp_path, caplog):
+    good_early = with_epoch(make_spectrum(50), 3740.0, 3747.0)
+    good_late = with_epoch(make_spectrum(51), 7000.0, 7007.0)
+    # A cut-off spectrum that a power law cannot describe (its χ² p-value is tiny).
+    broken = make_spectrum(52)
+    cutoff = expected_rate(RESPONSE) * np.exp(-RESPONSE.e_min / 60.0) * 3.0
+    broken = with_epoch(
+        dataclasses.replace(
+            broken, rate=cutoff + broken.stat_err * np.random.default_rng(53).standard_normal(broken.n_channels)
+        ),
+        7000.0,
+        7007.0,
+    )
+    combined = {"early": (good_early, RESPONSE), "late": (good_late, RESPONSE), "broken": (broken, RESPONSE)}
+    grouping = {"min_energy": 20.0, "max_energy": 600.0, "factor": -30}
+    with caplog.at_level("WARNING", logger="integral_workflows.spectrum"):
+        spectra, fits_by_source, summary = sp.fit_sources(
+            combined, instrument="isgri", systematic_fraction=0.0015, band_keV=(20.0, 40.0), grouping=grouping
+        )
+    rows = {row["source"]: row for row in summary}
+    assert rows["early"]["fit_band_min_keV"] == 20.0 and rows["late"]["fit_band_min_keV"] == 25.0
+    assert rows["early"]["fitted_min_keV"] < 25.0 <= rows["late"]["fitted_min_keV"]
+    assert fits_by_source["late"].energy_range[0] >= 25.0
+    for name in ("early", "late"):
+        assert not rows[name]["poor_fit"] and rows[name]["p_value"] > 1e-3
+        assert abs(fits_by_source[name].gamma - GAMMA_TRUE) < 4 * fits_by_source[name].gamma_error
+    assert rows["broken"]["poor_fit"] and rows["broken"]["p_value"] < 0.01
+    assert any(
+        "poor power-law fit" in record.getMessage() and "broken" in record.getMessage() for record in caplog.records
+    )
+    assert "2016-01-01" in summary.meta["fit_band_rule"]
+    # The band, χ², dof, p-value and flag reach the PHA header.
+    pha, _, _ = sp.write(*spectra["broken"], tmp_path / "broken.fits")
+    header = fits.getheader(pha, 1)
+    assert header["FIT_EMIN"] == 25.0 and header["POORFIT"] is True
+    assert header["FITDOF"] == fits_by_source["broken"].dof
+    assert header["FITPVAL"] == pytest.approx(fits_by_source["broken"].p_value)
+    early_pha, _, _ = sp.write(*spectra["early"], tmp_path / "early.fits")
+    assert fits.getheader(early_pha, 1)["POORFIT"] is False and fits.getheader(early_pha, 1)["FIT_EMIN"] == 20.0
+
+
+def test_unicode_source_names_reach_fits_as_ascii(tmp_path):
+    spectrum = make_spectrum(60, source="Boötes null")
+    pha, arf, rmf = sp.write(spectrum, RESPONSE, tmp_path / "spectrum.fits", provenance={"OBJECT": "Boötes null"})
+    header = fits.getheader(pha, 1)
+    assert header["NAME"] == "Bootes null" and header["OBJECT"] == "Bootes null"

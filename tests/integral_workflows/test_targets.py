@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from astropy.table import Table
 
-from integral_workflows import params, targets
+from integral_workflows import parameters, targets
 from integral_workflows.targets import Target, TargetNotFoundError
 
 #: The ISDC reference-catalogue subset the built-in catalogue is made from (shared/data's file, byte for byte;
@@ -20,22 +20,26 @@ ISDC_CATALOGUE = Path(__file__).resolve().parents[2] / "lib" / "mmoda_local" / "
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any attempt to probe the network fails the test: lookups here must be offline or mocked."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to reach the network")
 
     monkeypatch.setattr(targets, "_probe_network", refuse)
 
 
-@pytest.mark.parametrize("name, catalogue_name, ra, dec", [
-    ("Crab", "Crab", 83.63321, 22.014471),
-    ("crab", "Crab", 83.63321, 22.014471),
-    ("CRAB", "Crab", 83.63321, 22.014471),
-    ("  Crab ", "Crab", 83.63321, 22.014471),
-    ("Cyg X-1", "Cyg X-1", 299.59033, 35.20161),
-    ("cyg_x-1", "Cyg X-1", 299.59033, 35.20161),
-    ("CygX-1", "Cyg X-1", 299.59033, 35.20161),
-    ("1A_0535+262", "1A 0535+262", 84.72737, 26.315779),
-])
+@pytest.mark.parametrize(
+    "name, catalogue_name, ra, dec",
+    [
+        ("Crab", "Crab", 83.63321, 22.014471),
+        ("crab", "Crab", 83.63321, 22.014471),
+        ("CRAB", "Crab", 83.63321, 22.014471),
+        ("  Crab ", "Crab", 83.63321, 22.014471),
+        ("Cyg X-1", "Cyg X-1", 299.59033, 35.20161),
+        ("cyg_x-1", "Cyg X-1", 299.59033, 35.20161),
+        ("CygX-1", "Cyg X-1", 299.59033, 35.20161),
+        ("1A_0535+262", "1A 0535+262", 84.72737, 26.315779),
+    ],
+)
 def test_builtin_lookup_is_case_space_and_underscore_insensitive(name, catalogue_name, ra, dec):
     target = targets.resolve_name(name, online=False)
     assert target == Target(name=catalogue_name, ra=ra, dec=dec, source="builtin")
@@ -55,8 +59,7 @@ def test_unknown_name_without_close_names():
         targets.resolve_name("Qwertyuiop", online=False)
 
 
-@pytest.mark.parametrize("name", ["Sun", "moon", "MERCURY", "Venus", "Mars", "jupiter", "Saturn", "Uranus",
-                                  "Neptune"])
+@pytest.mark.parametrize("name", ["Sun", "moon", "MERCURY", "Venus", "Mars", "jupiter", "Saturn", "Uranus", "Neptune"])
 def test_solar_system_bodies_are_moving_targets(name):
     assert targets.is_solar_system_body(name)
     target = targets.resolve_name(name, online=False)
@@ -73,7 +76,9 @@ def test_other_names_are_not_bodies(name):
 
 
 def test_coordinates_for_applies_the_mmoda_rule():
-    looked_up = targets.coordinates_for(params.resolve({"src_name": "Cyg X-1", "RA": 0, "DEC": 0}), online=False)
+    looked_up = targets.coordinates_for(
+        parameters.validate("mosaic", {"src_name": "Cyg X-1", "RA": 0, "DEC": 0}), online=False
+    )
     assert looked_up.source == "builtin" and looked_up.ra == 299.59033
     given = targets.coordinates_for({"src_name": "My field", "RA": 10.5, "DEC": 0.0}, online=False)
     assert given == Target(name="My field", ra=10.5, dec=0.0, source="parameters")

@@ -16,7 +16,9 @@ def scw_archive(archive_cache):
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails."""
+
     def refuse(*args, **kwargs):
         raise OSError("network access attempted in an offline test")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)

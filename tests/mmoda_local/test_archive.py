@@ -15,10 +15,23 @@ from mmoda_local.archive import ScwArchive
 log = logging.getLogger(__name__)
 
 CONTRACT = {
-    "SWID": "U", "REVOL": np.int32, "TSTART": np.float64, "TSTOP": np.float64, "TELAPSE": np.float32,
-    "RA_SCX": np.float64, "DEC_SCX": np.float64, "RA_SCZ": np.float64, "DEC_SCZ": np.float64,
-    "POSANGLE": np.float32, "GOOD_ISGRI": np.float32, "GOOD_JEMX1": np.float32, "GOOD_JEMX2": np.float32,
-    "IBISMODE": np.int16, "OBS_ID": "U", "IN_BELT": np.bool_, "FILLED": np.bool_,
+    "SWID": "U",
+    "REVOL": np.int32,
+    "TSTART": np.float64,
+    "TSTOP": np.float64,
+    "TELAPSE": np.float32,
+    "RA_SCX": np.float64,
+    "DEC_SCX": np.float64,
+    "RA_SCZ": np.float64,
+    "DEC_SCZ": np.float64,
+    "POSANGLE": np.float32,
+    "GOOD_ISGRI": np.float32,
+    "GOOD_JEMX1": np.float32,
+    "GOOD_JEMX2": np.float32,
+    "IBISMODE": np.int16,
+    "OBS_ID": "U",
+    "IN_BELT": np.bool_,
+    "FILLED": np.bool_,
 }
 ANCHORS = {39: "2003-02-07T05:16", 300: "2005-03-29T12:00", 2000: "2018-09-15T20:06", 2885: "2025-02-24T20:06"}
 
@@ -104,9 +117,9 @@ def test_revolution_anchors(scw_archive, rev, when):
 def test_revolution_periods(scw_archive):
     starts = scw_archive.revolutions.starts
     periods = np.diff(starts)
-    early, late = periods[A.FIRST_REV:1460], periods[1520:A.LAST_REV + 1]
+    early, late = periods[A.FIRST_REV : 1460], periods[1520 : A.LAST_REV + 1]
     assert abs(np.median(early) - 2.99) < 0.01 and abs(np.median(late) - 2.66) < 0.01
-    assert np.all((periods[A.FIRST_REV:] > 2.5) & (periods[A.FIRST_REV:] < 3.1))
+    assert np.all((periods[A.FIRST_REV :] > 2.5) & (periods[A.FIRST_REV :] < 3.1))
     change = A.ijd_to_utc_isot(scw_archive.revolution_start(1500))
     assert change.startswith("2015-01"), change
     assert A.ijd_to_utc_isot(scw_archive.time_range[1]) < "2025-02-28T23:59"
@@ -122,8 +135,10 @@ def test_real_crab_scws_fall_inside_their_revolutions(scw_archive):
     model = scw_archive.revolutions
     rev = crab.ids // 100_000_000
     assert np.all(crab.tstart >= model.starts[rev]) and np.all(crab.tstop <= model.starts[rev + 1])
-    print(f"\nsmooth revolution model: worst real Crab ScW outside its revolution by "
-          f"{model.worst_mismatch_s:.0f} s; {model.n_nudged} revolution starts nudged")
+    print(
+        f"\nsmooth revolution model: worst real Crab ScW outside its revolution by "
+        f"{model.worst_mismatch_s:.0f} s; {model.n_nudged} revolution starts nudged"
+    )
     assert model.worst_mismatch_s < 3600.0
     assert model.n_nudged < 30
 
@@ -141,8 +156,11 @@ def test_every_real_crab_scw_is_present_exactly(scw_archive):
     np.testing.assert_array_equal(col(scw_archive, "TSTOP")[rows], crab.tstop)
     back = A.ijd_to_utc_mjd(col(scw_archive, "TSTART")[rows])
     assert np.max(np.abs(back - crab.start_mjd_utc)) * 86400 < 1e-3
-    sep = SkyCoord(table["RA_SCX"][rows], table["DEC_SCX"][rows], unit="deg").separation(
-        SkyCoord(A.CRAB_RA, A.CRAB_DEC, unit="deg")).deg
+    sep = (
+        SkyCoord(table["RA_SCX"][rows], table["DEC_SCX"][rows], unit="deg")
+        .separation(SkyCoord(A.CRAB_RA, A.CRAB_DEC, unit="deg"))
+        .deg
+    )
     assert sep.max() < 6.2
     assert not np.any(col(scw_archive, "FILLED")[rows])
 
@@ -169,8 +187,10 @@ def test_rows_and_exposure_per_year(scw_archive):
     print()
     summary.pprint(max_lines=-1, max_width=-1)
     total = col(scw_archive, "TELAPSE").sum() / 1e6
-    print(f"total: {len(scw_archive)} pointings, {total:.0f} Ms elapsed, "
-          f"{col(scw_archive, 'GOOD_ISGRI').sum() / 1e6:.0f} Ms ISGRI good time")
+    print(
+        f"total: {len(scw_archive)} pointings, {total:.0f} Ms elapsed, "
+        f"{col(scw_archive, 'GOOD_ISGRI').sum() / 1e6:.0f} Ms ISGRI good time"
+    )
     full = summary[(summary["YEAR"] >= 2003) & (summary["YEAR"] <= 2024)]
     assert len(full) == 22
     assert np.all((full["N_SCW"] > 7000) & (full["N_SCW"] < 11000))
@@ -192,8 +212,8 @@ def test_radiation_belt_flags(scw_archive):
     last = np.r_[first[1:], len(revs)]
     expected = np.zeros(len(revs), bool)
     for a, b in zip(first, last):
-        expected[a:a + 3] = True
-        expected[max(a, b - 4):b] = True
+        expected[a : a + 3] = True
+        expected[max(a, b - 4) : b] = True
     assert np.array_equal(in_belt, expected)
     telapse, good = col(scw_archive, "TELAPSE"), col(scw_archive, "GOOD_ISGRI")
     assert np.all(good[in_belt] <= 0.4 * telapse[in_belt] + 1e-3)
@@ -214,15 +234,18 @@ def test_filled_covers_the_gaps_of_the_observation_list(scw_archive):
     assert 0.2 < filled[listed].mean() < 0.8
     shift = col(scw_archive, "FILL_SHIFT_YR")
     assert np.all((shift != 0) == filled)
-    print(f"\nFILLED: {filled.mean():.1%} of all pointings; 2011-2012: {filled[gap].mean():.1%}; "
-          f"after 2022-03: {filled[late].mean():.1%}")
+    print(
+        f"\nFILLED: {filled.mean():.1%} of all pointings; 2011-2012: {filled[gap].mean():.1%}; "
+        f"after 2022-03: {filled[late].mean():.1%}"
+    )
 
 
 def test_pointings_dither_around_their_observation(scw_archive):
-    sep = A._angular_distance_deg(col(scw_archive, "RA_SCX"), col(scw_archive, "DEC_SCX"),
-                                  col(scw_archive, "RA_OBS"), col(scw_archive, "DEC_OBS"))
+    sep = A._angular_distance_deg(
+        col(scw_archive, "RA_SCX"), col(scw_archive, "DEC_SCX"), col(scw_archive, "RA_OBS"), col(scw_archive, "DEC_OBS")
+    )
     assert sep.max() < 6.2
-    assert 0.05 < (sep < 1e-6).mean() < 0.5   # pattern centres and staring observations
+    assert 0.05 < (sep < 1e-6).mean() < 0.5  # pattern centres and staring observations
     assert np.any(np.abs(sep - 2.17) < 0.01) and np.any(np.abs(sep - 2.0) < 0.01)
 
 
@@ -263,8 +286,11 @@ def test_select_agrees_with_skycoord(scw_archive):
         ra, dec, radius = rng.uniform(0, 360), np.degrees(np.arcsin(rng.uniform(-1, 1))), rng.uniform(1, 40)
         got = scw_archive.select(t1, t2, ra=ra, dec=dec, radius=radius)
         window = np.flatnonzero((tstart < t2) & (tstop > t1))
-        sep = SkyCoord(table["RA_SCX"][window], table["DEC_SCX"][window], unit="deg").separation(
-            SkyCoord(ra, dec, unit="deg")).deg
+        sep = (
+            SkyCoord(table["RA_SCX"][window], table["DEC_SCX"][window], unit="deg")
+            .separation(SkyCoord(ra, dec, unit="deg"))
+            .deg
+        )
         expected = window[sep < radius]
         assert np.array_equal(got, expected)
         assert np.array_equal(scw_archive.select(t1, t2), window)

@@ -14,8 +14,10 @@ from oda_api.api import DispatcherAPI, RemoteException, RequestNotUnderstood, Un
 
 from mmoda_local import auth
 
-EXPIRED = ("The token provided is expired, please try to logout and login again. If already logged out, please "
-           "clean the cookies, and resubmit you request.")
+EXPIRED = (
+    "The token provided is expired, please try to logout and login again. If already logged out, please "
+    "clean the cookies, and resubmit you request."
+)
 
 
 def expired_token(server) -> str:
@@ -36,19 +38,21 @@ def dispatcher(url: str) -> DispatcherAPI:
 def test_bad_token_on_descriptions_is_a_request_not_authorized(server, route):
     # dispatcher_query.InstrumentQueryBackEnd.__init__ validates the token before it looks at the instrument
     for instrument in ("empty", "no-such-instrument"):
-        answer = requests.get(f"{server.url}/{route}", params={"instrument": instrument,
-                                                              "token": expired_token(server)}, timeout=30)
+        answer = requests.get(
+            f"{server.url}/{route}", params={"instrument": instrument, "token": expired_token(server)}, timeout=30
+        )
         assert answer.status_code == 403
         body = answer.json()
         assert body["error"] == f"RequestNotAuthorized():{EXPIRED}"
         assert body["error_message"] == EXPIRED and body["debug_message"] == ""
         assert "empty-semi-async" in body["installed_instruments"]
-    forged = requests.get(f"{server.url}/{route}", params={"instrument": "empty", "token": forged_token(server)},
-                          timeout=30)
-    assert forged.status_code == 403 and forged.json()["error"].startswith("RequestNotAuthorized():The token "
-                                                                           "provided is not valid")
-    valid = requests.get(f"{server.url}/{route}", params={"instrument": "empty", "token": server.token()},
-                         timeout=30)
+    forged = requests.get(
+        f"{server.url}/{route}", params={"instrument": "empty", "token": forged_token(server)}, timeout=30
+    )
+    assert forged.status_code == 403 and forged.json()["error"].startswith(
+        "RequestNotAuthorized():The token provided is not valid"
+    )
+    valid = requests.get(f"{server.url}/{route}", params={"instrument": "empty", "token": server.token()}, timeout=30)
     assert valid.status_code == 200
     if route == "api/par-names":
         # without a product: every product's arguments, each once (Instrument.get_arguments_name_list)
@@ -68,18 +72,28 @@ def test_bad_token_on_the_instrument_list_is_a_short_text_403(server):
 
 def test_expired_token_on_run_analysis_names_the_exception(server):
     with pytest.raises(Unauthorized) as raised:
-        dispatcher(server.url).get_product(instrument="empty", product="dummy", product_type="Dummy",
-                                           token=expired_token(server), silent=True)
+        dispatcher(server.url).get_product(
+            instrument="empty", product="dummy", product_type="Dummy", token=expired_token(server), silent=True
+        )
     assert raised.value.message == f"RequestNotAuthorized():{EXPIRED}"
 
 
 def test_roles_are_checked_before_the_time_order(server):
     # Instrument.run_query checks the roles right after the parameters; the real dispatcher never compares T1
     # with T2, a local MMODA does, but only once the roles are granted
-    query = dict(instrument="empty", product="numerical", product_type="Dummy", T1="2011-11-11T11:11:11",
-                 T2="2011-11-11T11:11:11", silent=True)
-    with pytest.raises(Unauthorized, match=r"- Your priviledge roles include \[\]\n- You are lacking all of the "
-                                           r"following roles:\n - general: please refer to support for details\n"):
+    query = dict(
+        instrument="empty",
+        product="numerical",
+        product_type="Dummy",
+        T1="2011-11-11T11:11:11",
+        T2="2011-11-11T11:11:11",
+        silent=True,
+    )
+    with pytest.raises(
+        Unauthorized,
+        match=r"- Your priviledge roles include \[\]\n- You are lacking all of the "
+        r"following roles:\n - general: please refer to support for details\n",
+    ):
         dispatcher(server.url).get_product(**query)
     with pytest.raises(RequestNotUnderstood, match="must be earlier"):
         dispatcher(server.url).get_product(token=server.token("general"), **query)
@@ -88,12 +102,19 @@ def test_roles_are_checked_before_the_time_order(server):
 def test_numerical_above_fifty_watts_needs_the_hpc_role(server):
     # dummy_plugin data_server_dispatcher.DataServerNumericQuery.check_query_roles
     with pytest.raises(Unauthorized) as raised:
-        dispatcher(server.url).get_product(instrument="empty", product="numerical", product_type="Dummy", p=60,
-                                           token=server.token("general"), silent=True)
+        dispatcher(server.url).get_product(
+            instrument="empty",
+            product="numerical",
+            product_type="Dummy",
+            p=60,
+            token=server.token("general"),
+            silent=True,
+        )
     assert raised.value.message.endswith(
         "- You are lacking all of the following roles:\n"
         " - unige-hpc-full: unige-hpc-full role is needed for p>50 as well\n"
-        "You can request support if you think you should be able to make this request.")
+        "You can request support if you think you should be able to make this request."
+    )
 
 
 def test_osa_roles_have_the_plugins_reasons_sorted_by_role():
@@ -101,15 +122,21 @@ def test_osa_roles_have_the_plugins_reasons_sorted_by_role():
     parameters = dict(max_pointings=60, scw_list=[], integral_data_rights="all-private", osa_version="OSA11.2")
     lacking = auth.lacking_roles([], osa=True, product_roles=(), parameters=parameters)
     assert lacking == {
-        "integral-private-qla": 'this role is needed to access private INTEGRAL data requested with '
-                                'integral_data_rights == "all-private"',
-        "unige-hpc-full": "it is needed to request > 50 ScW, you requested max_pointings=60"}
-    nrt = dict(max_pointings=50, scw_list=["066500220010.000"], integral_data_rights="public",
-               osa_version="OSA11.2--fullbkg")
-    assert list(auth.lacking_roles(["general"], osa=True, product_roles=(), parameters=nrt)) == \
-        ["integral-private-qla", "integral-public-nrt"]
-    assert auth.lacking_roles(["integral-private-qla", "integral-public-nrt"], osa=True, product_roles=(),
-                              parameters=nrt) == {}
+        "integral-private-qla": "this role is needed to access private INTEGRAL data requested with "
+        'integral_data_rights == "all-private"',
+        "unige-hpc-full": "it is needed to request > 50 ScW, you requested max_pointings=60",
+    }
+    nrt = dict(
+        max_pointings=50, scw_list=["066500220010.000"], integral_data_rights="public", osa_version="OSA11.2--fullbkg"
+    )
+    assert list(auth.lacking_roles(["general"], osa=True, product_roles=(), parameters=nrt)) == [
+        "integral-private-qla",
+        "integral-public-nrt",
+    ]
+    assert (
+        auth.lacking_roles(["integral-private-qla", "integral-public-nrt"], osa=True, product_roles=(), parameters=nrt)
+        == {}
+    )
 
 
 def test_refresh_pushes_the_expiry_back_by_the_interval(server):
@@ -119,11 +146,11 @@ def test_refresh_pushes_the_expiry_back_by_the_interval(server):
     answer = requests.get(f"{server.url}/refresh_token", params={"token": token}, timeout=30)
     assert answer.status_code == 200
     assert jwt.decode(answer.text, options={"verify_signature": False})["exp"] == old_exp + 604800
-    shorter = requests.get(f"{server.url}/refresh_token", params={"token": token, "refresh_interval": 60},
-                           timeout=30)
+    shorter = requests.get(f"{server.url}/refresh_token", params={"token": token, "refresh_interval": 60}, timeout=30)
     assert jwt.decode(shorter.text, options={"verify_signature": False})["exp"] == old_exp + 60
-    too_long = requests.get(f"{server.url}/refresh_token", params={"token": token, "refresh_interval": 604801},
-                            timeout=30)
+    too_long = requests.get(
+        f"{server.url}/refresh_token", params={"token": token, "refresh_interval": 604801}, timeout=30
+    )
     assert too_long.status_code == 403
     assert too_long.json()["error"] == "RequestNotAuthorized():Request not authorized"
     lacking = requests.get(f"{server.url}/refresh_token", params={"token": server.token("general")}, timeout=30)
@@ -134,37 +161,80 @@ def test_test_instruments_offer_what_the_dispatchers_do(server):
     # dummy_plugin empty_instrument.py and empty_semi_async_instrument.py
     disp = dispatcher(server.url)
     empty = disp.get_instrument_description("empty")[0]
-    assert empty[1]["prod_dict"] == {"dummy": "empty_parameters_dummy_query",
-                                     "numerical": "numerical_parameters_dummy_query",
-                                     "failing": "failing_parameters_dummy_query",
-                                     "echo": "echo_parameters_dummy_query"}
-    names = requests.get(f"{server.url}/api/par-names", params={"instrument": "empty", "product_type": "echo"},
-                         timeout=30).json()
+    assert empty[1]["prod_dict"] == {
+        "dummy": "empty_parameters_dummy_query",
+        "numerical": "numerical_parameters_dummy_query",
+        "failing": "failing_parameters_dummy_query",
+        "echo": "echo_parameters_dummy_query",
+    }
+    names = requests.get(
+        f"{server.url}/api/par-names", params={"instrument": "empty", "product_type": "echo"}, timeout=30
+    ).json()
     assert names[-4:] == ["ang", "ang_deg", "energ", "energy_units"]
-    numerical = requests.get(f"{server.url}/api/meta-data", params={"instrument": "empty",
-                                                                  "product_type": "numerical"}, timeout=30).json()
-    assert {"name": "p", "units": "W", "value": 10.0, "restrictions": {"is_optional": False},
-            "owl_uri": ["http://www.w3.org/2001/XMLSchema#float", "http://odahub.io/ontology#Float"]} \
-        in numerical[0][-1]
+    numerical = requests.get(
+        f"{server.url}/api/meta-data", params={"instrument": "empty", "product_type": "numerical"}, timeout=30
+    ).json()
+    assert {
+        "name": "p",
+        "units": "W",
+        "value": 10.0,
+        "restrictions": {"is_optional": False},
+        "owl_uri": ["http://www.w3.org/2001/XMLSchema#float", "http://odahub.io/ontology#Float"],
+    } in numerical[0][-1]
     semi = disp.get_instrument_description("empty-semi-async")[0]
-    assert semi[1]["prod_dict"] == {"dummy": "empty_parameters_dummy_query",
-                                    "numerical": "numerical_parameters_dummy_query"}
+    assert semi[1]["prod_dict"] == {
+        "dummy": "empty_parameters_dummy_query",
+        "numerical": "numerical_parameters_dummy_query",
+    }
 
 
 def test_polar_is_listed_with_the_real_parameters_and_has_no_data(server):
     # dispatcher-plugin-polar polar.py / polar_lightcurve_query.py; this local MMODA simulates INTEGRAL only
-    names = requests.get(f"{server.url}/api/par-names", params={"instrument": "polar", "product_type": "polar_lc"},
-                         timeout=30).json()
-    assert names == ["src_name", "RA", "DEC", "T1", "T_format", "T2", "token", "selected_catalog", "E1_keV",
-                     "E2_keV", "time_bin", "time_bin_format"]
-    answer = requests.get(f"{server.url}/run_analysis", params={
-        "instrument": "polar", "product_type": "polar_lc", "query_type": "Real", "query_status": "new",
-        "T1": "2017-01-01T00:00:00", "T2": "2017-01-01T01:00:00", "E1_keV": 50, "E2_keV": 500, "time_bin": 10,
-        "time_bin_format": "sec", "off_line": "False", "api": "True"}, timeout=30).json()
+    names = requests.get(
+        f"{server.url}/api/par-names", params={"instrument": "polar", "product_type": "polar_lc"}, timeout=30
+    ).json()
+    assert names == [
+        "src_name",
+        "RA",
+        "DEC",
+        "T1",
+        "T_format",
+        "T2",
+        "token",
+        "selected_catalog",
+        "E1_keV",
+        "E2_keV",
+        "time_bin",
+        "time_bin_format",
+    ]
+    answer = requests.get(
+        f"{server.url}/run_analysis",
+        params={
+            "instrument": "polar",
+            "product_type": "polar_lc",
+            "query_type": "Real",
+            "query_status": "new",
+            "T1": "2017-01-01T00:00:00",
+            "T2": "2017-01-01T01:00:00",
+            "E1_keV": 50,
+            "E2_keV": 500,
+            "time_bin": 10,
+            "time_bin_format": "sec",
+            "off_line": "False",
+            "api": "True",
+        },
+        timeout=30,
+    ).json()
     assert answer["query_status"] == "failed"
     assert answer["exit_status"]["status"] == 1
     assert answer["exit_status"]["message"] == "Error when getting query products"
     assert answer["exit_status"]["error_message"].startswith("Instrument: polar, product: polar_lc")
     with pytest.raises(RemoteException, match="Error when getting query products"):
-        dispatcher(server.url).get_product(instrument="polar", product="polar_lc", product_type="Real",
-                                           T1="2017-01-01T00:00:00", T2="2017-01-01T01:00:00", silent=True)
+        dispatcher(server.url).get_product(
+            instrument="polar",
+            product="polar_lc",
+            product_type="Real",
+            T1="2017-01-01T00:00:00",
+            T2="2017-01-01T01:00:00",
+            silent=True,
+        )

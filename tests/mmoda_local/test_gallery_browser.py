@@ -30,9 +30,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "build" / "test-artifacts" / "gallery"
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                  "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--window-size=1400,1000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--window-size=1400,1000",
+)
 
 #: Walks shadow roots too: bokeh 3 draws into canvases inside its elements' shadow DOM.
 CANVAS_COLOURS_JS = """
@@ -67,8 +78,10 @@ def _browser_or_skip():
     if importlib.util.find_spec("selenium") is None:
         missing.append("the selenium package")
     if missing:
-        reason = (f"headless browser test needs {', '.join(missing)} (Debian: apt-get install chromium "
-                  f"chromium-driver; .ci/run installs them)")
+        reason = (
+            f"headless browser test needs {', '.join(missing)} (Debian: apt-get install chromium "
+            f"chromium-driver; .ci/run installs them)"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
@@ -104,6 +117,7 @@ def artifacts() -> Path:
 
 def _wait(driver, condition, *, timeout: float = 30.0, message: str = ""):
     from selenium.webdriver.support.ui import WebDriverWait
+
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition, message)
 
 
@@ -128,9 +142,18 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     paths = make_product_set(tmp_path / "products", token=token)
     gallery = client(server.url)
     post_product_set(gallery, paths, token)
-    post_product_set(gallery, paths, token, product_id="crab-isgri-lc", product_title="Crab ISGRI light curve",
-                     product_type="isgri_lc", src_name="Crab", gallery_image_path=None,
-                     fits_file_path=[str(paths["lightcurve"])], yaml_file_path=[str(paths["notebook"])])
+    post_product_set(
+        gallery,
+        paths,
+        token,
+        product_id="crab-isgri-lc",
+        product_title="Crab ISGRI light curve",
+        product_type="isgri_lc",
+        src_name="Crab",
+        gallery_image_path=None,
+        fits_file_path=[str(paths["lightcurve"])],
+        yaml_file_path=[str(paths["notebook"])],
+    )
     shots = []
 
     def shot(name: str, *, full_page: bool = False):
@@ -139,9 +162,14 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
             # the whole page, not only the window (Chrome DevTools protocol)
             metrics = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})
             size = metrics.get("cssContentSize") or metrics["contentSize"]
-            picture = browser.execute_cdp_cmd("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+            picture = browser.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+                },
+            )
             path.write_bytes(base64.b64decode(picture["data"]))
         else:
             browser.save_screenshot(str(path))
@@ -154,9 +182,13 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     assert len(cards) == 2
     assert browser.find_element(By.ID, "simulated-banner").is_displayed()
     assert len(browser.find_elements(By.CSS_SELECTOR, ".card .badge.simulated")) == 2
-    _wait(browser, lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)"),
-        message="a thumbnail did not load")
+    _wait(
+        browser,
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        message="a thumbnail did not load",
+    )
     shot("01_gallery.png")
 
     # filter it: images of the Crab
@@ -174,9 +206,13 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     cards[0].click()
     _wait(browser, lambda d: "/gallery/product/" in d.current_url, message="the product page did not open")
     assert browser.find_element(By.ID, "simulated-banner").is_displayed()
-    natural_width = _wait(browser, lambda d: d.execute_script(
-        "const i = document.getElementById('product-image'); return i.complete && i.naturalWidth"),
-        message="the product image did not load")
+    natural_width = _wait(
+        browser,
+        lambda d: d.execute_script(
+            "const i = document.getElementById('product-image'); return i.complete && i.naturalWidth"
+        ),
+        message="the product image did not load",
+    )
     assert natural_width > 100
     image_plot = _drawn(browser, ".plot-image", colours=40)
     lightcurve_plot = _drawn(browser, ".plot-lightcurve", colours=3)
@@ -212,8 +248,9 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     assert len(browser.find_elements(By.CSS_SELECTOR, "#product-cards a.card")) == 2
     browser.find_element(By.LINK_TEXT, "Light curve").click()
     _wait(browser, lambda d: "product_type=lightcurve" in d.current_url)
-    assert [c.get_attribute("data-product-type")
-            for c in browser.find_elements(By.CSS_SELECTOR, "#product-cards a.card")] == ["isgri_lc"]
+    assert [
+        c.get_attribute("data-product-type") for c in browser.find_elements(By.CSS_SELECTOR, "#product-cards a.card")
+    ] == ["isgri_lc"]
     shot("06_revolution_page.png")
 
     # the light-curve product's own page
@@ -225,7 +262,9 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     for path in shots:
         assert path.stat().st_size > 10_000, path
     with capsys.disabled():
-        print(f"\ngallery screenshots ({image_plot['colours']} colours in the image plot, "
-              f"{lightcurve_plot['colours']} in the light curve, {spectrum_plot['colours']} in the spectrum):")
+        print(
+            f"\ngallery screenshots ({image_plot['colours']} colours in the image plot, "
+            f"{lightcurve_plot['colours']} in the light curve, {spectrum_plot['colours']} in the spectrum):"
+        )
         for path in shots:
             print(f"  {path}")

@@ -41,8 +41,9 @@ def test_scwlist_cone_and_min_good_isgri(scw_archive):
     status, body = G.scwlist(scw_archive, "cons", t1, t2, args)
     assert status == 200 and len(body) > 3000
     rows = scw_archive.index_of(body)
-    sep = A._angular_distance_deg(scw_archive.table["RA_SCX"][rows], scw_archive.table["DEC_SCX"][rows],
-                                  83.633, 22.0145)
+    sep = A._angular_distance_deg(
+        scw_archive.table["RA_SCX"][rows], scw_archive.table["DEC_SCX"][rows], 83.633, 22.0145
+    )
     assert sep.max() < 10
     args["min_good_isgri"] = "1000"
     status, kept = G.scwlist(scw_archive, "cons", t1, t2, args)
@@ -58,8 +59,10 @@ def test_scwlist_cone_and_min_good_isgri(scw_archive):
 
 
 def test_scwlist_return_columns(scw_archive):
-    columns = "SWID,SW_VER,REVOL,TSTART,TSTOP,TELAPSE,RA_SCX,DEC_SCX,RA_SCZ,DEC_SCZ,POSANGLE,GOOD_ISGRI," \
-              "GOOD_JEMX1,GOOD_JEMX2,IBISMODE,OBS_ID,FILLED"
+    columns = (
+        "SWID,SW_VER,REVOL,TSTART,TSTOP,TELAPSE,RA_SCX,DEC_SCX,RA_SCZ,DEC_SCZ,POSANGLE,GOOD_ISGRI,"
+        "GOOD_JEMX1,GOOD_JEMX2,IBISMODE,OBS_ID,FILLED"
+    )
     args = {"ra": "161.2647", "dec": "-59.68443", "radius": "8", "return_columns": columns}
     status, body = G.scwlist(scw_archive, "cons", T1, "2020-11-11T11:11:11", args)
     assert status == 200 and list(body) == columns.split(",")
@@ -91,9 +94,13 @@ def test_scwlist_index_version(scw_archive):
     status, body = G.scwlist(scw_archive, "cons", T1, T2, {"index_version": "9" * 12})
     assert status == 400 and "no index with requested version" in body[0]["problem in CONS"]
     assert G.scwlist(scw_archive, "any", T1, T2, {"index_version": A.INDEX_VERSION}) == (
-        400, {"bad request": 'index version can only be set with "cons" or "nrt" source, not "any"'})
+        400,
+        {"bad request": 'index version can only be set with "cons" or "nrt" source, not "any"'},
+    )
     assert G.scwlist(scw_archive, "nrt", T1, T2, {"index_version": "latest"}) == (
-        400, {"bad request": "non-conforming index version"})
+        400,
+        {"bad request": "non-conforming index version"},
+    )
 
 
 def test_scwlist_errors(scw_archive):
@@ -131,8 +138,17 @@ def test_spacecraft(scw_archive, no_network):
     assert by_ijd["barytime"] != body["barytime"] and abs(by_ijd["barytime"]) <= 510
 
 
-@pytest.mark.parametrize("when, ra, dec", [("whenever", "0", "0"), ("3000", "east", "0"), ("3000", "0", "95"),
-                                           ("3000", "nan", "0"), ("100", "0", "0"), ("2030-01-01T00:00:00", "0", "0")])
+@pytest.mark.parametrize(
+    "when, ra, dec",
+    [
+        ("whenever", "0", "0"),
+        ("3000", "east", "0"),
+        ("3000", "0", "95"),
+        ("3000", "nan", "0"),
+        ("100", "0", "0"),
+        ("2030-01-01T00:00:00", "0", "0"),
+    ],
+)
 def test_spacecraft_bad_requests(scw_archive, when, ra, dec):
     status, body = G.spacecraft(scw_archive, when, ra, dec)
     assert status == 400 and set(body) == {"bad request"}
@@ -202,8 +218,12 @@ def test_converttime_any(scw_archive):
     status, body = G.converttime(scw_archive, "ANY", "2000", "ANY")
     assert status == 200 and set(body) == {"IJD", "UTC", "REVNUM", "SCWID"}
     # the real service jsonifies the tool's texts: every value is a string
-    assert body == {"IJD": "2000.00000000000000000000", "UTC": "2005-06-22T23:58:55.816", "REVNUM": "0328",
-                    "SCWID": body["SCWID"]} and all(isinstance(v, str) for v in body.values())
+    assert body == {
+        "IJD": "2000.00000000000000000000",
+        "UTC": "2005-06-22T23:58:55.816",
+        "REVNUM": "0328",
+        "SCWID": body["SCWID"],
+    } and all(isinstance(v, str) for v in body.values())
     strict_json(body)
     assert G.converttime(scw_archive, "ANY", "53544", "IJD") == (200, "2000.00000000000000000000")
     assert float(G.converttime(scw_archive, "ANY", "2005-06-22T23:58:55.816", "IJD")[1]) == pytest.approx(2000.0)
@@ -212,10 +232,21 @@ def test_converttime_any(scw_archive):
     assert body["IJD"].startswith("Boundary ") and body["REVNUM"] == "0300"
 
 
-@pytest.mark.parametrize("informat, value, outformat", [
-    ("JD", "2000", "UTC"), ("IJD", "2000", "GPS"), ("IJD", "two thousand", "UTC"), ("UTC", "2000", "IJD"),
-    ("REVNUM", "5000", "IJD"), ("REVNUM", "x", "IJD"), ("SCWID", "999999990010", "IJD"),
-    ("IJD", "100", "REVNUM"), ("ANY", "whenever", "IJD"), ("IJD", "nan", "UTC")])
+@pytest.mark.parametrize(
+    "informat, value, outformat",
+    [
+        ("JD", "2000", "UTC"),
+        ("IJD", "2000", "GPS"),
+        ("IJD", "two thousand", "UTC"),
+        ("UTC", "2000", "IJD"),
+        ("REVNUM", "5000", "IJD"),
+        ("REVNUM", "x", "IJD"),
+        ("SCWID", "999999990010", "IJD"),
+        ("IJD", "100", "REVNUM"),
+        ("ANY", "whenever", "IJD"),
+        ("IJD", "nan", "UTC"),
+    ],
+)
 def test_converttime_failures_are_the_real_500_problem_lists(scw_archive, informat, value, outformat):
     status, body = G.converttime(scw_archive, informat, value, outformat)
     assert status == 500 and isinstance(body, list) and len(body) == 2

@@ -12,15 +12,35 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from mmoda_local.instrument import (CRAB_CATALOGUE_RATES, REFERENCE_IJD, instrument_for, noise_rng,
-                                    power_law_bin_flux, problem_with_scw, sky_to_plane, tangent_basis, year_to_ijd)
+from mmoda_local.instrument import (
+    CRAB_CATALOGUE_RATES,
+    REFERENCE_IJD,
+    instrument_for,
+    noise_rng,
+    power_law_bin_flux,
+    problem_with_scw,
+    sky_to_plane,
+    tangent_basis,
+    year_to_ijd,
+)
 
 CRAB_RA, CRAB_DEC = 83.63321, 22.014471
 
 
-def scw_table(count: int = 1, *, ra: float = CRAB_RA, dec: float = CRAB_DEC, ijd: float = 1500.0,
-              step_days: float = 0.03, good_time: float = 2000.0, posangle=0.0, dither_deg: float = 0.0,
-              first_pointing: int = 1, revolution: int | None = None, seed: int = 1) -> Table:
+def scw_table(
+    count: int = 1,
+    *,
+    ra: float = CRAB_RA,
+    dec: float = CRAB_DEC,
+    ijd: float = 1500.0,
+    step_days: float = 0.03,
+    good_time: float = 2000.0,
+    posangle=0.0,
+    dither_deg: float = 0.0,
+    first_pointing: int = 1,
+    revolution: int | None = None,
+    seed: int = 1,
+) -> Table:
     """Synthetic ScW records.
 
     Parameters
@@ -41,16 +61,27 @@ def scw_table(count: int = 1, *, ra: float = CRAB_RA, dec: float = CRAB_DEC, ijd
         tstart = ijd + k * step_days
         telapse = good_time * 1.1
         offset_ra, offset_dec = dither_deg * rng.normal(size=2)
-        records.append({
-            "SWID": f"{revolution:04d}{first_pointing + k:04d}0010", "REVOL": np.int32(revolution),
-            "TSTART": tstart, "TSTOP": tstart + telapse / 86400.0, "TELAPSE": np.float32(telapse),
-            "RA_SCX": (ra + offset_ra / max(math.cos(math.radians(dec)), 0.05)) % 360.0,
-            "DEC_SCX": float(np.clip(dec + offset_dec, -89.0, 89.0)),
-            "RA_SCZ": 0.0, "DEC_SCZ": 0.0,
-            "POSANGLE": np.float32(rng.uniform(0, 360) if posangle is None else posangle),
-            "GOOD_ISGRI": np.float32(good_time), "GOOD_JEMX1": np.float32(good_time),
-            "GOOD_JEMX2": np.float32(good_time), "IBISMODE": np.int16(41), "OBS_ID": "03200010001",
-            "IN_BELT": False, "FILLED": False})
+        records.append(
+            {
+                "SWID": f"{revolution:04d}{first_pointing + k:04d}0010",
+                "REVOL": np.int32(revolution),
+                "TSTART": tstart,
+                "TSTOP": tstart + telapse / 86400.0,
+                "TELAPSE": np.float32(telapse),
+                "RA_SCX": (ra + offset_ra / max(math.cos(math.radians(dec)), 0.05)) % 360.0,
+                "DEC_SCX": float(np.clip(dec + offset_dec, -89.0, 89.0)),
+                "RA_SCZ": 0.0,
+                "DEC_SCZ": 0.0,
+                "POSANGLE": np.float32(rng.uniform(0, 360) if posangle is None else posangle),
+                "GOOD_ISGRI": np.float32(good_time),
+                "GOOD_JEMX1": np.float32(good_time),
+                "GOOD_JEMX2": np.float32(good_time),
+                "IBISMODE": np.int16(41),
+                "OBS_ID": "03200010001",
+                "IN_BELT": False,
+                "FILLED": False,
+            }
+        )
     return Table(rows=records)
 
 
@@ -62,15 +93,21 @@ def isgri():
 def test_instrument_names_and_extensions():
     isgri = instrument_for("isgri")
     assert (isgri.instrume, isgri.detnam) == ("IBIS", "ISGRI")
-    assert (isgri.image_extname, isgri.lc_extname, isgri.spectrum_extname) == \
-        ("ISGR-MOSA-IMA", "ISGR-SRC.-LCR", "ISGR-EVTS-SPE")
+    assert (isgri.image_extname, isgri.lc_extname, isgri.spectrum_extname) == (
+        "ISGR-MOSA-IMA",
+        "ISGR-SRC.-LCR",
+        "ISGR-EVTS-SPE",
+    )
     assert isgri.intensity_imatype == "INTENSITY"
     for unit in (1, 2):
         jemx = instrument_for("jemx", jemx_unit=unit)
         assert jemx is instrument_for(f"jemx{unit}")
         assert jemx.instrume == f"JMX{unit}"
-        assert (jemx.image_extname, jemx.lc_extname, jemx.spectrum_extname) == \
-            (f"JMX{unit}-MOSA-IMA", f"JMX{unit}-SRC.-LCR", f"JMX{unit}-PHA1-SPE")
+        assert (jemx.image_extname, jemx.lc_extname, jemx.spectrum_extname) == (
+            f"JMX{unit}-MOSA-IMA",
+            f"JMX{unit}-SRC.-LCR",
+            f"JMX{unit}-PHA1-SPE",
+        )
         assert jemx.intensity_imatype == "RECONSTRUCTED"
     assert instrument_for("jemx").key == "jemx2"
     with pytest.raises(ValueError):
@@ -88,14 +125,24 @@ def test_crab_gives_the_catalogue_rates_at_the_reference_epoch(isgri):
         assert jemx.crab_band_rate(10, 30) == pytest.approx(CRAB_CATALOGUE_RATES["JEMX_FLUX_2"], rel=1e-6)
 
 
-@pytest.mark.parametrize("year, band, low, high", [
-    # science notes §3 (real MMODA OSA11.2 single-ScW Crab rates), with a few per cent of slack
-    (2003.5, (30, 60), 108, 116), (2010.5, (30, 60), 112, 120), (2017.5, (30, 60), 118, 125),
-    (2022.5, (30, 60), 90, 100), (2025.0, (30, 60), 96, 104),
-    (2003.5, (60, 100), 39, 42.5), (2014.5, (60, 100), 40.5, 43.5), (2022.5, (60, 100), 30, 33.5),
-    (2025.0, (60, 100), 30, 33.5),
-    (2003.5, (15, 30), 155, 168), (2016.0, (15, 30), 170, 182), (2023.0, (15, 30), 125, 150),
-])
+@pytest.mark.parametrize(
+    "year, band, low, high",
+    [
+        # science notes §3 (real MMODA OSA11.2 single-ScW Crab rates), with a few per cent of slack
+        (2003.5, (30, 60), 108, 116),
+        (2010.5, (30, 60), 112, 120),
+        (2017.5, (30, 60), 118, 125),
+        (2022.5, (30, 60), 90, 100),
+        (2025.0, (30, 60), 96, 104),
+        (2003.5, (60, 100), 39, 42.5),
+        (2014.5, (60, 100), 40.5, 43.5),
+        (2022.5, (60, 100), 30, 33.5),
+        (2025.0, (60, 100), 30, 33.5),
+        (2003.5, (15, 30), 155, 168),
+        (2016.0, (15, 30), 170, 182),
+        (2023.0, (15, 30), 125, 150),
+    ],
+)
 def test_crab_rates_follow_the_mission(isgri, year, band, low, high):
     assert low <= isgri.crab_band_rate(*band, float(year_to_ijd(year))) <= high
 
@@ -103,6 +150,7 @@ def test_crab_rates_follow_the_mission(isgri, year, band, low, high):
 def test_ageing_shapes(isgri):
     def rate(year, band):
         return isgri.crab_band_rate(*band, float(year_to_ijd(year)))
+
     # 30-60 keV rises slowly to 2017, then drops by 15-25 % after 2019.
     assert rate(2017.5, (30, 60)) > rate(2003.5, (30, 60))
     assert 0.75 < rate(2022.5, (30, 60)) / rate(2017.5, (30, 60)) < 0.85
@@ -128,6 +176,7 @@ def test_isgri_effective_area_shape(isgri):
 
     def area(e):
         return float(np.interp(e, energy, arf))
+
     assert 900 < area(40) < 1050
     assert all(abs(area(e) / area(40) - 1) < 0.12 for e in (25, 60, 100))
     assert area(13) < 0.05 * area(40)
@@ -151,8 +200,9 @@ def test_resolution_and_redistribution(isgri):
     for instrument in (isgri, jemx):
         sums = instrument.rmf.sum(axis=1)
         assert np.all(sums <= 1 + 1e-9)
-        middle = (instrument.true_centres_keV > 2 * instrument.channel_edges_keV[0]) & \
-            (instrument.true_centres_keV < 0.7 * instrument.channel_edges_keV[-1])
+        middle = (instrument.true_centres_keV > 2 * instrument.channel_edges_keV[0]) & (
+            instrument.true_centres_keV < 0.7 * instrument.channel_edges_keV[-1]
+        )
         assert np.allclose(sums[middle], 1.0, atol=1e-4)
     assert (isgri.n_channels, jemx.n_channels) == (256, 16)
     assert isgri.channel_edges_keV[0] == pytest.approx(13) and isgri.channel_edges_keV[-1] == pytest.approx(1000)
@@ -189,7 +239,8 @@ def test_field_responses():
     north_12 = (CRAB_RA, CRAB_DEC + 12.0)
     assert isgri.sky_position_response(pointing_0, *north_12) == pytest.approx(0.25, abs=0.02)
     assert isgri.sky_position_response(pointing_45, *north_12) == pytest.approx(
-        isgri.field_response(12 / math.sqrt(2) * 1.003, 12 / math.sqrt(2) * 1.003), abs=0.03)
+        isgri.field_response(12 / math.sqrt(2) * 1.003, 12 / math.sqrt(2) * 1.003), abs=0.03
+    )
 
 
 def test_problem_with_scw():
@@ -208,16 +259,24 @@ def test_problem_with_scw():
 def test_noise_generators_are_deterministic_and_distinct():
     def draws(*args):
         return noise_rng(*args).standard_normal(4)
+
     base = (7, "004300100010", "isgri", "30-60", "lc", "Crab")
     assert np.array_equal(draws(*base), draws(*base))
     assert np.array_equal(draws(*base), draws(7, "004300100010.001", "isgri", "30-60", "lc", " crab "))
-    for changed in [(8,) + base[1:], base[:1] + ("004300110010",) + base[2:], base[:2] + ("jemx2",) + base[3:],
-                    base[:3] + ("20-40",) + base[4:], base[:4] + ("image",) + base[5:], base[:5] + ("Cyg X-1",)]:
+    for changed in [
+        (8,) + base[1:],
+        base[:1] + ("004300110010",) + base[2:],
+        base[:2] + ("jemx2",) + base[3:],
+        base[:3] + ("20-40",) + base[4:],
+        base[:4] + ("image",) + base[5:],
+        base[:5] + ("Cyg X-1",),
+    ]:
         assert not np.array_equal(draws(*base), draws(*changed))
 
 
 def test_gnomonic_projection_matches_astropy():
     from astropy.wcs import WCS
+
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.crval = [266.4, -28.9]

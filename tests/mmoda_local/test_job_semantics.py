@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from oda_api.api import FailedToFindAnyUsefulResults, RemoteException
 
-from .test_server import CRAB, CRAB_SCWS, dispatcher, isgri_query
+from .test_server import CRAB_SCWS, dispatcher, isgri_query
 
 
 def belt_scws(archive, count: int, *, near: str) -> list[str]:
@@ -32,8 +32,11 @@ def belt_scws(archive, count: int, *, near: str) -> list[str]:
 def analysis_exceptions(response_json: dict) -> dict[str, str]:
     """ScW id → exception text of the job monitor's analysis-exception entries."""
     entries = response_json["job_monitor"].get("full_report_dict_list", [])
-    return {entry["scwid"]: entry["exception"] for entry in entries
-            if entry.get("message") == "analysis exception" and entry.get("scwid") != "inapplicable"}
+    return {
+        entry["scwid"]: entry["exception"]
+        for entry in entries
+        if entry.get("message") == "analysis exception" and entry.get("scwid") != "inapplicable"
+    }
 
 
 def test_a_belt_scw_is_reported_and_skipped_while_the_job_returns_products(server):
@@ -45,8 +48,11 @@ def test_a_belt_scw_is_reported_and_skipped_while_the_job_returns_products(serve
     assert set(exceptions) == set(belt) and all("radiation belt" in text for text in exceptions.values())
     assert disp.response_json["products"]["input_prod_list"] == CRAB_SCWS + belt
     curve = data.isgri_lc_0_Crab.data_unit[1].data
-    starts = {row["SWID"]: row["TSTART"] for row in server.backend.analysis.archive.table
-              if f"{row['SWID']}.001" in CRAB_SCWS + belt}
+    starts = {
+        row["SWID"]: row["TSTART"]
+        for row in server.backend.analysis.archive.table
+        if f"{row['SWID']}.001" in CRAB_SCWS + belt
+    }
     # the light curve covers the analysed ScWs only
     assert np.min(curve["TIME"]) >= min(starts[s[:12]] for s in CRAB_SCWS) - 0.01
     assert len(curve) > 0
@@ -124,22 +130,40 @@ def test_machinery_failures_are_not_remembered(server_factory):
 
 def test_dummy_queries_accept_any_scw_id(server):
     disp = dispatcher(server.url)
-    data = disp.get_product(silent=True, **{**isgri_query("isgri_image"), "product_type": "Dummy",
-                                            "scw_list": "066500550010.001" * 300})
+    data = disp.get_product(
+        silent=True, **{**isgri_query("isgri_image"), "product_type": "Dummy", "scw_list": "066500550010.001" * 300}
+    )
     assert data.mosaic_image_0_mosaic is not None
     assert disp.response_json["products"]["input_prod_list"] == []
     assert disp.selected_request_method == "POST"
 
 
-@pytest.mark.parametrize("target, ra, dec, year", [
-    ("GX 1+4", 263.01, -24.746, 2019), ("Crab", 83.633, 22.0145, 2005), ("Crab", 83.633, 22.0145, 2010),
-    ("Cyg X-1", 299.59, 35.2016, 2010), ("1E 1740.7-2942", 265.978, -29.745, 2017), ("Vela X-1", 135.529, -40.555, 2012),
-])
+@pytest.mark.parametrize(
+    "target, ra, dec, year",
+    [
+        ("GX 1+4", 263.01, -24.746, 2019),
+        ("Crab", 83.633, 22.0145, 2005),
+        ("Crab", 83.633, 22.0145, 2010),
+        ("Cyg X-1", 299.59, 35.2016, 2010),
+        ("1E 1740.7-2942", 265.978, -29.745, 2017),
+        ("Vela X-1", 135.529, -40.555, 2012),
+    ],
+)
 def test_the_backend_selection_gives_products_for_a_year_of_a_target(server, target, ra, dec, year):
     disp = dispatcher(server.url)
-    data = disp.get_product(instrument="isgri", product="isgri_image", product_type="Real", osa_version="OSA11.2",
-                            E1_keV=28.0, E2_keV=40.0, RA=ra, DEC=dec, T1=f"{year}-01-01T00:00:00",
-                            T2=f"{year + 1}-01-01T00:00:00", silent=True)
+    data = disp.get_product(
+        instrument="isgri",
+        product="isgri_image",
+        product_type="Real",
+        osa_version="OSA11.2",
+        E1_keV=28.0,
+        E2_keV=40.0,
+        RA=ra,
+        DEC=dec,
+        T1=f"{year}-01-01T00:00:00",
+        T2=f"{year + 1}-01-01T00:00:00",
+        silent=True,
+    )
     selected = disp.response_json["products"]["input_prod_list"]
     table = server.backend.analysis.archive.table
     rows = server.backend.analysis.archive.find(selected)

@@ -36,8 +36,9 @@ def read_back(hdulist):
 
 def test_ogip_light_curve_layout(sky, isgri):
     rows = scw_table(5, posangle=None, dither_deg=1.0)
-    with read_back(lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC,
-                                                  time_bin_s=1000)) as hdulist:
+    with read_back(
+        lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=1000)
+    ) as hdulist:
         assert [hdu.name for hdu in hdulist] == ["PRIMARY", "ISGR-SRC.-LCR"]
         table = hdulist[1]
         assert table.columns.names == list(lightcurves.COLUMNS)
@@ -47,16 +48,24 @@ def test_ogip_light_curve_layout(sky, isgri):
         header = table.header
         assert header["NAME"] == "Crab"
         assert header["TIMEDEL"] == pytest.approx(1000 / 86400)
-        assert (header["TIMEPIXR"], header["MJDREF"], header["TIMESYS"], header["TIMEUNIT"]) == \
-            (0.5, 51544.0, "TT", "d")
+        assert (header["TIMEPIXR"], header["MJDREF"], header["TIMESYS"], header["TIMEUNIT"]) == (
+            0.5,
+            51544.0,
+            "TT",
+            "d",
+        )
         assert (header["E_MIN"], header["E_MAX"]) == (30.0, 60.0)
         assert header["TSTART"] == pytest.approx(rows["TSTART"][0]) == header["TFIRST"]
         assert header["TSTOP"] == pytest.approx(rows["TSTOP"][-1]) == header["TLAST"]
         # as the real lc_pick output: TELAPSE = TSTOP - TSTART and ONTIME = sum of FRACEXP x width, in days
         assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"])
         assert header["ONTIME"] == pytest.approx(5 * 2000 / 86400, rel=1e-5)
-        assert (header["DEADC"], header["TIMEREF"], header["RA_OBJ"], header["DEC_OBJ"]) == \
-            (1.0, "LOCAL", CRAB_RA, CRAB_DEC)
+        assert (header["DEADC"], header["TIMEREF"], header["RA_OBJ"], header["DEC_OBJ"]) == (
+            1.0,
+            "LOCAL",
+            CRAB_RA,
+            CRAB_DEC,
+        )
         assert 0 <= header["CHANMIN"] < header["CHANMAX"] < isgri.n_channels
         assert header["ORIGIN"] == ORIGIN and header["CREATOR"] == CREATOR
         assert "SIMULATED" in str(header["COMMENT"])
@@ -94,7 +103,7 @@ def test_rates_scatter_as_their_errors_say(sky, isgri):
 
 
 def test_time_bins(sky, isgri):
-    rows = scw_table(2, good_time=2000.0)          # 2200 s per ScW
+    rows = scw_table(2, good_time=2000.0)  # 2200 s per ScW
     whole = lightcurves.lightcurve_arrays(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=5000)
     assert len(whole["TIME"]) == 2
     assert np.allclose(2 * whole["XAX_E"] * 86400, 2200, rtol=1e-9)
@@ -106,7 +115,7 @@ def test_time_bins(sky, isgri):
     assert list(widths[:8]) == [300.0] * 7 + [100.0]
     full = widths == 300.0
     assert np.allclose(fine["ERROR"][full], whole["ERROR"][0] * math.sqrt(2200 / 300), rtol=1e-6)
-    assert lightcurves.scw_bin_edges(0.0, 2200 / 86400, 1000).size == 3      # 1000 + 1200 (200 s merged)
+    assert lightcurves.scw_bin_edges(0.0, 2200 / 86400, 1000).size == 3  # 1000 + 1200 (200 s merged)
     assert lightcurves.scw_bin_edges(0.0, 2200 / 86400, 2200).size == 2
     hdulist = lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=5000)
     assert hdulist[1].header["TIMEDEL"] == pytest.approx(2200 / 86400)
@@ -127,7 +136,7 @@ def test_variable_sources_vary_within_and_across_scws(sky, isgri):
     ra, dec = sky.catalogue_ra[vela], sky.catalogue_dec[vela]
     rows = scw_table(45, ra=ra, dec=dec, ijd=date_to_ijd("2012-01-01"), step_days=0.2, posangle=0.0)
     curve = lightcurves.lightcurve_arrays(rows, sky, isgri, 20, 40, "Vela X-1", ra, dec, time_bin_s=1e5)
-    assert curve["TRUE_RATE"].min() < 0.1 * curve["TRUE_RATE"].max()      # an eclipse among 9 days
+    assert curve["TRUE_RATE"].min() < 0.1 * curve["TRUE_RATE"].max()  # an eclipse among 9 days
     v404 = sky.find("V404 Cyg")
     ra, dec = sky.catalogue_ra[v404], sky.catalogue_dec[v404]
     rows = scw_table(3, ra=ra, dec=dec, ijd=date_to_ijd("2015-06-22"), step_days=0.05)
@@ -156,13 +165,15 @@ def test_light_curves_are_deterministic(sky, isgri):
     first = lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=500)
     second = lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "crab", CRAB_RA, CRAB_DEC, time_bin_s=500)
     assert np.array_equal(first[1].data["RATE"], second[1].data["RATE"])
-    reseeded = lightcurves.lightcurve_hdulist(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=500,
-                                              seed=5)
+    reseeded = lightcurves.lightcurve_hdulist(
+        rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=500, seed=5
+    )
     assert not np.array_equal(first[1].data["RATE"], reseeded[1].data["RATE"])
 
 
 def test_light_curve_survives_the_oda_api_encoding(sky, isgri):
     from oda_api.data_products import NumpyDataProduct, NumpyDataUnit
+
     hdulist = lightcurves.lightcurve_hdulist(scw_table(2), sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC)
     product = NumpyDataProduct([NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdulist], name="isgri_lc")
     decoded = NumpyDataProduct.decode(json.loads(json.dumps(product.encode(), default=int)))
@@ -172,10 +183,38 @@ def test_light_curve_survives_the_oda_api_encoding(sky, isgri):
 # -- structure against the real JEM-X light curve (tests/data/real_products/lc.fits) -------------------------------
 REAL_PRODUCTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "real_products"
 #: Keywords of the real lc_pick output that the local light curves carry too (issue 9, part 3).
-REAL_LC_KEYWORDS = ("TSTART", "TSTOP", "TFIRST", "TLAST", "TELAPSE", "ONTIME", "DEADC", "TIMEDEL", "TIMEPIXR",
-                    "TIMEREF", "TIMESYS", "TIMEUNIT", "MJDREF", "NAME", "RA_OBJ", "DEC_OBJ", "E_MIN", "E_MAX", "EUNIT",
-                    "CHANMIN", "CHANMAX", "CHANTYPE", "TELESCOP", "INSTRUME", "EQUINOX", "RADECSYS", "TIMVERS",
-                    "REVOL", "ORIGIN", "CREATOR")
+REAL_LC_KEYWORDS = (
+    "TSTART",
+    "TSTOP",
+    "TFIRST",
+    "TLAST",
+    "TELAPSE",
+    "ONTIME",
+    "DEADC",
+    "TIMEDEL",
+    "TIMEPIXR",
+    "TIMEREF",
+    "TIMESYS",
+    "TIMEUNIT",
+    "MJDREF",
+    "NAME",
+    "RA_OBJ",
+    "DEC_OBJ",
+    "E_MIN",
+    "E_MAX",
+    "EUNIT",
+    "CHANMIN",
+    "CHANMAX",
+    "CHANTYPE",
+    "TELESCOP",
+    "INSTRUME",
+    "EQUINOX",
+    "RADECSYS",
+    "TIMVERS",
+    "REVOL",
+    "ORIGIN",
+    "CREATOR",
+)
 
 
 def local_light_curve(server, instrument: str, **extra):
@@ -184,9 +223,18 @@ def local_light_curve(server, instrument: str, **extra):
     disp = DispatcherAPI(url=server.url, instrument="mock")
     disp.n_max_tries = 1
     product = f"{instrument}_lc"
-    result = disp.get_product(instrument=instrument, product=product, product_type="Real", osa_version="OSA11.2",
-                              scw_list=["066500220010.001", "066500230010.001"], RA=83.633, DEC=22.0145,
-                              time_bin=1000, silent=True, **extra)
+    result = disp.get_product(
+        instrument=instrument,
+        product=product,
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=["066500220010.001", "066500230010.001"],
+        RA=83.633,
+        DEC=22.0145,
+        time_bin=1000,
+        silent=True,
+        **extra,
+    )
     return next(p for p in result._p_list if p.meta_data["src_name"] == "Crab")
 
 
@@ -196,8 +244,9 @@ def test_local_jemx_light_curve_has_the_real_structure(server):
     real = fits.open(REAL_PRODUCTS / "lc.fits")[1]
     assert [u.name for u in product.data_unit] == ["PRIMARY", real.name]
     assert local.data.dtype.names == tuple(real.columns.names)
-    assert [local.data.dtype[n].str for n in local.data.dtype.names] == \
-        [real.data.dtype[n].str for n in real.columns.names]
+    assert [local.data.dtype[n].str for n in local.data.dtype.names] == [
+        real.data.dtype[n].str for n in real.columns.names
+    ]
     for key in REAL_LC_KEYWORDS:
         assert key in real.header and key in local.header, key
         assert type(local.header[key]) is type(real.header[key]), key
@@ -206,8 +255,12 @@ def test_local_jemx_light_curve_has_the_real_structure(server):
         assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"])
         assert header["ONTIME"] == pytest.approx(np.sum(data["FRACEXP"] * np.abs(data["TIMEDEL"])), rel=1e-4)
         assert header["TFIRST"] == pytest.approx(data["TIME"][0] - data["TIMEDEL"][0] / 2, abs=1e-8)
-        assert (header["TIMEUNIT"], header["TIMESYS"], header["MJDREF"], header["TIMEPIXR"]) == ("d", "TT", 51544.0,
-                                                                                                 0.5)
+        assert (header["TIMEUNIT"], header["TIMESYS"], header["MJDREF"], header["TIMEPIXR"]) == (
+            "d",
+            "TT",
+            51544.0,
+            0.5,
+        )
     assert local.header["SIMULATD"] and "mmoda_local" in local.header["ORIGIN"]
 
 
@@ -217,10 +270,16 @@ def test_local_isgri_light_curve_has_the_real_column_set_and_keywords(server):
     assert local.name == "ISGR-SRC.-LCR"
     # the real ISGRI columns and dtypes (protocol notes §4.2, from the oda_api TestAPI notebook)
     assert [(n, local.data.dtype[n].str) for n in local.data.dtype.names] == [
-        ("TIME", ">f8"), ("TOT_COUNTS", ">f4"), ("BACKV", ">f4"), ("BACKE", ">f4"), ("RATE", ">f4"),
-        ("ERROR", ">f4"), ("FRACEXP", ">f4"), ("XAX_E", ">f4")]
+        ("TIME", ">f8"),
+        ("TOT_COUNTS", ">f4"),
+        ("BACKV", ">f4"),
+        ("BACKE", ">f4"),
+        ("RATE", ">f4"),
+        ("ERROR", ">f4"),
+        ("FRACEXP", ">f4"),
+        ("XAX_E", ">f4"),
+    ]
     for key in REAL_LC_KEYWORDS + ("DETNAM",):
         assert key in local.header, key
-    assert local.header["ONTIME"] == pytest.approx(np.sum(local.data["FRACEXP"] * 2 * local.data["XAX_E"]),
-                                                   rel=1e-5)
+    assert local.header["ONTIME"] == pytest.approx(np.sum(local.data["FRACEXP"] * 2 * local.data["XAX_E"]), rel=1e-5)
     assert product.meta_data["time_bin"] == local.header["TIMEDEL"]

@@ -34,9 +34,18 @@ def get(server, product: str, rows, **extra):
     disp = DispatcherAPI(url=server.url, instrument="mock")
     disp.n_max_tries = 1
     token = server.token("general, unige-hpc-full")
-    return disp.get_product(instrument="isgri", product=product, product_type="Real", osa_version="OSA11.2",
-                            scw_list=[f"{s}.001" for s in rows["SWID"]], RA=83.633, DEC=22.0145, token=token,
-                            silent=True, **extra)
+    return disp.get_product(
+        instrument="isgri",
+        product=product,
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=[f"{s}.001" for s in rows["SWID"]],
+        RA=83.633,
+        DEC=22.0145,
+        token=token,
+        silent=True,
+        **extra,
+    )
 
 
 def test_the_crab_is_where_it_is_with_the_expected_significance(server):
@@ -81,13 +90,23 @@ def test_a_field_without_sources_has_standard_normal_significance(server):
     table = archive.table
     # a high-latitude pointing: few sources; the remaining ones are masked below
     galactic = SkyCoord(np.asarray(table["RA_SCX"]) * u.deg, np.asarray(table["DEC_SCX"]) * u.deg).galactic
-    candidates = np.flatnonzero((np.abs(galactic.b.deg) > 50) & ~np.asarray(table["IN_BELT"])
-                                & (np.asarray(table["GOOD_ISGRI"]) > 1500))
+    candidates = np.flatnonzero(
+        (np.abs(galactic.b.deg) > 50) & ~np.asarray(table["IN_BELT"]) & (np.asarray(table["GOOD_ISGRI"]) > 1500)
+    )
     row = table[candidates[:1]]
     disp = DispatcherAPI(url=server.url, instrument="mock")
-    image = disp.get_product(instrument="isgri", product="isgri_image", product_type="Real", osa_version="OSA11.2",
-                             scw_list=[f"{row['SWID'][0]}.001"], E1_keV=30.0, E2_keV=60.0,
-                             RA=float(row["RA_SCX"][0]), DEC=float(row["DEC_SCX"][0]), silent=True)
+    image = disp.get_product(
+        instrument="isgri",
+        product="isgri_image",
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=[f"{row['SWID'][0]}.001"],
+        E1_keV=30.0,
+        E2_keV=60.0,
+        RA=float(row["RA_SCX"][0]),
+        DEC=float(row["DEC_SCX"][0]),
+        silent=True,
+    )
     sky = SkyMosaic.from_data_collection(image)
     significance = sky.significance
     usable = np.isfinite(significance) & (sky.exposure > 0.5 * np.nanmax(sky.exposure))
@@ -95,7 +114,7 @@ def test_a_field_without_sources_has_standard_normal_significance(server):
     yy, xx = np.nonzero(np.abs(np.nan_to_num(significance)) > 5)
     grid_y, grid_x = np.indices(significance.shape)
     for y, x in zip(yy, xx):
-        usable &= (grid_y - y) ** 2 + (grid_x - x) ** 2 > 12 ** 2
+        usable &= (grid_y - y) ** 2 + (grid_x - x) ** 2 > 12**2
     values = significance[usable]
     assert values.size > 10_000
     assert abs(np.mean(values)) < 0.05

@@ -11,8 +11,14 @@ import time
 import numpy as np
 import pytest
 import requests
-from oda_api.api import (DispatcherAPI, DispatcherException, FailedToFindAnyUsefulResults, RemoteException,
-                         RequestNotUnderstood, Unauthorized)
+from oda_api.api import (
+    DispatcherAPI,
+    DispatcherException,
+    FailedToFindAnyUsefulResults,
+    RemoteException,
+    RequestNotUnderstood,
+    Unauthorized,
+)
 
 from mmoda_local.protocol import strings_containing_null
 
@@ -30,8 +36,16 @@ def dispatcher(url: str, **kwargs) -> DispatcherAPI:
 
 
 def isgri_query(product: str, scws=CRAB_SCWS[:1], **extra) -> dict:
-    query = dict(instrument="isgri", product=product, product_type="Real", osa_version="OSA11.2", E1_keV=20.0,
-                 E2_keV=40.0, scw_list=list(scws), **CRAB)
+    query = dict(
+        instrument="isgri",
+        product=product,
+        product_type="Real",
+        osa_version="OSA11.2",
+        E1_keV=20.0,
+        E2_keV=40.0,
+        scw_list=list(scws),
+        **CRAB,
+    )
     query.update(extra)
     return query
 
@@ -39,16 +53,31 @@ def isgri_query(product: str, scws=CRAB_SCWS[:1], **extra) -> dict:
 def test_s4_isgri_image_light_curve_and_spectrum_have_the_real_names_and_shapes(server, monkeypatch):
     recorder = Recorder(monkeypatch)
     results = {}
-    for product, extra in [("isgri_image", dict(detection_threshold=5.0)), ("isgri_lc", dict(time_bin=70)),
-                           ("isgri_spectrum", {})]:
+    for product, extra in [
+        ("isgri_image", dict(detection_threshold=5.0)),
+        ("isgri_lc", dict(time_bin=70)),
+        ("isgri_spectrum", {}),
+    ]:
         results[product] = dispatcher(server.url).get_product(
-            instrument="isgri", product=product, product_type="Dummy", osa_version="OSA11.2", E1_keV=20.0,
-            E2_keV=40.0, scw_list="066500220010.001", RA=83.63, DEC=22.01, radius=8, silent=True, **extra)
+            instrument="isgri",
+            product=product,
+            product_type="Dummy",
+            osa_version="OSA11.2",
+            E1_keV=20.0,
+            E2_keV=40.0,
+            scw_list="066500220010.001",
+            RA=83.63,
+            DEC=22.01,
+            radius=8,
+            silent=True,
+            **extra,
+        )
     compare(recorder.exchanges, captured("s4"), product_keys_only=True)
     wire = json.loads(recorder.exchanges[1]["body"])["products"]["numpy_data_product_list"][0]["data_unit_list"]
     real = json.loads(captured("s4")[1]["resp_body"])["products"]["numpy_data_product_list"][0]["data_unit_list"]
-    assert [(u["name"], u["hdu_type"], u["dt"]) for u in wire if u["hdu_type"] != "bintable"] == \
-        [(u["name"], u["hdu_type"], u["dt"]) for u in real if u["hdu_type"] != "bintable"]
+    assert [(u["name"], u["hdu_type"], u["dt"]) for u in wire if u["hdu_type"] != "bintable"] == [
+        (u["name"], u["hdu_type"], u["dt"]) for u in real if u["hdu_type"] != "bintable"
+    ]
 
     image = results["isgri_image"]
     assert [p["prod_name"] for p in image.as_list()] == ["mosaic_image_0_mosaic", "dispatcher_catalog_1"]
@@ -57,39 +86,86 @@ def test_s4_isgri_image_light_curve_and_spectrum_have_the_real_names_and_shapes(
     assert [u.header.get("IMATYPE") for u in units[2:]] == ["INTENSITY", "VARIANCE", "SIGNIFICANCE", "EXPOSURE"]
     assert units[2].data.dtype == np.float32
     assert "Crab" in list(image.dispatcher_catalog_1.table["src_names"])
-    assert list(image.dispatcher_catalog_1.table.colnames) == ["meta_ID", "src_names", "significance", "ra", "dec",
-                                                               "NEW_SOURCE", "ISGRI_FLAG", "FLAG", "ERR_RAD"]
+    assert list(image.dispatcher_catalog_1.table.colnames) == [
+        "meta_ID",
+        "src_names",
+        "significance",
+        "ra",
+        "dec",
+        "NEW_SOURCE",
+        "ISGRI_FLAG",
+        "FLAG",
+        "ERR_RAD",
+    ]
     assert "mmoda_local" in units[2].header["ORIGIN"] and units[2].header["SIMULATD"]
 
     curve = results["isgri_lc"].isgri_lc_0_Crab
     assert curve.data_unit[1].name == "ISGR-SRC.-LCR"
-    assert set(curve.data_unit[1].data.dtype.names) >= {"TIME", "RATE", "ERROR", "FRACEXP", "XAX_E", "TOT_COUNTS",
-                                                        "BACKV", "BACKE"}
+    assert set(curve.data_unit[1].data.dtype.names) >= {
+        "TIME",
+        "RATE",
+        "ERROR",
+        "FRACEXP",
+        "XAX_E",
+        "TOT_COUNTS",
+        "BACKV",
+        "BACKE",
+    }
     assert len(curve.data_unit[1].data) > 10  # 70-s bins inside a ~2 ks ScW
 
     spectrum = results["isgri_spectrum"]
     names = [p["prod_name"] for p in spectrum.as_list()]
-    assert names[:3] == ["isgri_spectrum_0_Crab_isgri_spectrum", "isgri_spectrum_1_Crab_isgri_arf",
-                         "isgri_spectrum_2_Crab_isgri_rmf"]
+    assert names[:3] == [
+        "isgri_spectrum_0_Crab_isgri_spectrum",
+        "isgri_spectrum_1_Crab_isgri_arf",
+        "isgri_spectrum_2_Crab_isgri_rmf",
+    ]
     assert spectrum.isgri_spectrum_0_Crab_isgri_spectrum.data_unit[1].name == "ISGR-EVTS-SPE"
-    assert [u.name for u in spectrum.isgri_spectrum_2_Crab_isgri_rmf.data_unit][-2:] == ["SPECRESP MATRIX",
-                                                                                      "EBOUNDS"]
+    assert [u.name for u in spectrum.isgri_spectrum_2_Crab_isgri_rmf.data_unit][-2:] == ["SPECRESP MATRIX", "EBOUNDS"]
 
 
 def test_s6_forty_scws_and_a_selected_catalog_go_by_post(server, monkeypatch):
     recorder = Recorder(monkeypatch)
-    scws = ["%04d00220010.001" % (600 + i) for i in range(40) if i != 3] + ["060300210010.001"]
-    catalog = {"cat_frame": "fk5", "cat_coord_units": "deg",
-               "cat_column_list": [[0], ["Crab"], [100.0], [83.63], [22.01], [-32768], [2], [0], [0.00028]],
-               "cat_column_names": ["meta_ID", "src_names", "significance", "ra", "dec", "NEW_SOURCE", "ISGRI_FLAG",
-                                    "FLAG", "ERR_RAD"],
-               "cat_column_descr": [["meta_ID", "<i8"], ["src_names", "<U4"], ["significance", "<f8"],
-                                    ["ra", "<f8"], ["dec", "<f8"], ["NEW_SOURCE", "<i8"], ["ISGRI_FLAG", "<i8"],
-                                    ["FLAG", "<i8"], ["ERR_RAD", "<f8"]], "cat_lat_name": "dec", "cat_lon_name": "ra"}
+    scws = [f"{600 + i:04d}00220010.001" for i in range(40) if i != 3] + ["060300210010.001"]
+    catalog = {
+        "cat_frame": "fk5",
+        "cat_coord_units": "deg",
+        "cat_column_list": [[0], ["Crab"], [100.0], [83.63], [22.01], [-32768], [2], [0], [0.00028]],
+        "cat_column_names": [
+            "meta_ID",
+            "src_names",
+            "significance",
+            "ra",
+            "dec",
+            "NEW_SOURCE",
+            "ISGRI_FLAG",
+            "FLAG",
+            "ERR_RAD",
+        ],
+        "cat_column_descr": [
+            ["meta_ID", "<i8"],
+            ["src_names", "<U4"],
+            ["significance", "<f8"],
+            ["ra", "<f8"],
+            ["dec", "<f8"],
+            ["NEW_SOURCE", "<i8"],
+            ["ISGRI_FLAG", "<i8"],
+            ["FLAG", "<i8"],
+            ["ERR_RAD", "<f8"],
+        ],
+        "cat_lat_name": "dec",
+        "cat_lon_name": "ra",
+    }
     try:
-        result = dispatcher(server.url).get_product(instrument="isgri", product="isgri_image", product_type="Dummy",
-                                                    osa_version="OSA11.2", scw_list=scws,
-                                                    selected_catalog=json.dumps(catalog), silent=True)
+        result = dispatcher(server.url).get_product(
+            instrument="isgri",
+            product="isgri_image",
+            product_type="Dummy",
+            osa_version="OSA11.2",
+            scw_list=scws,
+            selected_catalog=json.dumps(catalog),
+            silent=True,
+        )
     except FailedToFindAnyUsefulResults as exc:
         # some of these ids are radiation-belt pointings in the simulated archive: the real shape of that failure
         assert "AnalysisException" in exc.debug_message
@@ -170,8 +246,11 @@ def test_more_than_fifty_scws_need_the_hpc_role(server):
     archive = server.backend.analysis.archive
     rows = archive.select(2000.0, 2300.0, ra=83.633, dec=22.0145, radius=15.0)
     table = archive.table[rows]
-    scws = [f"{s}.001" for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_ISGRI"])
-            if not belt and good > 0][:51]
+    scws = [
+        f"{s}.001"
+        for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_ISGRI"])
+        if not belt and good > 0
+    ][:51]
     assert len(scws) == 51
     with pytest.raises(Unauthorized, match="unige-hpc-full: it is needed to request > 50 ScW"):
         dispatcher(server.url).get_product(silent=True, **isgri_query("isgri_spectrum", scws))
@@ -183,33 +262,50 @@ def test_more_than_fifty_scws_need_the_hpc_role(server):
 
 def test_private_data_and_nrt_need_their_roles(server):
     with pytest.raises(Unauthorized, match="integral-private-qla"):
-        dispatcher(server.url).get_product(silent=True, **isgri_query("isgri_image",
-                                                                      integral_data_rights="all-private"))
+        dispatcher(server.url).get_product(
+            silent=True, **isgri_query("isgri_image", integral_data_rights="all-private")
+        )
     with pytest.raises(Unauthorized, match="integral-public-nrt"):
         dispatcher(server.url).get_product(silent=True, **isgri_query("isgri_image", ["066500220010.000"]))
     token = server.token("general, integral-private-qla")
-    assert dispatcher(server.url).get_product(silent=True, token=token, **isgri_query(
-        "isgri_image", integral_data_rights="all-private")) is not None
+    assert (
+        dispatcher(server.url).get_product(
+            silent=True, token=token, **isgri_query("isgri_image", integral_data_rights="all-private")
+        )
+        is not None
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(E1_keV=10.0), "ISGRI energy range is restricted to 15 - 800 keV"),
-    (dict(E2_keV=900.0), "ISGRI energy range is restricted to 15 - 800 keV"),
-    (dict(E1_keV=40.0, E2_keV=30.0), "must be lower than E2_keV"),
-    (dict(osa_version="OSA11.0"), "OSA11.0 is being phased out"),
-    (dict(radius=-1), "radius"),
-    (dict(T1="2010-01-02T00:00:00", T2="2010-01-01T00:00:00"), "must be earlier"),
-    (dict(scw_list="066500220010.001 066500230010.001"), "space separated"),
-    (dict(E1_keV="twenty"), "can't be parsed as Float"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(E1_keV=10.0), "ISGRI energy range is restricted to 15 - 800 keV"),
+        (dict(E2_keV=900.0), "ISGRI energy range is restricted to 15 - 800 keV"),
+        (dict(E1_keV=40.0, E2_keV=30.0), "must be lower than E2_keV"),
+        (dict(osa_version="OSA11.0"), "OSA11.0 is being phased out"),
+        (dict(radius=-1), "radius"),
+        (dict(T1="2010-01-02T00:00:00", T2="2010-01-01T00:00:00"), "must be earlier"),
+        (dict(scw_list="066500220010.001 066500230010.001"), "space separated"),
+        (dict(E1_keV="twenty"), "can't be parsed as Float"),
+    ],
+)
 def test_bad_isgri_parameters_give_the_real_400(server, change, message):
     with pytest.raises(RequestNotUnderstood, match=message):
         dispatcher(server.url).get_product(silent=True, **isgri_query("isgri_image", **change))
 
 
 def test_jemx_energy_range_and_unit(server):
-    query = dict(instrument="jemx", product="jemx_image", product_type="Real", osa_version="OSA11.2",
-                 scw_list=["150000200010.001"], jemx_num=1, E1_keV=3.0, E2_keV=50.0, **CRAB)
+    query = dict(
+        instrument="jemx",
+        product="jemx_image",
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=["150000200010.001"],
+        jemx_num=1,
+        E1_keV=3.0,
+        E2_keV=50.0,
+        **CRAB,
+    )
     with pytest.raises(RequestNotUnderstood, match="JEM-X energy range is restricted to 3 - 35 keV"):
         dispatcher(server.url).get_product(silent=True, **query)
     query.update(E2_keV=20.0, jemx_num=3)
@@ -220,11 +316,22 @@ def test_jemx_energy_range_and_unit(server):
 def test_jemx_products_have_the_jemx_names(server):
     archive = server.backend.analysis.archive
     table = archive.table[archive.select(4000.0, 4400.0, ra=83.633, dec=22.0145, radius=3.0)]
-    usable = [f"{s}.001" for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_JEMX1"])
-              if not belt and good > 0]
+    usable = [
+        f"{s}.001"
+        for s, belt, good in zip(table["SWID"], table["IN_BELT"], table["GOOD_JEMX1"])
+        if not belt and good > 0
+    ]
     assert usable, "the archive should hold JEM-X1 Crab pointings in 2011"
-    query = dict(instrument="jemx", product_type="Real", osa_version="OSA11.2", scw_list=usable[:2], jemx_num=1,
-                 E1_keV=3.0, E2_keV=20.0, **CRAB)
+    query = dict(
+        instrument="jemx",
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=usable[:2],
+        jemx_num=1,
+        E1_keV=3.0,
+        E2_keV=20.0,
+        **CRAB,
+    )
     image = dispatcher(server.url).get_product(product="jemx_image", silent=True, **query)
     assert [u.name for u in image.mosaic_image_0_mosaic.data_unit][2:] == ["JMX1-MOSA-IMA"] * 4
     assert image.mosaic_image_0_mosaic.data_unit[2].header["IMATYPE"] == "RECONSTRUCTED"
@@ -282,8 +389,10 @@ def test_injected_job_failures_are_remote_exceptions(server_factory):
 
 
 def test_gateway_services_over_http(server):
-    scws = requests.get(f"{server.url}/gw/timesystem/api/v1.0/scwlist/cons/2008-03-20T00:00:00/"
-                        f"2008-03-30T00:00:00", params=dict(ra=83.63, dec=22.01, radius=10)).json()
+    scws = requests.get(
+        f"{server.url}/gw/timesystem/api/v1.0/scwlist/cons/2008-03-20T00:00:00/2008-03-30T00:00:00",
+        params=dict(ra=83.63, dec=22.01, radius=10),
+    ).json()
     assert "066500220010" in scws
     state = requests.get(f"{server.url}/gw/scsystem/api/v1.0/sc/2008-03-24T23:40:00/83.63/22.01").json()
     assert set(state) >= {"ephs", "scx", "scy", "scz", "barytime"}
@@ -297,12 +406,28 @@ def test_no_answer_holds_null_inside_a_string(server):
 
 def test_cli_serves_on_loopback_writes_its_state_file_and_mints_tokens(tmp_path):
     data_dir = tmp_path / "cli"
-    refused = subprocess.run([sys.executable, "-m", "mmoda_local", "serve", "--host", "0.0.0.0",
-                              "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "mmoda_local", "serve", "--host", "0.0.0.0", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2 and "--allow-remote" in refused.stderr
-    process = subprocess.Popen([sys.executable, "-m", "mmoda_local", "serve", "--port", "0", "--data-dir",
-                                str(data_dir), "--debug-instruments"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mmoda_local",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--debug-instruments",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         state_file = data_dir / "server.json"
         deadline = time.time() + 60
@@ -311,10 +436,15 @@ def test_cli_serves_on_loopback_writes_its_state_file_and_mints_tokens(tmp_path)
         state = json.loads(state_file.read_text())
         assert state["pid"] == process.pid and state["url"].startswith("http://127.0.0.1:")
         assert requests.get(state["url"] + "/local/health").json()["simulated"] is True
-        token = subprocess.run([sys.executable, "-m", "mmoda_local", "token", "--roles", "general",
-                                "--data-dir", str(data_dir)], capture_output=True, text=True, check=True).stdout.strip()
-        result = dispatcher(state["url"]).get_product(instrument="empty", product="numerical", product_type="Dummy",
-                                                      p=5, token=token, silent=True)
+        token = subprocess.run(
+            [sys.executable, "-m", "mmoda_local", "token", "--roles", "general", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        result = dispatcher(state["url"]).get_product(
+            instrument="empty", product="numerical", product_type="Dummy", p=5, token=token, silent=True
+        )
         assert result is not None
     finally:
         process.send_signal(signal.SIGTERM)

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from mmoda_local import sky as sky_module
-from mmoda_local.instrument import (CRAB_NORM_100KEV, CRAB_PHOTON_INDEX, REFERENCE_IJD, crab_photon_spectrum,
-                                    instrument_for, power_law_bin_flux)
+from mmoda_local.instrument import (
+    CRAB_NORM_100KEV,
+    CRAB_PHOTON_INDEX,
+    REFERENCE_IJD,
+    crab_photon_spectrum,
+    instrument_for,
+    power_law_bin_flux,
+)
 from mmoda_local.sky import BODIES, Sky, date_to_ijd
 
 MISSION = np.arange(date_to_ijd("2002-11-01"), date_to_ijd("2025-03-01"), 0.25)
@@ -54,11 +60,13 @@ def test_catalogue_sources_reproduce_their_rates(sky):
             continue
         if not (1.0 < sky.index_isgri[i] < 4.0) or not np.isfinite(columns["ISGR_FLUX_1"][i]):
             continue
-        assert isgri.band_rate(isgri_flux[i], 20, 60, REFERENCE_IJD) == \
-            pytest.approx(columns["ISGR_FLUX_1"][i], rel=2e-3), name
+        assert isgri.band_rate(isgri_flux[i], 20, 60, REFERENCE_IJD) == pytest.approx(
+            columns["ISGR_FLUX_1"][i], rel=2e-3
+        ), name
         if np.isfinite(columns["JEMX_FLUX_1"][i]):
-            assert jemx.band_rate(jemx_flux[i], 3, 10, REFERENCE_IJD) == \
-                pytest.approx(columns["JEMX_FLUX_1"][i], rel=2e-3), name
+            assert jemx.band_rate(jemx_flux[i], 3, 10, REFERENCE_IJD) == pytest.approx(
+                columns["JEMX_FLUX_1"][i], rel=2e-3
+            ), name
         checked += 1
     assert checked > 100
 
@@ -109,13 +117,16 @@ def test_transients_are_not_permanently_at_their_peak(sky):
     assert sky.variability(sky.find("SGR 1806-20"), 3000.0) == pytest.approx(0.005)
 
 
-@pytest.mark.parametrize("name, outburst, quiet, ratio", [
-    ("MAXI J1820+070", "2018-03-23", "2016-01-01", 1e4),
-    ("MAXI J1348-630", "2019-02-03", "2018-01-01", 1e4),
-    ("Swift J0243.6+6124", "2017-10-30", "2016-06-01", 1e4),
-    ("1A 0535+262", "2020-11-19", "2019-06-01", 1000),
-    ("GX 339-4", "2010-03-25", "2012-06-01", 1000),
-])
+@pytest.mark.parametrize(
+    "name, outburst, quiet, ratio",
+    [
+        ("MAXI J1820+070", "2018-03-23", "2016-01-01", 1e4),
+        ("MAXI J1348-630", "2019-02-03", "2018-01-01", 1e4),
+        ("Swift J0243.6+6124", "2017-10-30", "2016-06-01", 1e4),
+        ("1A 0535+262", "2020-11-19", "2019-06-01", 1000),
+        ("GX 339-4", "2010-03-25", "2012-06-01", 1000),
+    ],
+)
 def test_named_outbursts_happen_on_their_dates(sky, name, outburst, quiet, ratio):
     i = sky.find(name)
     assert sky.variability(i, date_to_ijd(outburst)) > ratio * max(sky.variability(i, date_to_ijd(quiet)), 1e-12)
@@ -126,18 +137,21 @@ def test_variable_sources_have_something_to_show(sky):
         t = date_to_ijd(start) + np.arange(0, days, step)
         flux = sky.variability(sky.find(name), t)
         return flux.min(), flux.max()
+
     low, high = span("Vela X-1", "2010-01-01", 9.0)
-    assert low < 0.1 * high                          # an eclipse in every orbit
+    assert low < 0.1 * high  # an eclipse in every orbit
     low, high = span("Her X-1", "2010-01-01", 35.0)
-    assert high > 10 * low and high > 0.05          # main-on vs off
+    assert high > 10 * low and high > 0.05  # main-on vs off
     cyg_hard = sky.variability(sky.find("Cyg X-1"), date_to_ijd("2009-01-01") + np.arange(0, 60, 0.1)).mean()
     cyg_soft = sky.variability(sky.find("Cyg X-1"), date_to_ijd("2011-01-01") + np.arange(0, 60, 0.1)).mean()
     assert cyg_soft < 0.5 * cyg_hard
     grs = sky.find("GRS 1915+105")
-    assert sky.variability(grs, date_to_ijd("2019-06-01") + np.arange(0, 30, 0.1)).mean() < \
-        0.2 * sky.variability(grs, date_to_ijd("2016-06-01") + np.arange(0, 30, 0.1)).mean()
+    assert (
+        sky.variability(grs, date_to_ijd("2019-06-01") + np.arange(0, 30, 0.1)).mean()
+        < 0.2 * sky.variability(grs, date_to_ijd("2016-06-01") + np.arange(0, 30, 0.1)).mean()
+    )
     low, high = span("GRS 1915+105", "2016-06-01", 1.0, step=0.001)
-    assert high > 1.5 * low                          # flaring within a day
+    assert high > 1.5 * low  # flaring within a day
     described = {entry["name"] for entry in sky.variable_sources()}
     assert {"Vela X-1", "Her X-1", "Cyg X-1", "GX 339-4", "GRS 1915+105", "1A 0535+262"} <= described
 
@@ -151,8 +165,9 @@ def test_variability_is_vectorised_and_matches_the_spectrum(sky):
         for j, t in enumerate(times):
             assert table[k, j] == sky.variability(i, t)
     energy = np.array([5.0, 50.0])
-    assert np.allclose(sky.photon_spectrum(indices, energy, 5000.5),
-                       sky.reference_spectrum(indices, energy) * table[:, 1:2])
+    assert np.allclose(
+        sky.photon_spectrum(indices, energy, 5000.5), sky.reference_spectrum(indices, energy) * table[:, 1:2]
+    )
     mean = sky.mean_variability(indices, 5000.0, 5001.0, samples=9)
     assert mean[1] == 1.0 and np.isfinite(mean).all()
 
@@ -161,17 +176,24 @@ def test_bodies_are_seen_from_integral_and_move(sky):
     ijd = np.array([date_to_ijd("2010-01-01"), date_to_ijd("2015-07-01"), date_to_ijd("2021-03-15")])
     ra, dec = sky.body_position("jupiter", ijd)
     exact_ra, exact_dec = sky.body_position("jupiter", ijd, exact=True)
-    assert _separation_deg(ra, dec, exact_ra, exact_dec).max() * 3600 < 2.0
-    # The geocentric position is astropy's astrometric one: the light-time corrected barycentric body minus the Earth.
+    assert _separation_deg(ra, dec, exact_ra, exact_dec).max() * 3600 < 0.01
+    # The geocentric position is the astrometric one of JPL DE421 (the kernel of skyfield-data, read by astropy):
+    # the light-time corrected barycentric body minus the Earth.
     import astropy.units as u
-    from astropy.coordinates import get_body_barycentric, solar_system_ephemeris
+    from astropy.coordinates import get_body_barycentric
     from astropy.time import Time
+
+    from mmoda_local.sky import de421_path
+
+    kernel = de421_path()
+    assert kernel is not None
     times = Time(ijd + 51544.0, format="mjd", scale="tt")
-    with solar_system_ephemeris.set("builtin"):
-        earth = get_body_barycentric("earth", times).xyz.to_value(u.km).T
-        distance = np.linalg.norm(get_body_barycentric("jupiter", times).xyz.to_value(u.km).T - earth, axis=1)
-        emitted = times - distance / 299792.458 * u.s
-        truth = get_body_barycentric("jupiter", emitted).xyz.to_value(u.km).T - earth
+    earth = get_body_barycentric("earth", times, ephemeris=kernel).xyz.to_value(u.km).T
+    distance = np.linalg.norm(
+        get_body_barycentric("jupiter", times, ephemeris=kernel).xyz.to_value(u.km).T - earth, axis=1
+    )
+    emitted = times - distance / 299792.458 * u.s
+    truth = get_body_barycentric("jupiter", emitted, ephemeris=kernel).xyz.to_value(u.km).T - earth
     truth_ra = np.degrees(np.arctan2(truth[:, 1], truth[:, 0])) % 360
     truth_dec = np.degrees(np.arcsin(truth[:, 2] / np.linalg.norm(truth, axis=1)))
     geo_ra, geo_dec = sky.body_position("jupiter", ijd, exact=True, observer="geocentre")
@@ -201,15 +223,28 @@ def test_the_parallax_of_integral_is_at_most_an_arcminute_and_points_away_from_i
     assert shift.max() < 62.0, "INTEGRAL is < 170 000 km from the Earth, Jupiter > 3.9 AU away"
     assert shift.max() > 20.0 and np.median(shift) > 5.0, "the parallax is applied"
     # Direction: the body moves away from INTEGRAL's side of the sky, by |r_perp| / distance.
-    geo = np.stack([np.cos(np.radians(geo_dec)) * np.cos(np.radians(geo_ra)),
-                    np.cos(np.radians(geo_dec)) * np.sin(np.radians(geo_ra)), np.sin(np.radians(geo_dec))], axis=1)
-    seen = np.stack([np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
-                     np.cos(np.radians(dec)) * np.sin(np.radians(ra)), np.sin(np.radians(dec))], axis=1)
+    geo = np.stack(
+        [
+            np.cos(np.radians(geo_dec)) * np.cos(np.radians(geo_ra)),
+            np.cos(np.radians(geo_dec)) * np.sin(np.radians(geo_ra)),
+            np.sin(np.radians(geo_dec)),
+        ],
+        axis=1,
+    )
+    seen = np.stack(
+        [
+            np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
+            np.cos(np.radians(dec)) * np.sin(np.radians(ra)),
+            np.sin(np.radians(dec)),
+        ],
+        axis=1,
+    )
     integral = integral_position_gcrs(ijd)
     perpendicular = integral - np.sum(integral * geo, axis=1)[:, None] * geo
     displacement = seen - geo
     cosine = np.sum(displacement * perpendicular, axis=1) / (
-        np.linalg.norm(displacement, axis=1) * np.linalg.norm(perpendicular, axis=1))
+        np.linalg.norm(displacement, axis=1) * np.linalg.norm(perpendicular, axis=1)
+    )
     assert np.all(cosine < -0.999)
     distance_km = np.linalg.norm(sky._ephemeris.exact_geocentric_km("jupiter", ijd), axis=1)
     expected = np.degrees(np.linalg.norm(perpendicular, axis=1) / distance_km) * 3600
@@ -225,8 +260,9 @@ def test_body_fluxes_are_configurable():
     assert jupiter["reference_mcrab"] == pytest.approx(10.0) and jupiter["index_isgri"] == CRAB_PHOTON_INDEX
     assert saturn["reference_mcrab"] == pytest.approx(5.0, rel=1e-3) and saturn["index_isgri"] == 0.6
     energy = np.geomspace(5, 500, 20)
-    assert np.allclose(injected.reference_spectrum(injected.find("Jupiter"), energy),
-                       0.01 * crab_photon_spectrum(energy))
+    assert np.allclose(
+        injected.reference_spectrum(injected.find("Jupiter"), energy), 0.01 * crab_photon_spectrum(energy)
+    )
 
 
 def test_sources_in_field(sky):
@@ -235,8 +271,9 @@ def test_sources_in_field(sky):
     assert len(field.names) == len(field.ra) == len(field.dec) == len(field.index)
     centre = np.radians([83.63, 22.01])
     for ra, dec in zip(field.ra, field.dec):
-        cos_distance = math.sin(centre[1]) * math.sin(math.radians(dec)) + \
-            math.cos(centre[1]) * math.cos(math.radians(dec)) * math.cos(math.radians(ra) - centre[0])
+        cos_distance = math.sin(centre[1]) * math.sin(math.radians(dec)) + math.cos(centre[1]) * math.cos(
+            math.radians(dec)
+        ) * math.cos(math.radians(ra) - centre[0])
         assert cos_distance >= math.cos(math.radians(5.0)) - 1e-12
     galactic_centre = sky.sources_in_field(266.4, -28.9, 15.0, 3000.0)
     assert len(galactic_centre) > 100

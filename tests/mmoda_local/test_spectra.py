@@ -11,8 +11,7 @@ from astropy.io import fits
 from scipy import optimize
 
 from mmoda_local import CREATOR, ORIGIN, lightcurves, spectra
-from mmoda_local.instrument import (CRAB_NORM_100KEV, CRAB_PHOTON_INDEX, instrument_for, power_law_bin_flux,
-                                    year_to_ijd)
+from mmoda_local.instrument import CRAB_NORM_100KEV, CRAB_PHOTON_INDEX, instrument_for, power_law_bin_flux, year_to_ijd
 from mmoda_local.sky import Sky
 
 from .test_instrument import CRAB_DEC, CRAB_RA, scw_table
@@ -45,7 +44,7 @@ def load_files(products):
     first_channel = matrix_hdu.header["TLMIN4"]
     for k, row in enumerate(matrix_table):
         start = row["F_CHAN"] - first_channel
-        matrix[k, start:start + row["N_CHAN"]] = row["MATRIX"][:row["N_CHAN"]]
+        matrix[k, start : start + row["N_CHAN"]] = row["MATRIX"][: row["N_CHAN"]]
     arf_table = by_class(arf, "SPECRESP").data
     edges = np.append(arf_table["ENERG_LO"], arf_table["ENERG_HI"][-1]).astype(float)
     return spectrum[1].data, arf_table["SPECRESP"].astype(float), matrix, edges, rmf, spectrum, arf
@@ -59,9 +58,10 @@ def fit_power_law(spectrum, arf, matrix, edges):
         norm, index = parameters
         model = (arf * power_law_bin_flux(edges, index, norm * 1e-4)) @ matrix
         return ((spectrum["RATE"] - model) / spectrum["STAT_ERR"])[good]
+
     solution = optimize.least_squares(residuals, [5.0, 2.0])
     covariance = np.linalg.inv(solution.jac.T @ solution.jac)
-    return solution.x, np.sqrt(np.diag(covariance)), float((solution.fun ** 2).sum()), int(good.sum() - 2)
+    return solution.x, np.sqrt(np.diag(covariance)), float((solution.fun**2).sum()), int(good.sum() - 2)
 
 
 @pytest.mark.parametrize("instrument_name, scws", [("isgri", 4), ("jemx2", 6), ("jemx1", 6)])
@@ -98,14 +98,14 @@ def test_spectrum_agrees_with_image_and_light_curve_bands(sky):
     curve = lightcurves.lightcurve_arrays(rows, sky, isgri, 30, 60, "Crab", CRAB_RA, CRAB_DEC, time_bin_s=1e5)
     weights = isgri.channel_weights(30, 60)
     assert float(arrays["true_rate"] @ weights) == pytest.approx(curve["TRUE_RATE"][0], rel=1e-9)
-    assert float(arrays["stat_err"] ** 2 @ weights ** 2) < curve["ERROR"][0] ** 2
+    assert float(arrays["stat_err"] ** 2 @ weights**2) < curve["ERROR"][0] ** 2
 
 
 def test_inverse_variance_combination(sky):
     isgri = instrument_for("isgri")
     rows = scw_table(2, dither_deg=3.0, posangle=None, seed=9, step_days=30.0)
     both = spectra.spectrum_arrays(rows, sky, isgri, "Crab", CRAB_RA, CRAB_DEC)
-    single = [spectra.spectrum_arrays(rows[k:k + 1], sky, isgri, "Crab", CRAB_RA, CRAB_DEC) for k in range(2)]
+    single = [spectra.spectrum_arrays(rows[k : k + 1], sky, isgri, "Crab", CRAB_RA, CRAB_DEC) for k in range(2)]
     weights = [1.0 / s["stat_err"] ** 2 for s in single]
     expected = (single[0]["rate"] * weights[0] + single[1]["rate"] * weights[1]) / (weights[0] + weights[1])
     assert np.allclose(both["rate"], expected, rtol=1e-10)
@@ -126,11 +126,30 @@ def test_ogip_keywords_and_structure(sky):
     assert [h.name for h in arf_file] == ["PRIMARY", "ISGR-ARF.-RSP"]
     assert [h.name for h in rmf] == ["PRIMARY", "ISGR-EBDS-MOD", "ISGR-RMF.-RSP"]
     header = spectrum_file[1].header
-    expected = {"HDUCLASS": "OGIP", "HDUCLAS1": "SPECTRUM", "HDUCLAS2": "TOTAL", "HDUCLAS3": "RATE",
-                "CHANTYPE": "PI", "DETCHANS": 256, "BACKSCAL": 1.0, "AREASCAL": 1.0, "ANCRFILE": "NONE",
-                "RESPFILE": "NONE", "BACKFILE": "NONE", "NAME": "Crab", "TELESCOP": "INTEGRAL", "INSTRUME": "IBIS",
-                "DETNAM": "ISGRI", "ORIGIN": ORIGIN, "CREATOR": CREATOR, "TLMIN1": 0, "TLMAX1": 255, "DEADC": 1.0,
-                "TIMEUNIT": "d", "MJDREF": 51544.0}
+    expected = {
+        "HDUCLASS": "OGIP",
+        "HDUCLAS1": "SPECTRUM",
+        "HDUCLAS2": "TOTAL",
+        "HDUCLAS3": "RATE",
+        "CHANTYPE": "PI",
+        "DETCHANS": 256,
+        "BACKSCAL": 1.0,
+        "AREASCAL": 1.0,
+        "ANCRFILE": "NONE",
+        "RESPFILE": "NONE",
+        "BACKFILE": "NONE",
+        "NAME": "Crab",
+        "TELESCOP": "INTEGRAL",
+        "INSTRUME": "IBIS",
+        "DETNAM": "ISGRI",
+        "ORIGIN": ORIGIN,
+        "CREATOR": CREATOR,
+        "TLMIN1": 0,
+        "TLMAX1": 255,
+        "DEADC": 1.0,
+        "TIMEUNIT": "d",
+        "MJDREF": 51544.0,
+    }
     for key, value in expected.items():
         assert header[key] == value, key
     assert "CORRSCAL" in header
@@ -168,11 +187,18 @@ def test_jemx_spectrum_files(sky):
     assert spectrum[1].name == "JMX1-PHA1-SPE" and spectrum[1].header["DETCHANS"] == 16
     assert [h.name for h in arf] == ["PRIMARY", "JMX1-AXIS-ARF"]
     # the real JEM-X RMF product's extensions (oda_api Show_and_Save_Products notebook), before renaming
-    assert [h.name for h in rmf] == ["PRIMARY", "GROUPING", "JMX1-RMF.-RSP", "JMX1-FBDS-MOD", "JMX1-AXIS-ARF",
-                                     "JMX1-IMAG-ARF"]
+    assert [h.name for h in rmf] == [
+        "PRIMARY",
+        "GROUPING",
+        "JMX1-RMF.-RSP",
+        "JMX1-FBDS-MOD",
+        "JMX1-AXIS-ARF",
+        "JMX1-IMAG-ARF",
+    ]
     assert list(rmf["GROUPING"].data["MEMBER_NAME"]) == [h.name for h in rmf][2:]
-    assert rmf["JMX1-FBDS-MOD"].data["E_MIN"][0] == pytest.approx(3.0) and rmf["JMX1-FBDS-MOD"].data["E_MAX"][-1] \
-        == pytest.approx(35.0)
+    assert rmf["JMX1-FBDS-MOD"].data["E_MIN"][0] == pytest.approx(3.0) and rmf["JMX1-FBDS-MOD"].data["E_MAX"][
+        -1
+    ] == pytest.approx(35.0)
     assert np.array_equal(rmf["JMX1-AXIS-ARF"].data["SPECRESP"], arf[1].data["SPECRESP"])
     assert np.all(spectrum[1].data["QUALITY"] == 0)
 
@@ -181,6 +207,7 @@ def test_spectra_are_deterministic_and_survive_the_encoding(sky):
     from oda_api.data_products import NumpyDataProduct
 
     from mmoda_local.encoding import encode_numpy_product
+
     isgri = instrument_for("isgri")
     rows = scw_table(2, dither_deg=1.0, posangle=None)
     first = spectra.spectrum_products(rows, sky, isgri, "Crab", CRAB_RA, CRAB_DEC)
@@ -221,9 +248,16 @@ def local_isgri_spectrum(server):
 
     disp = DispatcherAPI(url=server.url, instrument="mock")
     disp.n_max_tries = 1
-    result = disp.get_product(instrument="isgri", product="isgri_spectrum", product_type="Real",
-                              osa_version="OSA11.2", scw_list=["066500220010.001", "066500230010.001"], RA=83.633,
-                              DEC=22.0145, silent=True)
+    result = disp.get_product(
+        instrument="isgri",
+        product="isgri_spectrum",
+        product_type="Real",
+        osa_version="OSA11.2",
+        scw_list=["066500220010.001", "066500230010.001"],
+        RA=83.633,
+        DEC=22.0145,
+        silent=True,
+    )
     return {p.meta_data["product"]: p for p in result._p_list if p.meta_data["src_name"] == "Crab"}
 
 
@@ -232,8 +266,11 @@ def test_local_isgri_rmf_has_the_real_structure(local_isgri_spectrum):
 
     local = local_isgri_spectrum["isgri_rmf"]
     real = NumpyDataProduct.from_fits_file(str(REAL_RMF))
-    assert [u.name for u in local.data_unit] == [u.name for u in real.data_unit] == ["PRIMARY", "EBOUNDS",
-                                                                                      "SPECRESP MATRIX"]
+    assert (
+        [u.name for u in local.data_unit]
+        == [u.name for u in real.data_unit]
+        == ["PRIMARY", "EBOUNDS", "SPECRESP MATRIX"]
+    )
     # the plugin renames the units, the headers keep OSA's names (the real file, saved by oda_api, took the unit's)
     assert [u.header["EXTNAME"] for u in local.data_unit[1:]] == ["ISGR-EBDS-MOD", "ISGR-RMF.-RSP"]
     for local_unit, real_unit in zip(local.data_unit[1:], real.data_unit[1:]):

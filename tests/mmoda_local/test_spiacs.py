@@ -25,8 +25,25 @@ REAL_2003_FIRST_RATES = (75779.0, 75484.0, 76190.0, 75694.5, 75322.0, 76017.5, 7
 REAL_2003_TSTART = 101086060.00700004
 #: A quiet hour of 2010 (far from the belts, no catalogue burst).
 QUIET = {"T1": "2010-03-01T12:00:00", "T2": "2010-03-01T13:00:00"}
-HEADER_KEYWORDS = ("EXTNAME", "TIMESYS", "TIMEREF", "ONTIME", "TASSIGN", "TSTART", "TSTOP", "DATE-OBS", "DATE-END",
-                   "TIMEDEL", "MJDREF", "TELESCOP", "INSTRUME", "TIMEZERO", "TIMEUNIT", "PROPHECY", "EPHS")
+HEADER_KEYWORDS = (
+    "EXTNAME",
+    "TIMESYS",
+    "TIMEREF",
+    "ONTIME",
+    "TASSIGN",
+    "TSTART",
+    "TSTOP",
+    "DATE-OBS",
+    "DATE-END",
+    "TIMEDEL",
+    "MJDREF",
+    "TELESCOP",
+    "INSTRUME",
+    "TIMEZERO",
+    "TIMEUNIT",
+    "PROPHECY",
+    "EPHS",
+)
 
 
 def parameters(**overrides) -> dict:
@@ -68,8 +85,19 @@ def mean_rate(scw_archive, config, t1: str, t2: str) -> float:
 def test_instrument_parameters_are_the_plugins():
     spec = queries.instruments()["spi_acs"]
     assert not spec.asynchronous
-    assert spec.par_names("spi_acs_lc") == ["src_name", "RA", "DEC", "T1", "T_format", "T2", "token",
-                                            "selected_catalog", "data_level", "time_bin", "time_bin_format"]
+    assert spec.par_names("spi_acs_lc") == [
+        "src_name",
+        "RA",
+        "DEC",
+        "T1",
+        "T_format",
+        "T2",
+        "token",
+        "selected_catalog",
+        "data_level",
+        "time_bin",
+        "time_bin_format",
+    ]
     meta = spec.meta_data("spi_acs_lc")[0]
     assert meta[1] == {"prod_dict": {"spi_acs_lc": "spi_acs_lc_query"}}
     assert meta[3][0] == {"query_name": "spiacs_parameters"}
@@ -83,7 +111,8 @@ def test_instrument_parameters_are_the_plugins():
 
 def test_realtime_needs_its_role():
     assert spiacs.required_roles(parameters(data_level="realtime")) == {
-        "integral-realtime": "access to real time data requires special role"}
+        "integral-realtime": "access to real time data requires special role"
+    }
     assert spiacs.required_roles(parameters()) == {}
 
 
@@ -95,9 +124,16 @@ def test_product_has_the_shape_of_the_protocol_notes(scw_archive, config):
     encoded = products["numpy_data_product_list"][0]
     assert encoded["name"] is None
     assert list(json.loads(encoded["meta_data"]).items()) == [
-        ("src_name", "query"), ("time_bin", 2.0), ("time", "TIME"), ("rate", "RATE"), ("rate_err", "ERROR")]
-    assert [(u["name"], u["hdu_type"]) for u in encoded["data_unit_list"]] == [("Primary", "primary"),
-                                                                               ("RATE", "bintable")]
+        ("src_name", "query"),
+        ("time_bin", 2.0),
+        ("time", "TIME"),
+        ("rate", "RATE"),
+        ("rate_err", "ERROR"),
+    ]
+    assert [(u["name"], u["hdu_type"]) for u in encoded["data_unit_list"]] == [
+        ("Primary", "primary"),
+        ("RATE", "bintable"),
+    ]
     assert encoded["data_unit_list"][0]["binarys"] is None
     assert encoded["data_unit_list"][1]["units_dict"] == {"RATE": "count/s", "ERROR": "count/s", "TIME": "s"}
     assert protocol.strings_containing_null(products) == []
@@ -108,16 +144,25 @@ def test_product_has_the_shape_of_the_protocol_notes(scw_archive, config):
     assert unit.data.dtype == np.dtype([("TIME", "<f8"), ("RATE", "<f8"), ("ERROR", "<f8")])
     header = unit.header
     assert set(HEADER_KEYWORDS) <= set(header)
-    assert (header["EXTNAME"], header["TIMESYS"], header["TIMEREF"], header["TASSIGN"]) == ("RATE", "TT", "LOCAL",
-                                                                                             "SATELLITE")
-    assert (header["TELESCOP"], header["INSTRUME"], header["MJDREF"], header["TIMEUNIT"]) == ("INTEGRAL", "SPI-ACS",
-                                                                                              51544.0, "s")
+    assert (header["EXTNAME"], header["TIMESYS"], header["TIMEREF"], header["TASSIGN"]) == (
+        "RATE",
+        "TT",
+        "LOCAL",
+        "SATELLITE",
+    )
+    assert (header["TELESCOP"], header["INSTRUME"], header["MJDREF"], header["TIMEUNIT"]) == (
+        "INTEGRAL",
+        "SPI-ACS",
+        51544.0,
+        "s",
+    )
     assert header["PROPHECY"] == "" and len(header["EPHS"].split()) == 6
     assert header["TTYPE1"] == "TIME" and "TUNIT1" not in header  # as oda_api 1.3.5 leaves the real header
     assert header["SIMULATD"] is True and npd.data_unit[0].header["SIMULATD"] is True
 
-    collection = DataCollection.from_response_json({"products": products, "job_monitor": {"job_id": "x"}},
-                                                   "spi_acs", "spi_acs_lc")
+    collection = DataCollection.from_response_json(
+        {"products": products, "job_monitor": {"job_id": "x"}}, "spi_acs", "spi_acs_lc"
+    )
     assert collection.spi_acs_lc_0_query.data_unit[1].header["INSTRUME"] == "SPI-ACS"
 
 
@@ -161,8 +206,8 @@ def test_quiet_stretch_has_poisson_plus_the_models_excess_variance(scw_archive, 
     assert factor >= 1.1
     for group in (1, 20, 400):  # 50 ms, 1 s, 20 s: a white excess keeps the same ratio
         n = len(counts) // group
-        c = counts[:n * group].reshape(n, group).sum(1)
-        mu = expected[:n * group].reshape(n, group).sum(1)
+        c = counts[: n * group].reshape(n, group).sum(1)
+        mu = expected[: n * group].reshape(n, group).sum(1)
         ratio = np.mean((c - mu) ** 2 / mu)
         # the sample variance of n Gaussian-like values has a relative standard deviation √(2/n)
         assert ratio / factor == pytest.approx(1.0, abs=5 * math.sqrt(2.0 / n)), group
@@ -212,12 +257,14 @@ def test_gap_answers_the_real_no_data_error(scw_archive, config):
     start_of_next = model.revolution_data_interval(1001)[0]
     middle = 0.5 * (end_of_data + start_of_next)
     assert start_of_next - end_of_data > 4 * 3600  # the perigee passage: several hours without data
-    caught = failure(scw_archive, config, T1=spiacs._utc_isot(middle - 600), T2=spiacs._utc_isot(middle + 600),
-                     time_bin=1.0)
+    caught = failure(
+        scw_archive, config, T1=spiacs._utc_isot(middle - 600), T2=spiacs._utc_isot(middle + 600), time_bin=1.0
+    )
     check_dispatcher_shape(caught)
     assert caught.debug_message.startswith(
         'SpiacsAnalysisException("no usable data found for this time interval: server reports NoData (status 400). '
-        'Raw response: rbp as ')
+        "Raw response: rbp as "
+    )
     assert "NoData('No Data (at this time?) requested: " in caught.debug_message
 
     after_mission = failure(scw_archive, config, T1="2025-06-01T00:00:00", T2="2025-06-01T01:00:00")
@@ -228,8 +275,13 @@ def test_gap_answers_the_real_no_data_error(scw_archive, config):
     assert too_short.debug_message == "SpiacsAnalysisException('spiacs light curve failed: AssertionError()')"
 
     # a window half in the gap: only the bins with data, rising towards the belts
-    unit = product(scw_archive, config, T1=spiacs._utc_isot(end_of_data - 1800),
-                   T2=spiacs._utc_isot(end_of_data + 1800), time_bin=100.0).data_unit[1]
+    unit = product(
+        scw_archive,
+        config,
+        T1=spiacs._utc_isot(end_of_data - 1800),
+        T2=spiacs._utc_isot(end_of_data + 1800),
+        time_bin=100.0,
+    ).data_unit[1]
     assert len(unit.data) == 18
     expected = model.background_rate(unit.data["TIME"] + unit.header["TIMEZERO"])
     assert np.all(np.diff(expected) > 0)
@@ -241,7 +293,8 @@ def test_span_limit_of_the_data_server(scw_archive, config):
     check_dispatcher_shape(caught)
     assert caught.debug_message.startswith(
         'SpiacsException("Spiacs AnalysisException in run_query: SPI-ACS backend refuses to process this request, '
-        'due to resource constrain: ')
+        "due to resource constrain: "
+    )
     assert "requests to this service are limited to +-5000 span" in caught.debug_message
 
 
@@ -251,8 +304,9 @@ def test_realtime_level(scw_archive, config):
     assert "'expected_data_status': 'ONLINE'" in npd.data_unit[1].header["PROPHECY"]
     ordinary = product(scw_archive, config, **QUIET, time_bin=100.0)
     assert np.array_equal(npd.data_unit[1].data, ordinary.data_unit[1].data)
-    after_mission = failure(scw_archive, config, T1="2025-06-01T00:00:00", T2="2025-06-01T01:00:00",
-                            data_level="realtime")
+    after_mission = failure(
+        scw_archive, config, T1="2025-06-01T00:00:00", T2="2025-06-01T01:00:00", data_level="realtime"
+    )
     assert after_mission.debug_message.startswith("SpiacsAnalysisException('spiacs light curve failed: ValueError(")
 
 
@@ -260,8 +314,11 @@ def test_realtime_level(scw_archive, config):
 def direction_at(scw_archive, t0: str, theta_deg: float) -> tuple[float, float]:
     """A direction at ``theta_deg`` from the spacecraft X axis (towards Z) at ``t0``."""
     row = scw_archive.nearest_pointing(float(spiacs._ijd_tt(spiacs.utc_seconds(t0))))
-    x, _, z = spacecraft_axes(float(scw_archive.table["RA_SCX"][row]), float(scw_archive.table["DEC_SCX"][row]),
-                              float(scw_archive.table["POSANGLE"][row]))
+    x, _, z = spacecraft_axes(
+        float(scw_archive.table["RA_SCX"][row]),
+        float(scw_archive.table["DEC_SCX"][row]),
+        float(scw_archive.table["POSANGLE"][row]),
+    )
     ra, dec = unit_to_radec(np.cos(np.radians(theta_deg)) * x + np.sin(np.radians(theta_deg)) * z)
     return float(ra), float(dec)
 
@@ -270,8 +327,11 @@ def direction_at(scw_archive, t0: str, theta_deg: float) -> tuple[float, float]:
 def test_injected_burst_appears_at_t0_with_the_expected_counts(scw_archive, tmp_path, theta_deg, response):
     t0, fluence, duration = "2010-03-01T12:30:00.000", 1e-5, 1.0
     ra, dec = direction_at(scw_archive, t0, theta_deg)
-    config = ServerConfig(data_dir=tmp_path / "server", seed=3,
-                          injected_grbs=[spiacs.parse_grb_injection(f"{t0},{fluence},{duration},short,{ra},{dec}")])
+    config = ServerConfig(
+        data_dir=tmp_path / "server",
+        seed=3,
+        injected_grbs=[spiacs.parse_grb_injection(f"{t0},{fluence},{duration},short,{ra},{dec}")],
+    )
     model = spiacs.model_for(scw_archive, seed=3, injections=config.injected_grbs)
     burst = model.bursts[-1]
     assert model.burst_geometry(burst)["theta_deg"] == pytest.approx(theta_deg, abs=1e-3)
@@ -330,14 +390,22 @@ def test_same_seed_same_bytes_and_counts_independent_of_the_window(scw_archive, 
 def test_inject_grb_option(tmp_path):
     from mmoda_local.cli import _config_from_args, build_parser
 
-    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--inject-grb",
-                                      "2010-03-01T12:30:00,1e-5,1.0", "--inject-grb",
-                                      "2010-03-02T00:00:00,2e-6,20,long,83.6,22.0"])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--inject-grb",
+            "2010-03-01T12:30:00,1e-5,1.0",
+            "--inject-grb",
+            "2010-03-02T00:00:00,2e-6,20,long,83.6,22.0",
+        ]
+    )
     config = _config_from_args(args)
     assert config.injected_grbs == [
         {"t0": "2010-03-01T12:30:00", "fluence": 1e-5, "duration": 1.0, "spectrum": "short", "ra": None, "dec": None},
-        {"t0": "2010-03-02T00:00:00", "fluence": 2e-6, "duration": 20.0, "spectrum": "long", "ra": 83.6,
-         "dec": 22.0}]
+        {"t0": "2010-03-02T00:00:00", "fluence": 2e-6, "duration": 20.0, "spectrum": "long", "ra": 83.6, "dec": 22.0},
+    ]
     assert config.describe()["injected_grbs"] == config.injected_grbs
     bursts = spiacs.injected_bursts(config.injected_grbs, seed=0)
     assert bursts == spiacs.injected_bursts(config.injected_grbs, seed=0)  # the drawn direction is reproducible
@@ -352,8 +420,15 @@ def test_oda_api_gets_spi_acs_lc_through_the_server(server):
     from oda_api.api import DispatcherAPI, RemoteException
 
     disp = DispatcherAPI(url=server.url, instrument="mock")
-    data = disp.get_product(instrument="spi_acs", product="spi_acs_lc", product_type="Real",
-                            T1="2003-03-15T23:27:40", T2="2003-03-15T23:57:12", time_bin=2.0, silent=True)
+    data = disp.get_product(
+        instrument="spi_acs",
+        product="spi_acs_lc",
+        product_type="Real",
+        T1="2003-03-15T23:27:40",
+        T2="2003-03-15T23:57:12",
+        time_bin=2.0,
+        silent=True,
+    )
     assert disp.response_json["query_status"] == "done"
     assert disp.response_json["products"]["input_prod_list"] == list(spiacs.INPUT_PROD_LIST)
     unit = data.spi_acs_lc_0_query.data_unit[1]
@@ -363,7 +438,13 @@ def test_oda_api_gets_spi_acs_lc_through_the_server(server):
     middle = 0.5 * (model.revolution_data_interval(1000)[1] + model.revolution_data_interval(1001)[0])
     gap = DispatcherAPI(url=server.url, instrument="mock")
     with pytest.raises(RemoteException, match="Error when getting query products"):
-        gap.get_product(instrument="spi_acs", product="spi_acs_lc", product_type="Real",
-                        T1=spiacs._utc_isot(middle - 600), T2=spiacs._utc_isot(middle + 600), time_bin=1.0,
-                        silent=True)
+        gap.get_product(
+            instrument="spi_acs",
+            product="spi_acs_lc",
+            product_type="Real",
+            T1=spiacs._utc_isot(middle - 600),
+            T2=spiacs._utc_isot(middle + 600),
+            time_bin=1.0,
+            silent=True,
+        )
     assert "no usable data found for this time interval" in gap.response_json["exit_status"]["debug_message"]

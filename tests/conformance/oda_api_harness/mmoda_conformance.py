@@ -70,6 +70,7 @@ def _is_loopback(host) -> bool:
 
 # -- servers ----------------------------------------------------------------------------------------------------
 
+
 class LocalServers:
     """Local MMODA servers of one run: per-test ones and the long-living ones, all stopped at the end."""
 
@@ -90,8 +91,9 @@ class LocalServers:
         descriptor = os.open(data_dir / "secret_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secret_key)
-        config = ServerConfig(data_dir=data_dir, debug_instruments=debug_instruments,
-                              archive_cache_dir=self.archive_cache)
+        config = ServerConfig(
+            data_dir=data_dir, debug_instruments=debug_instruments, archive_cache_dir=self.archive_cache
+        )
         server = ServerThread(config).start()
         log.info("local MMODA %s (debug instruments: %s) at %s", data_dir.name, debug_instruments, server.url)
         return server
@@ -132,6 +134,7 @@ def servers() -> LocalServers:
 
 
 # -- network guard and redirection ----------------------------------------------------------------------------
+
 
 def _install_network_guard() -> None:
     """Refuse name lookups and connections that leave the loopback (the suite must never use the network)."""
@@ -190,20 +193,22 @@ def _install_production_redirect() -> None:
         for prefix in PRODUCTION_URLS:
             if request.url == prefix or request.url.startswith(prefix + "/") or request.url.startswith(prefix + "?"):
                 target = servers().long_living("production").url
-                request.url = target + request.url[len(prefix):]
+                request.url = target + request.url[len(prefix) :]
                 _NETWORK["redirected_to_local_production"] += 1
                 break
         host = urlsplit(request.url).hostname
         if not _is_loopback(host):
             _NETWORK["refused"] += 1
             raise requests.exceptions.ConnectionError(
-                f"conformance harness: {request.url} is not served offline (no network)", request=request)
+                f"conformance harness: {request.url} is not served offline (no network)", request=request
+            )
         return real_send(adapter, request, *args, **kwargs)
 
     requests.adapters.HTTPAdapter.send = send
 
 
 # -- pytest hooks ---------------------------------------------------------------------------------------------
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("mmoda_conformance")
@@ -291,10 +296,12 @@ def pytest_sessionfinish(session, exitstatus):
     path = config.getoption("--mmoda-report")
     if not path:
         return
-    report = {"outcomes": _OUTCOMES,
-              "excluded": config._mmoda_excluded,
-              "unmatched_exclusions": config._mmoda_unmatched_exclusions,
-              "failures": _FAILURES,
-              "network": _NETWORK,
-              "exitstatus": int(exitstatus)}
+    report = {
+        "outcomes": _OUTCOMES,
+        "excluded": config._mmoda_excluded,
+        "unmatched_exclusions": config._mmoda_unmatched_exclusions,
+        "failures": _FAILURES,
+        "network": _NETWORK,
+        "exitstatus": int(exitstatus),
+    }
     Path(path).write_text(json.dumps(report, indent=1, sort_keys=True))

@@ -55,8 +55,11 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--summary", type=Path, required=True, help="JSON file written with what came back")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     args.call = json.loads(args.call.read_text())
     args.token = args.token_file.read_text().strip() if args.token_file else None
     return args
@@ -85,8 +88,9 @@ def install_network_guard(blocked: list) -> None:
     def getaddrinfo(host, port, *args, **kwargs):
         if host is not None and not _is_loopback(str(host)):
             blocked.append(f"{host}:{port}")
-            log.error("network guard: refused the name look-up of %s:%s (only the local MMODA may be reached)",
-                      host, port)
+            log.error(
+                "network guard: refused the name look-up of %s:%s (only the local MMODA may be reached)", host, port
+            )
             raise socket.gaierror(socket.EAI_NONAME, f"network guard: {host} is not the local MMODA")
         return original_getaddrinfo(host, port, *args, **kwargs)
 
@@ -110,6 +114,7 @@ def install_network_guard(blocked: list) -> None:
     # astropy must not try to download IERS tables or anything else during time conversions
     from astropy.utils import iers
     from astropy.utils.data import conf as data_conf
+
     iers.conf.auto_download = False
     data_conf.allow_internet = False
 
@@ -181,14 +186,19 @@ class TransportObserver:
 
     def describe(self) -> dict:
         """JSON-ready record of the jobs seen."""
-        return {"run_analysis_answers": self.requests,
-                "jobs": [{"job_id": job_id, **job, "final_status": job["statuses"][-1] if job["statuses"] else None}
-                         for job_id, job in self.jobs.items()]}
+        return {
+            "run_analysis_answers": self.requests,
+            "jobs": [
+                {"job_id": job_id, **job, "final_status": job["statuses"][-1] if job["statuses"] else None}
+                for job_id, job in self.jobs.items()
+            ],
+        }
 
 
 def point_wrapper_at(url: str):
     """Make the unmodified wrapper talk to ``url``: returns the ``oda_integral_wrapper.wrapper`` module."""
     import oda_integral_wrapper.wrapper as wrapper_module
+
     wrapper_module.oda_public_host = url.rstrip("/")
     return wrapper_module
 
@@ -211,9 +221,12 @@ def error_record(exc: BaseException) -> dict:
     def show(frame):
         return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {frame.line}"
 
-    return {"type": type(exc).__name__, "message": str(exc)[:3000],
-            "wrapper_line": show(where) if where else None,
-            "innermost": [show(frame) for frame in frames[-4:]]}
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:3000],
+        "wrapper_line": show(where) if where else None,
+        "innermost": [show(frame) for frame in frames[-4:]],
+    }
 
 
 class Summary:
@@ -232,16 +245,21 @@ class Summary:
         self.data = {"python": sys.version.split()[0], "call": call, "steps": [], "blocked_connections": []}
         self.observer = TransportObserver()
 
-    def start(self) -> "Summary":
+    def start(self) -> Summary:
         """Install the network guard and the observer."""
         install_network_guard(self.data["blocked_connections"])
         self.observer.install()
+        from importlib.metadata import version
+
         import oda_api
         import oda_integral_wrapper
-        from importlib.metadata import version
-        self.data["versions"] = {"oda_api": version("oda_api"), "oda_integral_wrapper": version("oda_integral_wrapper"),
-                                 "oda_integral_wrapper_file": oda_integral_wrapper.__file__,
-                                 "oda_api_file": oda_api.__file__}
+
+        self.data["versions"] = {
+            "oda_api": version("oda_api"),
+            "oda_integral_wrapper": version("oda_integral_wrapper"),
+            "oda_integral_wrapper_file": oda_integral_wrapper.__file__,
+            "oda_api_file": oda_api.__file__,
+        }
         return self
 
     def step(self, name: str, function, describe=None):

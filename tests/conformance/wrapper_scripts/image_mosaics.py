@@ -43,8 +43,11 @@ def describe_image(collection, source: dict) -> dict:
         entry = {"name": unit.name, **harness.unit_headers(unit, MOSAIC_KEYS)}
         if data is not None and getattr(data, "ndim", 0) == 2:
             finite = np.isfinite(data)
-            entry.update(shape=list(data.shape), finite_fraction=float(finite.mean()),
-                         max=float(np.nanmax(data)) if finite.any() else None)
+            entry.update(
+                shape=list(data.shape),
+                finite_fraction=float(finite.mean()),
+                max=float(np.nanmax(data)) if finite.any() else None,
+            )
         units.append(entry)
     table = collection.dispatcher_catalog_1.table
     names = [str(name) for name in table["src_names"]] if len(table) else []
@@ -52,11 +55,22 @@ def describe_image(collection, source: dict) -> dict:
     for row in table:
         distance = _angular_distance_deg(row["ra"], row["dec"], source["ra"], source["dec"])
         if distance < 0.25:
-            matches.append({"name": str(row["src_names"]), "distance_deg": round(distance, 4),
-                            "significance": float(row["significance"])})
-    return {"type": type(collection).__name__, "products": list(collection._n_list), "units": units,
-            "n_sources": len(names), "sources": names, "columns": list(table.colnames),
-            "source_matches": matches}
+            matches.append(
+                {
+                    "name": str(row["src_names"]),
+                    "distance_deg": round(distance, 4),
+                    "significance": float(row["significance"]),
+                }
+            )
+    return {
+        "type": type(collection).__name__,
+        "products": list(collection._n_list),
+        "units": units,
+        "n_sources": len(names),
+        "sources": names,
+        "columns": list(table.colnames),
+        "source_matches": matches,
+    }
 
 
 def describe_long_call(result, wrap, source: dict) -> dict:
@@ -64,8 +78,12 @@ def describe_long_call(result, wrap, source: dict) -> dict:
     per_job = [describe_image(collection, source) for collection in wrap.all_data]
     if isinstance(result, list):
         return {"returned": "list", "n_jobs": len(wrap.all_data), "per_job": per_job}
-    return {"returned": "combined", "n_jobs": len(wrap.all_data), "per_job": per_job,
-            "combined": describe_image(result, source)}
+    return {
+        "returned": "combined",
+        "n_jobs": len(wrap.all_data),
+        "per_job": per_job,
+        "combined": describe_image(result, source),
+    }
 
 
 def main() -> int:
@@ -78,13 +96,19 @@ def main() -> int:
         return 0
     source = call["source"]
     parameters = dict(call["parameters"], detection_threshold=call["detection_threshold"])
-    summary.step("long_scw_list_call",
-                 lambda: wrap.long_scw_list_call(call["scw_list"], s_max=call["s_max"], sleep_time=call["sleep_time"],
-                                                 **parameters),
-                 describe=lambda result: describe_long_call(result, wrap, source))
+    summary.step(
+        "long_scw_list_call",
+        lambda: wrap.long_scw_list_call(
+            call["scw_list"], s_max=call["s_max"], sleep_time=call["sleep_time"], **parameters
+        ),
+        describe=lambda result: describe_long_call(result, wrap, source),
+    )
     if getattr(wrap, "all_data", None):
-        summary.step("combine_mosaics", lambda: wrap.combine_mosaics(detection_threshold=call["detection_threshold"]),
-                     describe=lambda result: describe_image(result, source))
+        summary.step(
+            "combine_mosaics",
+            lambda: wrap.combine_mosaics(detection_threshold=call["detection_threshold"]),
+            describe=lambda result: describe_image(result, source),
+        )
     summary.write()
     return 0
 

@@ -16,8 +16,25 @@ import numpy as np
 
 import harness
 
-LC_KEYS = ("INSTRUME", "DETNAM", "NAME", "TSTART", "TSTOP", "TLAST", "TELAPSE", "ONTIME", "EXPOSURE", "EXP_SRC",
-           "TIMEDEL", "TIMEPIXR", "TIMEREF", "TIMESYS", "MJDREF", "E_MIN", "E_MAX")
+LC_KEYS = (
+    "INSTRUME",
+    "DETNAM",
+    "NAME",
+    "TSTART",
+    "TSTOP",
+    "TLAST",
+    "TELAPSE",
+    "ONTIME",
+    "EXPOSURE",
+    "EXP_SRC",
+    "TIMEDEL",
+    "TIMEPIXR",
+    "TIMEREF",
+    "TIMESYS",
+    "MJDREF",
+    "E_MIN",
+    "E_MAX",
+)
 
 
 def describe_collection(collection, source_name: str) -> dict:
@@ -28,20 +45,32 @@ def describe_collection(collection, source_name: str) -> dict:
         for unit in product.data_unit:
             if "LC" not in unit.name:
                 continue
-            entry = {"src_name": meta.get("src_name"), "product_name": product.name, "extname": unit.name,
-                     "rows": int(len(unit.data)) if unit.data is not None else 0,
-                     "columns": list(unit.data.dtype.names) if unit.data is not None else [],
-                     **harness.unit_headers(unit, LC_KEYS)}
+            entry = {
+                "src_name": meta.get("src_name"),
+                "product_name": product.name,
+                "extname": unit.name,
+                "rows": int(len(unit.data)) if unit.data is not None else 0,
+                "columns": list(unit.data.dtype.names) if unit.data is not None else [],
+                **harness.unit_headers(unit, LC_KEYS),
+            }
             if meta.get("src_name") == source_name and unit.data is not None and len(unit.data):
                 time = np.asarray(unit.data["TIME"], dtype=float)
                 rate = np.asarray(unit.data["RATE"], dtype=float)
-                entry.update(time_first=float(time[0]), time_last=float(time[-1]),
-                             time_sorted=bool(np.all(np.diff(time) > 0)),
-                             rate_mean=float(np.nanmean(rate)), rate_finite_fraction=float(np.isfinite(rate).mean()))
+                entry.update(
+                    time_first=float(time[0]),
+                    time_last=float(time[-1]),
+                    time_sorted=bool(np.all(np.diff(time) > 0)),
+                    rate_mean=float(np.nanmean(rate)),
+                    rate_finite_fraction=float(np.isfinite(rate).mean()),
+                )
             curves.append(entry)
-    return {"type": type(collection).__name__, "n_products": len(collection._p_list),
-            "sources": sorted({c["src_name"] for c in curves if c["src_name"] is not None}), "curves": curves,
-            "source_curve": next((c for c in curves if c["src_name"] == source_name), None)}
+    return {
+        "type": type(collection).__name__,
+        "n_products": len(collection._p_list),
+        "sources": sorted({c["src_name"] for c in curves if c["src_name"] is not None}),
+        "curves": curves,
+        "source_curve": next((c for c in curves if c["src_name"] == source_name), None),
+    }
 
 
 def main() -> int:
@@ -53,15 +82,20 @@ def main() -> int:
     if wrap is None:
         return 0
     name = call["source"]["name"]
-    parameters = summary.step("get_oda_catalog_from_region_string",
-                              lambda: harness.apply_selected_catalog(wrap, call),
-                              describe=lambda result: {"selected_catalog": result.get("selected_catalog")})
+    parameters = summary.step(
+        "get_oda_catalog_from_region_string",
+        lambda: harness.apply_selected_catalog(wrap, call),
+        describe=lambda result: {"selected_catalog": result.get("selected_catalog")},
+    )
     if parameters is None:
         return 0
-    summary.step("long_scw_list_call",
-                 lambda: wrap.long_scw_list_call(call["scw_list"], s_max=call["s_max"], sleep_time=call["sleep_time"],
-                                                 **parameters),
-                 describe=lambda result: describe_collection(result, name))
+    summary.step(
+        "long_scw_list_call",
+        lambda: wrap.long_scw_list_call(
+            call["scw_list"], s_max=call["s_max"], sleep_time=call["sleep_time"], **parameters
+        ),
+        describe=lambda result: describe_collection(result, name),
+    )
     per_job = [describe_collection(collection, name) for collection in getattr(wrap, "all_data", None) or []]
     summary.data["per_job"] = per_job
     summary.write()

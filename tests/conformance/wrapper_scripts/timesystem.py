@@ -15,9 +15,14 @@ def describe_pointings(answer) -> dict:
     """The columns and lengths of a ``get_pointings`` answer (a dict column → list, or what else came back)."""
     if not isinstance(answer, dict):
         return {"type": type(answer).__name__, "value": repr(answer)[:500]}
-    return {"type": "dict", "columns": sorted(answer), "lengths": {key: len(value) for key, value in answer.items()},
-            "SWID": list(answer.get("SWID", [])), "RA_SCX": list(answer.get("RA_SCX", [])),
-            "DEC_SCX": list(answer.get("DEC_SCX", []))}
+    return {
+        "type": "dict",
+        "columns": sorted(answer),
+        "lengths": {key: len(value) for key, value in answer.items()},
+        "SWID": list(answer.get("SWID", [])),
+        "RA_SCX": list(answer.get("RA_SCX", [])),
+        "DEC_SCX": list(answer.get("DEC_SCX", [])),
+    }
 
 
 def describe_value(answer) -> dict:
@@ -39,15 +44,23 @@ def main() -> int:
     wrapper_module = harness.point_wrapper_at(args.url)
     wrapper_class = wrapper_module.INTEGRALwrapper
     for keywords in call.get("pointings", []):
-        summary.step(f"get_pointings({keywords})", lambda kw=keywords: wrapper_class.get_pointings(**kw),
-                     describe=describe_pointings)
+        summary.step(
+            f"get_pointings({keywords})",
+            lambda kw=keywords: wrapper_class.get_pointings(**kw),
+            describe=describe_pointings,
+        )
     for revolution in call.get("revolutions", []):
-        summary.step(f"get_utc_from_revnum({revolution})",
-                     lambda rev=revolution: wrapper_class.get_utc_from_revnum(rev), describe=describe_value)
+        summary.step(
+            f"get_utc_from_revnum({revolution})",
+            lambda rev=revolution: wrapper_class.get_utc_from_revnum(rev),
+            describe=describe_value,
+        )
     for informat, value, outformat in call.get("conversions", []):
-        summary.step(f"converttime({informat}, {value}, {outformat})",
-                     lambda f=informat, v=value, o=outformat: wrapper_class.converttime(f, v, o),
-                     describe=describe_value)
+        summary.step(
+            f"converttime({informat}, {value}, {outformat})",
+            lambda f=informat, v=value, o=outformat: wrapper_class.converttime(f, v, o),
+            describe=describe_value,
+        )
     summary.write()
     return 0
 

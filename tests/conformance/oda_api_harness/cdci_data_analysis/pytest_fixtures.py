@@ -63,8 +63,16 @@ def dispatcher_nodebug(monkeypatch):
 @pytest.fixture
 def default_token_payload():
     """Claims of the test user (role ``general``), valid for 5000 s."""
-    yield dict(sub="mtm@mtmco.net", name="mmeharga", roles="general",
-               exp=int(time.time()) + DEFAULT_TOKEN_LIFETIME_S, tem=0, mstout=True, mssub=True, intsub=5)
+    yield dict(
+        sub="mtm@mtmco.net",
+        name="mmeharga",
+        roles="general",
+        exp=int(time.time()) + DEFAULT_TOKEN_LIFETIME_S,
+        tem=0,
+        mstout=True,
+        mssub=True,
+        intsub=5,
+    )
 
 
 @pytest.fixture
@@ -86,8 +94,13 @@ def dispatcher_test_conf(dispatcher_test_conf_fn):
 def dispatcher_test_conf_with_gallery_fn(tmpdir):
     """Configuration with product-gallery options (the local MMODA serves its gallery itself)."""
     path = tmpdir.join("test-dispatcher-conf-with-gallery.yaml")
-    _write_conf(str(path), product_gallery_options={"product_gallery_secret_key": "secret_key",
-                                                    "product_gallery_timezone": "Europe/Zurich"})
+    _write_conf(
+        str(path),
+        product_gallery_options={
+            "product_gallery_secret_key": "secret_key",
+            "product_gallery_timezone": "Europe/Zurich",
+        },
+    )
     yield str(path)
 
 
