@@ -272,6 +272,7 @@ def catalog_for_extraction(parameters, *, target, session, scw_table, source_cat
                 threshold=parameters["detection_threshold"],
                 catalog=default_catalog(target.ra, target.dec, parameters["radius"] + 15.0),
                 include_new_sources=parameters["include_new_sources"],
+                n_images=len(image_record.scws("done")),
             )
     chosen_catalog, origin = extraction_catalog(
         target_name=target.name,

@@ -394,6 +394,7 @@ def find_sources(
     box_size: int = 5,
     psf=None,
     psf_min_significance: float = 20.0,
+    n_images: int | None = None,
 ) -> Table:
     """Find excesses above ``threshold`` σ, name them from a catalogue, measure their point-source rates.
 
@@ -401,7 +402,10 @@ def find_sources(
     (:func:`integral_workflows.photometry.measure_psf`): mosaicking widens
     it, and rates read with the ScW images' PSF would be a few per cent
     low. Without such a source the instrument's PSF is assumed, with a
-    warning and ``meta['PSF_SRC'] = 'default'``.
+    warning and ``meta['PSF_SRC'] = 'default'``. A rate's error includes
+    how well its source's PSF is known (:func:`point_source_rate`); give
+    ``n_images`` so that the place-to-place scatter of a mosaic's PSF is the
+    regridding's expectation rather than the fitted widths' noisy scatter.
 
     Parameters
     ----------
@@ -422,6 +426,9 @@ def find_sources(
         or a FWHM in deg) instead of measuring it.
     psf_min_significance : float
         Sources fitted for the PSF are at least this significant.
+    n_images : int, optional
+        Images (ScWs) combined in the mosaic
+        (:func:`integral_workflows.photometry.regridding_scatter_deg`).
 
     Returns
     -------
@@ -430,9 +437,9 @@ def find_sources(
         sorted by decreasing significance; ``rate`` is the point-source rate
         at the refined position (:func:`point_source_rate`) and ``rate_error``
         includes the PSF's uncertainty. ``meta`` holds the PSF used
-        (``PSF_FWHM``, ``PSF_ERR``, ``PSF_SCAT``, ``PSF_NAT`` in deg,
-        ``PSF_SRC`` 'measured'|'default'|'given', ``PSF_NSRC`` and the
-        names of the sources measured, ``psf_sources``).
+        (``PSF_FWHM``, ``PSF_ERR``, ``PSF_SCAT``, ``PSF_LOC``, ``PSF_NAT`` in
+        deg, ``PSF_SRC`` 'measured'|'default'|'given', ``PSF_NSRC``,
+        ``PSF_NIMG`` and the names of the sources measured, ``psf_sources``).
     """
     from photutils.detection import find_peaks
     from photutils.utils.exceptions import NoDetectionsWarning
@@ -493,6 +500,7 @@ def find_sources(
                 names=[name for _, name, _ in detections],
                 neighbours=_neighbours(mosaic, known, box_size=box_size),
                 min_significance=psf_min_significance,
+                n_images=n_images,
             )
         for i, name, is_new in detections:
             if is_new and not include_new_sources:
@@ -517,7 +525,7 @@ def find_sources(
     return table
 
 
-_PSF_KEYWORDS = ("PSF_FWHM", "PSF_ERR", "PSF_SCAT", "PSF_NAT", "PSF_SRC", "PSF_NSRC")
+_PSF_KEYWORDS = ("PSF_FWHM", "PSF_ERR", "PSF_SCAT", "PSF_LOC", "PSF_NAT", "PSF_SRC", "PSF_NSRC", "PSF_NIMG")
 
 
 def _neighbours(mosaic: SkyMosaic, known: SkyCoord | None, *, box_size: int, level: float = 5.0) -> SkyCoord:
@@ -569,9 +577,11 @@ def point_source_rate(mosaic: SkyMosaic, coord: SkyCoord, *, psf=None) -> tuple[
     wider, and a bilinear read of a 12′ PSF on 4.94′ pixels would be up to
     20 % low between pixel centres
     (:func:`integral_workflows.photometry.point_source_factor`). The error
-    includes the uncertainty of the source's PSF width (the error of the
-    measured mean and the source-to-source scatter), in quadrature. Near
-    the edge of the coverage it falls back to :meth:`SkyMosaic.value_at`.
+    includes, in quadrature, the uncertainty of the source's PSF width
+    (:meth:`~integral_workflows.photometry.EffectivePsf.width_at`): the
+    measured mean's error and one place's scatter about it, or a bright
+    source's own fitted width when that is the more precise. Near the edge
+    of the coverage it falls back to :meth:`SkyMosaic.value_at`.
 
     Parameters
     ----------
@@ -588,15 +598,13 @@ def point_source_rate(mosaic: SkyMosaic, coord: SkyCoord, *, psf=None) -> tuple[
     from . import photometry
 
     effective = _effective_psf(mosaic, psf)
+    fwhm, fwhm_error = effective.width_at(coord)
     value = photometry.pixel_value(
         mosaic,
         coord,
-        psf_fwhm_deg=effective.fwhm_deg,
+        psf_fwhm_deg=fwhm,
         native_fwhm_deg=effective.native_fwhm_deg,
-        # One source's PSF differs from the mean by the source-to-source scatter too (each place of a mosaic is
-        # widened by its own sub-pixel offsets): the error of the mean alone left bright sources' pulls ~1.25 wide
-        # in the injection-recovery test (tests/integral_workflows/test_injection_recovery.py).
-        psf_fwhm_error_deg=effective.source_error_deg,
+        psf_fwhm_error_deg=fwhm_error,
         noise_correlation_fwhm_deg=effective.native_fwhm_deg,
     )
     if np.isfinite(value.value) and np.isfinite(value.error):

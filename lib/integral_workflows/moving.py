@@ -721,7 +721,13 @@ def find_fixed_sources(
         accumulator = state["accumulator"]
         if accumulator is None or accumulator.count == 0:
             return
-        sources = find_sources(accumulator.result(), threshold=threshold, catalog=catalog, include_new_sources=False)
+        sources = find_sources(
+            accumulator.result(),
+            threshold=threshold,
+            catalog=catalog,
+            include_new_sources=False,
+            n_images=accumulator.count,
+        )
         if len(sources):
             sources["segment"] = state["segment"]
             found.append(sources)

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EffectivePsf",
     "measure_psf",
+    "regridding_scatter_deg",
+    "RESAMPLING_VARIANCE_SPREAD",
     "point_source_factor",
     "DEFAULT_PSF_FWHM_DEG",
     "SIGMA_PER_FWHM",
@@ -691,9 +693,56 @@ def fit_psf(
 # -- an image's effective PSF ------------------------------------------------------------------------------------
 
 
+#: Relative standard deviation of the variance a bilinear resampling adds along one axis, over uniform sub-pixel
+#: phases f: the added variance is f(1 − f) pixel², of mean 1/6 and standard deviation √(1/180), ratio √(1/5).
+RESAMPLING_VARIANCE_SPREAD = math.sqrt(0.2)
+
+
+def regridding_scatter_deg(fwhm_deg: float, native_fwhm_deg: float, n_images: int) -> float:
+    """Expected place-to-place scatter of a mosaic's PSF FWHM from regridding its images (deg).
+
+    A mosaic's PSF is the native PSF widened by the resampling of each image
+    onto the mosaic grid: at a given place, image k adds along each axis a
+    variance v_k that depends on the place's sub-pixel phase in that image's
+    grid (f(1 − f) pixel² for a bilinear resampling). The phases of one
+    place in the images of different pointings are unrelated, so the local
+    added variance is a mean of ``n_images`` draws of v (two axes each, which
+    a circular width averages): its relative spread is
+    ``RESAMPLING_VARIANCE_SPREAD / √(2 n)`` about the measured mean, the
+    excess w² − native² of the measured FWHM w. In FWHM that is
+    ``(w² − native²) · RESAMPLING_VARIANCE_SPREAD / (2 w √(2 n))``: 0.04′–0.06′
+    for 30–40 ISGRI ScWs widened to ~12.9′, which moves a rate by ~0.7 %.
+    Unequal image weights make the effective n smaller; n is the number of
+    images (ScWs) combined.
+
+    Parameters
+    ----------
+    fwhm_deg : float
+        The mosaic's measured (mean) PSF FWHM.
+    native_fwhm_deg : float
+        The images' own PSF FWHM.
+    n_images : int
+        Images combined (≥ 1).
+
+    Returns
+    -------
+    float
+        1σ of one place's FWHM about ``fwhm_deg`` (0 when the PSF is not wider than the native one).
+    """
+    if n_images < 1:
+        raise ValueError(f"n_images = {n_images}: at least one image")
+    excess = max(float(fwhm_deg) ** 2 - float(native_fwhm_deg) ** 2, 0.0)
+    return excess * RESAMPLING_VARIANCE_SPREAD / (2.0 * float(fwhm_deg) * math.sqrt(2.0 * n_images))
+
+
 @dataclasses.dataclass(frozen=True)
 class EffectivePsf:
     """The PSF of an image as measured on its bright isolated sources (:func:`measure_psf`), or the default.
+
+    One source's PSF (:meth:`width_at`) is the field's mean with an error
+    that includes how much one place of a mosaic differs from the mean
+    (:attr:`local_scatter_deg`), or, for a source whose own free-width fit is
+    more precise than that, the source's own width.
 
     Attributes
     ----------
@@ -702,9 +751,10 @@ class EffectivePsf:
     fwhm_error_deg : float
         1σ error of ``fwhm_deg`` (of the weighted mean; 0 for the default).
     scatter_deg : float
-        Source-to-source scatter of the PSF beyond the fit errors (a mosaic
-        widens it differently at each place): what a single source's PSF may
-        differ from ``fwhm_deg`` by.
+        Source-to-source scatter of the fitted widths beyond their fit errors
+        (DerSimonian-Laird): the PSF's true place-to-place scatter plus what
+        the free-width fits do not model (crowding, background structure,
+        a non-Gaussian profile). Noisy with a few sources.
     native_fwhm_deg : float
         The instrument's PSF in ScW images, whose peak is a source's rate.
     source : str
@@ -714,6 +764,11 @@ class EffectivePsf:
         Sources measured.
     names : tuple of str
         Their names, when known.
+    n_images : int
+        Images (ScWs) combined in the mosaic, 0 when unknown: gives
+        :attr:`regridding_scatter_deg`.
+    fits : tuple of (ra, dec, fwhm, fwhm_error)
+        The sources' own free-width fits (deg), for :meth:`width_at`.
     """
 
     fwhm_deg: float
@@ -723,26 +778,98 @@ class EffectivePsf:
     source: str
     n_sources: int = 0
     names: tuple = ()
+    n_images: int = 0
+    fits: tuple = ()
+
+    @property
+    def regridding_scatter_deg(self) -> float:
+        """Expected place-to-place scatter of the FWHM (:func:`regridding_scatter_deg`); 0 when not known."""
+        if self.n_images < 1 or self.source != "measured":
+            return 0.0
+        return regridding_scatter_deg(self.fwhm_deg, self.native_fwhm_deg, self.n_images)
+
+    @property
+    def local_scatter_deg(self) -> float:
+        """How much one place's PSF differs from the mean (deg).
+
+        The regridding expectation when the number of images is known (robust:
+        the fitted widths' scatter also holds fit systematics, and is noisy),
+        else the measured scatter ``scatter_deg`` (conservative).
+        """
+        return self.regridding_scatter_deg if self.n_images >= 1 else self.scatter_deg
+
+    @property
+    def fit_systematic_deg(self) -> float:
+        """The part of the fitted widths' scatter that is not the PSF's (deg).
+
+        √(scatter² − regridding scatter²), or the whole scatter when the
+        number of images is unknown.
+        """
+        if self.n_images < 1:
+            return self.scatter_deg
+        return math.sqrt(max(self.scatter_deg**2 - self.regridding_scatter_deg**2, 0.0))
 
     @property
     def source_error_deg(self) -> float:
-        """Uncertainty of one source's PSF: the mean's error and the scatter in quadrature."""
-        return math.hypot(self.fwhm_error_deg, self.scatter_deg)
+        """Uncertainty of one source's PSF taken as the mean: the mean's error and the local scatter in quadrature."""
+        return math.hypot(self.fwhm_error_deg, self.local_scatter_deg)
+
+    def width_at(self, position, *, match_radius_fwhm: float = 0.1) -> tuple[float, float]:
+        """The PSF FWHM of a source at ``position`` and its 1σ error (deg).
+
+        The field's mean with :attr:`source_error_deg`, unless the source was
+        measured (its free-width fit is within ``match_radius_fwhm`` native
+        FWHM) and its own width is the more precise: its fit error with the
+        fits' systematic (:attr:`fit_systematic_deg`) in quadrature below
+        :attr:`source_error_deg`. Then its own width and that error.
+
+        Parameters
+        ----------
+        position : SkyCoord or (ra, dec)
+            The source.
+        match_radius_fwhm : float
+            How close a fit must be, in native FWHM.
+
+        Returns
+        -------
+        (float, float)
+        """
+        field = (self.fwhm_deg, self.source_error_deg)
+        if not self.fits:
+            return field
+        coord = _coord(position)
+        ra, dec, widths, errors = (np.array(column, dtype=float) for column in zip(*self.fits))
+        distance = coord.separation(SkyCoord(ra * u.deg, dec * u.deg)).deg
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > match_radius_fwhm * self.native_fwhm_deg:
+            return field
+        own_error = math.hypot(errors[nearest], self.fit_systematic_deg)
+        return (float(widths[nearest]), own_error) if own_error < field[1] else field
 
     def meta(self) -> dict:
-        """Metadata keywords, FITS-ready: PSF_FWHM, PSF_ERR, PSF_SCAT, PSF_NAT (deg), PSF_SRC, PSF_NSRC."""
+        """Metadata keywords, FITS-ready.
+
+        PSF_FWHM, PSF_ERR, PSF_SCAT, PSF_LOC (:attr:`local_scatter_deg`),
+        PSF_NAT (deg), PSF_SRC, PSF_NSRC, PSF_NIMG.
+        """
         return {
             "PSF_FWHM": float(self.fwhm_deg),
             "PSF_ERR": float(self.fwhm_error_deg),
             "PSF_SCAT": float(self.scatter_deg),
+            "PSF_LOC": float(self.local_scatter_deg),
             "PSF_NAT": float(self.native_fwhm_deg),
             "PSF_SRC": self.source,
             "PSF_NSRC": int(self.n_sources),
+            "PSF_NIMG": int(self.n_images),
         }
 
     @classmethod
     def from_meta(cls, meta) -> EffectivePsf | None:
-        """Read back :meth:`meta` (a table's or a FITS header's); None when absent."""
+        """Read back :meth:`meta` (a table's or a FITS header's); None when absent.
+
+        The sources' own fits are not kept there: every source then gets the
+        field's PSF.
+        """
         if "PSF_FWHM" not in meta:
             return None
         return cls(
@@ -752,6 +879,7 @@ class EffectivePsf:
             float(meta.get("PSF_NAT", meta["PSF_FWHM"])),
             str(meta.get("PSF_SRC", "given")),
             int(meta.get("PSF_NSRC", 0)),
+            n_images=int(meta.get("PSF_NIMG", 0)),
         )
 
 
@@ -766,6 +894,7 @@ def measure_psf(
     isolation_fwhm: float = 3.0,
     box_radius_fwhm: float = 2.0,
     native_fwhm_deg: float | None = None,
+    n_images: int | None = None,
 ) -> EffectivePsf:
     """Measure an image's PSF: a free-width Gaussian fitted to each bright isolated source, combined.
 
@@ -780,6 +909,13 @@ def measure_psf(
     the fit errors do not explain (DerSimonian-Laird); the error of the mean
     is that of those weights. Without such a source the native PSF is
     returned with ``source='default'`` and a warning is logged.
+
+    One source's PSF differs from that mean (each place of a mosaic is
+    widened by its own sub-pixel phases): given the number of images
+    combined, by the regridding expectation
+    (:func:`regridding_scatter_deg`), otherwise by the fitted widths'
+    scatter. The sources' own fits are kept: a source whose own width is
+    known better than that uses it (:meth:`EffectivePsf.width_at`).
 
     Parameters
     ----------
@@ -803,13 +939,17 @@ def measure_psf(
     native_fwhm_deg : float, optional
         The instrument's PSF (:func:`psf_fwhm_for`) by default: start of the
         fits and their noise correlation.
+    n_images : int, optional
+        Images (ScWs) combined in the mosaic, for the expected place-to-place
+        scatter of its PSF; unknown by default.
 
     Returns
     -------
     EffectivePsf
     """
     native = float(native_fwhm_deg) if native_fwhm_deg is not None else psf_fwhm_for(mosaic)
-    default = EffectivePsf(native, 0.0, 0.0, native, "default", 0, ())
+    images = int(n_images) if n_images is not None else 0
+    default = EffectivePsf(native, 0.0, 0.0, native, "default", 0, (), images)
     coords = _coord_array(positions)
     if len(coords) == 0:
         log.warning("no source to measure the PSF on: the default PSF (%.2f′ FWHM) is assumed", native * 60)
@@ -827,7 +967,7 @@ def measure_psf(
         extra = _coord_array(neighbours).icrs
         ra = np.concatenate([coords.icrs.ra.deg, extra.ra.deg])
         others = SkyCoord(ra * u.deg, np.concatenate([coords.icrs.dec.deg, extra.dec.deg]) * u.deg)
-    widths, errors, used = [], [], []
+    widths, errors, used, fits = [], [], [], []
     for i in np.nonzero(significances >= min_significance)[0]:
         distance = coords[i].separation(others).deg
         if np.any((distance > 0.5 * native) & (distance <= isolation_fwhm * native)):
@@ -845,6 +985,8 @@ def measure_psf(
             widths.append(fit.fwhm_deg)
             errors.append(fit.fwhm_error_deg)
             used.append(labels[i])
+            # at the candidate's position: the one a rate is then read at (point_source_rate)
+            fits.append((float(coords[i].icrs.ra.deg), float(coords[i].icrs.dec.deg), fit.fwhm_deg, fit.fwhm_error_deg))
         else:
             log.debug("PSF fit of %s rejected: %s", labels[i], fit.message)
     if not widths:
@@ -856,15 +998,18 @@ def measure_psf(
         )
         return default
     mean, error, scatter = _random_effects_mean(np.array(widths), np.array(errors))
+    psf = EffectivePsf(mean, error, scatter, native, "measured", len(widths), tuple(used), images, tuple(fits))
     log.info(
-        "PSF measured on %d source(s): FWHM %.3f′ ± %.3f′ (scatter %.3f′; native %.2f′)",
+        "PSF measured on %d source(s): FWHM %.3f′ ± %.3f′ (fitted widths' scatter %.3f′, one place's %.3f′; "
+        "native %.2f′)",
         len(widths),
         mean * 60,
         error * 60,
         scatter * 60,
+        psf.local_scatter_deg * 60,
         native * 60,
     )
-    return EffectivePsf(mean, error, scatter, native, "measured", len(widths), tuple(used))
+    return psf
 
 
 def _random_effects_mean(values: np.ndarray, errors: np.ndarray) -> tuple[float, float, float]:

@@ -904,7 +904,11 @@ def make_mosaic(session, parameters: Mapping[str, Any], observation: Observation
     sky = mosaic.combine(mosaic.SkyMosaic.from_data_collection(piece.data_collection()) for piece in record.pieces)
     field_catalog = catalog.default_catalog(observation.ra, observation.dec, p.radius + 15.0)
     sources = mosaic.find_sources(
-        sky, threshold=p.detection_threshold, catalog=field_catalog, include_new_sources=p.include_new_sources
+        sky,
+        threshold=p.detection_threshold,
+        catalog=field_catalog,
+        include_new_sources=p.include_new_sources,
+        n_images=len(record.scws("done")),
     )
     return ObservationMosaic(observation, instrument, p, record, sky, sources)
 

@@ -107,7 +107,10 @@ def encode_numpy_product(
             # as read from a FITS file by the real backend: big-endian arrays
             hdu.data = hdu.data.astype(hdu.data.dtype.newbyteorder(">"))
         hdus.append(_as_read_from_disk(hdu) if isinstance(hdu, fits.BinTableHDU) else hdu)
-    units = [NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdus]
+    # oda_api's from_fits_hdu formats repr(data) for a debug message whether or not it is logged; for a table
+    # (an RMF: 640 rows of variable-length arrays) that full repr took ~0.4 s. A summarised repr is as good.
+    with np.printoptions(threshold=8, edgeitems=1):
+        units = [NumpyDataUnit.from_fits_hdu(hdu) for hdu in hdus]
     for unit in units:
         unit.name = (unit_names or {}).get(unit.name, unit.name)
     product = NumpyDataProduct(units, name=name, meta_data=meta_data)

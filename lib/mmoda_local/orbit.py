@@ -5,6 +5,7 @@ The model and its choices: docs/simulated_sky.md, "INTEGRAL's orbit and the spac
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -43,9 +44,13 @@ PERIGEE_ALTITUDE_ANCHORS = (
 )
 
 
+@functools.cache
 def _anchor_times() -> tuple[np.ndarray, np.ndarray]:
+    # Cached: astropy's date parsing took most of the time of every ScW's body positions.
     t = np.array([_archive.parse_time_to_ijd(d) for d, _ in PERIGEE_ALTITUDE_ANCHORS])
     h = np.array([a for _, a in PERIGEE_ALTITUDE_ANCHORS])
+    t.setflags(write=False)
+    h.setflags(write=False)
     return t, h
 
 

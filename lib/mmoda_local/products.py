@@ -12,6 +12,7 @@ such as oda-integral-wrapper look for.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -152,20 +153,38 @@ def _light_curves(parameters, rows, instrument, sky, seed, sources, family) -> d
 
 
 def _spectra(rows, instrument, sky, seed, sources, family, *, dummy: bool = False) -> dict:
-    from .spectra import spectrum_products, wire_names
+    from .spectra import spectra_products, wire_names
 
     renamed = wire_names(instrument)
     encoded = []
-    for name, ra, dec in sources:
-        spectrum, arf, rmf = spectrum_products(rows, sky, instrument, name, ra, dec, seed=seed)
+    rmf_units = None
+    for (name, _, _), (spectrum, arf, rmf) in zip(sources, spectra_products(rows, sky, instrument, sources, seed=seed)):
         if dummy and instrument.key == "isgri":
             # The real dispatcher's Dummy RMF (captured s4) puts the matrix before EBOUNDS; the real OSA 11
             # ISGRI RMF (tests/data/real_products/isgri_rmf_Crab.fits) has EBOUNDS first.
             rmf = type(rmf)([rmf[0], rmf[2], rmf[1]])
         for hdul, kind in ((spectrum, "spectrum"), (arf, "arf"), (rmf, "rmf")):
-            encoded.append(
-                encode_numpy_product(
-                    hdul, name="", unit_names=renamed, meta_data={"src_name": name, "product": f"{family}_{kind}"}
-                )
-            )
+            meta = {"src_name": name, "product": f"{family}_{kind}"}
+            if kind == "rmf" and rmf_units is not None:
+                # Every source has the same RMF: its data units are encoded once (the slowest part of a spectrum).
+                encoded.append(_with_data_units(rmf_units, name="", meta_data=meta))
+                continue
+            product = encode_numpy_product(hdul, name="", unit_names=renamed, meta_data=meta)
+            if kind == "rmf":
+                rmf_units = product["data_unit_list"]
+            encoded.append(product)
     return {"numpy_data_product_list": encoded}
+
+
+def _with_data_units(units: list, *, name: str, meta_data: dict) -> dict:
+    """An encoded NumpyDataProduct made of already encoded data units (copied: no two products share a dict)."""
+    from oda_api.data_products import NumpyDataProduct
+
+    from .protocol import strings_containing_null
+
+    encoded = NumpyDataProduct([], name=name, meta_data=meta_data).encode()
+    encoded["data_unit_list"] = copy.deepcopy(units)
+    leftovers = strings_containing_null(encoded)
+    if leftovers:
+        raise RuntimeError(f"encoded product still holds 'null' in strings at {leftovers[:5]}")
+    return encoded

@@ -62,69 +62,128 @@ def spectrum_arrays(
         exposure of the source), ``telapse`` (summed elapsed time of the ScWs
         used, s), ``n_scw``, ``tstart``, ``tstop``, ``quality``.
     """
+    return spectra_arrays(rows, sky, instrument, [(name, ra, dec)], seed=seed)[0]
+
+
+def spectra_arrays(rows, sky, instrument: Instrument, sources, *, seed: int | None = None) -> list[dict]:
+    """Combined spectra of several positions over ScWs: :func:`spectrum_arrays` of each, computed together.
+
+    Each ScW's view of the sky, its channel variance and its ARF are computed
+    once for all the positions, and the positions' spectra are folded in one
+    matrix product; the noise of each (ScW, source) is drawn from its own
+    generator, so the result of a source does not depend on the others.
+
+    Parameters
+    ----------
+    rows : astropy Table or sequence of rows
+        ScW records.
+    sky : mmoda_local.sky.Sky
+    instrument : Instrument
+    sources : sequence of (str, float, float)
+        ``(name, ra, dec)`` of each position (deg).
+    seed : int, optional
+        Global noise seed (default: the sky's).
+
+    Returns
+    -------
+    list of dict
+        One :func:`spectrum_arrays` dict per source, in order.
+    """
     seed = sky.seed if seed is None else seed
+    sources = [(str(name), float(ra), float(dec)) for name, ra, dec in sources]
+    n_sources = len(sources)
+    names = [name for name, _, _ in sources]
+    ra_all = np.array([ra for _, ra, _ in sources], dtype=float)
+    dec_all = np.array([dec for _, _, dec in sources], dtype=float)
     n_channels = instrument.n_channels
-    weight_sum = np.zeros(n_channels)
-    weighted_rate = np.zeros(n_channels)
-    weighted_truth = np.zeros(n_channels)
-    arf_sum = np.zeros(len(instrument.true_centres_keV))
-    arf_weight = 0.0
-    exposure = 0.0
-    exposure_at_source = 0.0
-    elapsed = 0.0
-    used = 0
-    tstart, tstop = np.inf, -np.inf
-    for row in _rows_of(rows):
+    weight_sum = np.zeros((n_sources, n_channels))
+    weighted_rate = np.zeros((n_sources, n_channels))
+    weighted_truth = np.zeros((n_sources, n_channels))
+    arf_sum = np.zeros((n_sources, len(instrument.true_centres_keV)))
+    arf_weight = np.zeros(n_sources)
+    exposure = np.zeros(n_sources)
+    exposure_at_source = np.zeros(n_sources)
+    elapsed = np.zeros(n_sources)
+    used = np.zeros(n_sources, dtype=int)
+    tstart = np.full(n_sources, np.inf)
+    tstop = np.full(n_sources, -np.inf)
+    scw_rows = _rows_of(rows)
+    for row in scw_rows:
+        if not n_sources:
+            break
         view = ScwView(row, sky, instrument)
-        response = float(view.response_at(ra, dec)[()])
-        if response <= 0 or view.good_time <= 0:
+        if view.good_time <= 0:
             continue
-        truth = view.folded_sum(view.psf_weights(ra, dec))
-        variance = view.channel_variance_numerator() / (view.good_time * response**2)
-        rng = noise_rng(seed, view.swid, instrument.key, "spectrum", "spectrum", name)
-        measured = truth + np.sqrt(variance) * rng.standard_normal(n_channels)
-        inverse = 1.0 / variance
-        weight_sum += inverse
-        weighted_rate += measured * inverse
-        weighted_truth += truth * inverse
-        effective_exposure = view.good_time * response**2
-        arf_sum += effective_exposure * instrument.arf(view.mid_ijd)
-        arf_weight += effective_exposure
-        exposure += view.good_time
-        exposure_at_source += view.good_time * response
-        elapsed += view.telapse
-        used += 1
-        tstart, tstop = min(tstart, view.tstart), max(tstop, view.tstop)
-    if used == 0:
-        log.warning("%s (%.3f, %.3f) is outside the field of every ScW: empty spectrum", name, ra, dec)
-        arf = instrument.arf(float(rows[0]["TSTART"]) if len(_rows_of(rows)) else 0.0)
-        return {
-            "rate": np.zeros(n_channels),
-            "stat_err": np.zeros(n_channels),
-            "true_rate": np.zeros(n_channels),
-            "arf": arf,
-            "exposure": 0.0,
-            "exp_src": 0.0,
-            "telapse": 0.0,
-            "n_scw": 0,
-            "tstart": 0.0,
-            "tstop": 0.0,
-            "quality": np.ones(n_channels, dtype=np.int16),
-        }
-    arf = arf_sum / arf_weight
-    return {
-        "rate": weighted_rate / weight_sum,
-        "stat_err": 1.0 / np.sqrt(weight_sum),
-        "true_rate": weighted_truth / weight_sum,
-        "arf": arf,
-        "exposure": exposure,
-        "exp_src": exposure_at_source,
-        "telapse": elapsed,
-        "n_scw": used,
-        "tstart": tstart,
-        "tstop": tstop,
-        "quality": channel_quality(instrument, arf),
-    }
+        # Position by position (scalars), as for one source: the same floating-point operations.
+        planes = [view.plane(ra, dec) for ra, dec in zip(ra_all, dec_all)]
+        responses = np.array([float(view.response_at(ra, dec)[()]) for ra, dec in zip(ra_all, dec_all)])
+        seen = np.nonzero(responses > 0)[0]
+        if not len(seen):
+            continue
+        # Per ScW, not per source: the noise-model numerator and the ARF.
+        numerator = view.channel_variance_numerator()
+        arf = instrument.arf(view.mid_ijd)
+        xi = np.array([float(planes[s][0]) for s in seen])
+        eta = np.array([float(planes[s][1]) for s in seen])
+        distance2 = (view.xi[None, :] - xi[:, None]) ** 2 + (view.eta[None, :] - eta[:, None]) ** 2
+        psf = np.exp(-0.5 * distance2 / instrument.psf_sigma_deg**2)
+        truths = instrument.fold((psf * view.mean_variability) @ view.reference_flux, view.mid_ijd)
+        for k, s in enumerate(seen):
+            response = float(responses[s])
+            truth = truths[k]
+            variance = numerator / (view.good_time * response**2)
+            rng = noise_rng(seed, view.swid, instrument.key, "spectrum", "spectrum", names[s])
+            measured = truth + np.sqrt(variance) * rng.standard_normal(n_channels)
+            inverse = 1.0 / variance
+            weight_sum[s] += inverse
+            weighted_rate[s] += measured * inverse
+            weighted_truth[s] += truth * inverse
+            effective_exposure = view.good_time * response**2
+            arf_sum[s] += effective_exposure * arf
+            arf_weight[s] += effective_exposure
+            exposure[s] += view.good_time
+            exposure_at_source[s] += view.good_time * response
+            elapsed[s] += view.telapse
+            used[s] += 1
+            tstart[s], tstop[s] = min(tstart[s], view.tstart), max(tstop[s], view.tstop)
+    out = []
+    for s, (name, ra, dec) in enumerate(sources):
+        if used[s] == 0:
+            log.warning("%s (%.3f, %.3f) is outside the field of every ScW: empty spectrum", name, ra, dec)
+            arf = instrument.arf(float(rows[0]["TSTART"]) if len(scw_rows) else 0.0)
+            out.append(
+                {
+                    "rate": np.zeros(n_channels),
+                    "stat_err": np.zeros(n_channels),
+                    "true_rate": np.zeros(n_channels),
+                    "arf": arf,
+                    "exposure": 0.0,
+                    "exp_src": 0.0,
+                    "telapse": 0.0,
+                    "n_scw": 0,
+                    "tstart": 0.0,
+                    "tstop": 0.0,
+                    "quality": np.ones(n_channels, dtype=np.int16),
+                }
+            )
+            continue
+        arf = arf_sum[s] / arf_weight[s]
+        out.append(
+            {
+                "rate": weighted_rate[s] / weight_sum[s],
+                "stat_err": 1.0 / np.sqrt(weight_sum[s]),
+                "true_rate": weighted_truth[s] / weight_sum[s],
+                "arf": arf,
+                "exposure": float(exposure[s]),
+                "exp_src": float(exposure_at_source[s]),
+                "telapse": float(elapsed[s]),
+                "n_scw": int(used[s]),
+                "tstart": float(tstart[s]),
+                "tstop": float(tstop[s]),
+                "quality": channel_quality(instrument, arf),
+            }
+        )
+    return out
 
 
 def channel_quality(instrument: Instrument, arf) -> np.ndarray:
@@ -418,6 +477,32 @@ def spectrum_products(
     )
 
 
+def spectra_products(
+    rows, sky, instrument: Instrument, sources, *, seed: int | None = None
+) -> list[tuple[fits.HDUList, fits.HDUList, fits.HDUList]]:
+    """Spectrum, ARF and RMF of several sources over ScWs (:func:`spectrum_products` of each, computed together).
+
+    Parameters are those of :func:`spectra_arrays`.
+
+    Returns
+    -------
+    list of (spectrum, arf, rmf)
+        One triple of astropy.io.fits.HDUList per source, in order. The RMF,
+        the same for every source, is one HDUList shared by all the triples
+        (building it took as long as the rest of a spectrum).
+    """
+    arrays = spectra_arrays(rows, sky, instrument, sources, seed=seed)
+    rmf = _cached_rmf(instrument) if len(arrays) else None
+    return [
+        (
+            spectrum_hdulist(instrument, source_arrays, name, ra, dec),
+            arf_hdulist(instrument, source_arrays["arf"]),
+            rmf,
+        )
+        for source_arrays, (name, ra, dec) in zip(arrays, sources)
+    ]
+
+
 def _cached_rmf(instrument: Instrument) -> fits.HDUList:
     """A fresh RMF HDUList (copies of cached HDUs would not pickle, and oda_api pickles table data)."""
     return rmf_hdulist(instrument)
@@ -425,7 +510,9 @@ def _cached_rmf(instrument: Instrument) -> fits.HDUList:
 
 __all__ = [
     "spectrum_arrays",
+    "spectra_arrays",
     "spectrum_products",
+    "spectra_products",
     "spectrum_hdulist",
     "arf_hdulist",
     "rmf_hdulist",

@@ -178,6 +178,54 @@ def test_without_a_bright_isolated_source_the_default_psf_is_assumed_and_said(ca
     assert found.meta["PSF_FWHM"] == pytest.approx(0.2) and "default PSF" in caplog.text
 
 
+def test_regridding_scatter_is_that_of_bilinearly_resampled_images():
+    """Places of a mosaic of n images resampled bilinearly at random sub-pixel phases: the spread of their PSF widths
+    (second moments of the actual resampled images) is what ``regridding_scatter_deg`` expects from the mean width."""
+    from scipy import ndimage
+
+    from integral_workflows import photometry
+
+    rng = np.random.default_rng(11)
+    sigma, n_images, half = 12.0 / 4.937 * photometry.SIGMA_PER_FWHM, 30, 12
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    widths = []
+    for _ in range(300):
+        centre = rng.uniform(-0.5, 0.5, 2)  # the place's position on the mosaic grid
+        stack = np.zeros_like(xx)
+        for phase in rng.uniform(0.0, 1.0, (n_images, 2)):  # each image's grid is offset by its own phase
+            scw = np.exp(-((xx - centre[0] - phase[0]) ** 2 + (yy - centre[1] - phase[1]) ** 2) / (2 * sigma**2))
+            stack += ndimage.map_coordinates(scw, [yy + half + phase[1], xx + half + phase[0]], order=1)
+        r2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
+        widths.append(np.sqrt(np.sum(r2 * stack) / (2 * np.sum(stack))) / photometry.SIGMA_PER_FWHM)
+    native = sigma / photometry.SIGMA_PER_FWHM
+    mean = float(np.mean(widths))
+    assert mean > 1.05 * native
+    expected = photometry.regridding_scatter_deg(mean, native, n_images)
+    assert np.std(widths) == pytest.approx(expected, rel=0.15)
+
+
+def test_a_source_uses_its_own_width_only_when_it_is_known_better_than_the_fields():
+    from integral_workflows import photometry
+
+    fits = ((10.0, 0.0, 0.212, 0.0002), (20.0, 0.0, 0.220, 0.004))  # a very bright source, a fainter one
+    psf = photometry.EffectivePsf(0.215, 0.0008, 0.0010, 0.2, "measured", 2, ("A", "B"), n_images=30, fits=fits)
+    local = photometry.regridding_scatter_deg(0.215, 0.2, 30)
+    assert psf.local_scatter_deg == pytest.approx(local)
+    assert psf.source_error_deg == pytest.approx(np.hypot(0.0008, local))
+    fwhm, error = psf.width_at((10.0, 0.0))
+    systematic = np.sqrt(0.0010**2 - local**2)  # the fitted widths' scatter that the PSF's own does not explain
+    assert fwhm == 0.212 and error == pytest.approx(np.hypot(0.0002, systematic))
+    assert psf.width_at((20.0, 0.0)) == (0.215, psf.source_error_deg), "the field's mean is better known"
+    assert psf.width_at((30.0, 0.0)) == (0.215, psf.source_error_deg), "not measured"
+    # the number of images unknown: the fitted widths' scatter is all one can say, and the own width needs an error
+    # below the mean's
+    unknown = photometry.EffectivePsf(0.215, 0.0008, 0.0010, 0.2, "measured", 2, ("A", "B"), fits=fits)
+    assert unknown.source_error_deg == pytest.approx(np.hypot(0.0008, 0.0010))
+    assert unknown.width_at((10.0, 0.0))[0] == 0.212
+    restored = photometry.EffectivePsf.from_meta(psf.meta())
+    assert restored.n_images == 30 and restored.width_at((10.0, 0.0)) == (0.215, psf.source_error_deg)
+
+
 # -- rates of a server mosaic of a crowded field against the simulated sky ---------------------------------------
 
 
@@ -216,8 +264,10 @@ def test_galactic_centre_mosaic_rates_match_the_simulated_sky(server, tmp_path):
     record = runner.run(image_request(RA=ra, DEC=dec, E1_keV=e1, E2_keV=e2), split_into_chunks(ids, s_max=100))
     sky = SkyMosaic.from_data_collection(record.pieces[0].data_collection())
     truth = true_mosaic_rates(archive, ids, e1, e2)
-    sources = mosaic.find_sources(sky, threshold=7.0, catalog=default_catalog(ra, dec, 25.0), include_new_sources=False)
-    assert sources.meta["PSF_SRC"] == "measured" and sources.meta["PSF_NSRC"] >= 8
+    sources = mosaic.find_sources(
+        sky, threshold=7.0, catalog=default_catalog(ra, dec, 25.0), include_new_sources=False, n_images=len(ids)
+    )
+    assert sources.meta["PSF_SRC"] == "measured" and sources.meta["PSF_NSRC"] >= 8 and sources.meta["PSF_NIMG"] == 40
     assert sources.meta["PSF_FWHM"] > 0.2, "mosaicking widens the 12′ PSF"
     bright = [row for row in sources if row["significance"] >= 30 and row["name"] in truth]
     assert len(bright) >= 10
