@@ -19,6 +19,9 @@ def test_no_python_313_is_an_error_that_names_what_was_tried(monkeypatch, tmp_pa
     assert "no Python >=" in message and "oda-integral-wrapper 1.5.19 needs it" in message
     assert f"{missing} -> does not run" in message
     assert f"{sys.executable} -> {sys.version_info.major}.{sys.version_info.minor}" in message
+    # the build itself, with no usable candidate at all (the running Python may be >= 3.13 itself)
+    monkeypatch.setattr(wrapper_env, "candidate_pythons", lambda: [missing])
+    monkeypatch.delenv(wrapper_env.PYTHON_ENV, raising=False)
     with pytest.raises(wrapper_env.WrapperEnvError):
         wrapper_env.ensure_wrapper_env(tmp_path / "venv-never-built")
     assert not (tmp_path / "venv-never-built").exists()
