@@ -57,6 +57,41 @@ def _good_ids(table) -> list[str]:
     return [f"{s}.001" for s, b, g in zip(table["SWID"], table["IN_BELT"], table["GOOD_ISGRI"]) if not b and g > 1000]
 
 
+def place_sources(archive, sky, rng, name, field, *, count, flux_mcrab, n_scws) -> tuple[list[dict], list[str]]:
+    """``count`` sources injected in one field and ``n_scws`` ScWs pointed at it, drawn with ``rng``.
+
+    Sources are uniform over the field's annulus (r_min..r_max deg from its centre), ≥ 0.5° from any sky source
+    brighter than 5 mCrab and ≥ 0.6° from each other, with fluxes log-uniform in ``flux_mcrab`` and photon indices
+    uniform in 1.6–3.0; the ScWs are random good pointings within 4° of the centre.
+    """
+    ra, dec, r_min, r_max = field
+    near = sky.sources_in_field(ra, dec, 6.0, 3000.0)
+    flux = np.array([sky.spectral_parameters(int(i))["reference_mcrab"] for i in near.index])
+    avoid = SkyCoord(near.ra[flux > 5.0] * u.deg, near.dec[flux > 5.0] * u.deg)
+    centre = SkyCoord(ra * u.deg, dec * u.deg)
+    low, high = (math.log(value) for value in flux_mcrab)
+    placed: list[dict] = []
+    while len(placed) < count:
+        radius = math.sqrt(rng.uniform(r_min**2, r_max**2))  # uniform over the annulus
+        position = centre.directional_offset_by(rng.uniform(0.0, 360.0) * u.deg, radius * u.deg)
+        taken = [SkyCoord(s["ra"] * u.deg, s["dec"] * u.deg) for s in placed]
+        if (len(avoid) and position.separation(avoid).deg.min() < 0.5) or any(
+            position.separation(t).deg < 0.6 for t in taken
+        ):
+            continue
+        placed.append(
+            {
+                "name": f"SIM {name} {len(placed) + 1}",
+                "ra": float(position.ra.deg),
+                "dec": float(position.dec.deg),
+                "flux_mcrab": round(float(np.exp(rng.uniform(low, high))), 1),
+                "index": round(float(rng.uniform(1.6, 3.0)), 2),
+            }
+        )
+    ids = _good_ids(archive.table[archive.select(0.0, 10_000.0, ra=ra, dec=dec, radius=4.0)])
+    return placed, sorted(str(s) for s in rng.choice(ids, size=n_scws, replace=False))
+
+
 def draw_fields(archive, sky, rng) -> tuple[dict, list[dict], dict]:
     """Fields, injected sources and ScWs, all drawn with ``rng``.
 
@@ -72,32 +107,11 @@ def draw_fields(archive, sky, rng) -> tuple[dict, list[dict], dict]:
     pick = int(rng.choice(np.nonzero(candidate)[0]))
     fields["plane"] = (float(pointings["RA_SCX"][pick]), float(pointings["DEC_SCX"][pick]), 0.0, 2.5)
     injected, scws = [], {}
-    for name, (ra, dec, r_min, r_max) in fields.items():
-        near = sky.sources_in_field(ra, dec, 6.0, 3000.0)
-        flux = np.array([sky.spectral_parameters(int(i))["reference_mcrab"] for i in near.index])
-        avoid = SkyCoord(near.ra[flux > 5.0] * u.deg, near.dec[flux > 5.0] * u.deg)
-        centre = SkyCoord(ra * u.deg, dec * u.deg)
-        placed: list[dict] = []
-        while len(placed) < SOURCES_PER_FIELD:
-            radius = math.sqrt(rng.uniform(r_min**2, r_max**2))  # uniform over the annulus
-            position = centre.directional_offset_by(rng.uniform(0.0, 360.0) * u.deg, radius * u.deg)
-            taken = [SkyCoord(s["ra"] * u.deg, s["dec"] * u.deg) for s in placed]
-            if (len(avoid) and position.separation(avoid).deg.min() < 0.5) or any(
-                position.separation(t).deg < 0.6 for t in taken
-            ):
-                continue
-            placed.append(
-                {
-                    "name": f"SIM {name} {len(placed) + 1}",
-                    "ra": float(position.ra.deg),
-                    "dec": float(position.dec.deg),
-                    "flux_mcrab": round(float(np.exp(rng.uniform(math.log(20.0), math.log(200.0)))), 1),
-                    "index": round(float(rng.uniform(1.6, 3.0)), 2),
-                }
-            )
+    for name, field in fields.items():
+        placed, scws[name] = place_sources(
+            archive, sky, rng, name, field, count=SOURCES_PER_FIELD, flux_mcrab=(20.0, 200.0), n_scws=SCWS_PER_FIELD
+        )
         injected += placed
-        ids = _good_ids(archive.table[archive.select(0.0, 10_000.0, ra=ra, dec=dec, radius=4.0)])
-        scws[name] = sorted(str(s) for s in rng.choice(ids, size=SCWS_PER_FIELD, replace=False))
     return fields, injected, scws
 
 

@@ -17,8 +17,6 @@ import math
 
 import numpy as np
 import pytest
-from astropy import units as u
-from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from scipy import stats
 
@@ -26,7 +24,7 @@ from integral_workflows import catalog, queries, spectrum
 from integral_workflows import lightcurve as lc
 from integral_workflows.session import Session
 
-from .test_injection_recovery import FIELDS, PATIENT, _good_ids
+from .test_injection_recovery import FIELDS, PATIENT, place_sources
 
 log = logging.getLogger(__name__)
 
@@ -57,32 +55,17 @@ def draw_sources(archive, sky, rng) -> tuple[list[dict], dict]:
     """
     injected, scws = [], {}
     for field in FIELD_NAMES:
-        ra, dec, r_min, r_max = FIELDS[field]
-        near = sky.sources_in_field(ra, dec, 6.0, 3000.0)
-        flux = np.array([sky.spectral_parameters(int(i))["reference_mcrab"] for i in near.index])
-        avoid = SkyCoord(near.ra[flux > 5.0] * u.deg, near.dec[flux > 5.0] * u.deg)
-        centre = SkyCoord(ra * u.deg, dec * u.deg)
-        placed: list[dict] = []
-        while len(placed) < SOURCES_PER_FIELD:
-            radius = math.sqrt(rng.uniform(r_min**2, r_max**2))  # uniform over the annulus
-            position = centre.directional_offset_by(rng.uniform(0.0, 360.0) * u.deg, radius * u.deg)
-            taken = [SkyCoord(s["ra"] * u.deg, s["dec"] * u.deg) for s in placed]
-            if (len(avoid) and position.separation(avoid).deg.min() < 0.5) or any(
-                position.separation(t).deg < 0.6 for t in taken
-            ):
-                continue
-            placed.append(
-                {
-                    "name": f"SIM {field} {len(placed) + 1}",
-                    "ra": float(position.ra.deg),
-                    "dec": float(position.dec.deg),
-                    "flux_mcrab": round(float(np.exp(rng.uniform(math.log(100.0), math.log(300.0)))), 1),
-                    "index": round(float(rng.uniform(1.6, 3.0)), 2),
-                }
-            )
+        placed, scws[field] = place_sources(
+            archive,
+            sky,
+            rng,
+            field,
+            FIELDS[field],
+            count=SOURCES_PER_FIELD,
+            flux_mcrab=(100.0, 300.0),
+            n_scws=SCWS_PER_FIELD,
+        )
         injected += placed
-        ids = _good_ids(archive.table[archive.select(0.0, 10_000.0, ra=ra, dec=dec, radius=4.0)])
-        scws[field] = sorted(str(s) for s in rng.choice(ids, size=SCWS_PER_FIELD, replace=False))
     injected[0]["shape"] = SINE
     return injected, scws
 
