@@ -4,9 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run lint test test-newest bench lab clean-outputs wrapper-env
+.PHONY: setup run lint test test-newest print-newest-python bench lab clean-outputs wrapper-env js9
 
-$(STAMP): pyproject.toml constraints.txt
+# JS9 (MIT), the gallery's FITS viewer: from the npm registry, pinned with its integrity hash by
+# lib/mmoda_local/gallery_assets/js9/package-lock.json, installed by `npm ci` into its node_modules/ (not in git).
+# An order-only prerequisite of the virtualenv, so that `make setup`, `make test` and CI install it without a new
+# JS9 rebuilding the virtualenv.
+JS9_DIR := lib/mmoda_local/gallery_assets/js9
+JS9_STAMP := $(JS9_DIR)/node_modules/.installed
+
+$(JS9_STAMP): $(JS9_DIR)/package.json $(JS9_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install JS9, the gallery's FITS viewer"; exit 1; }
+	cd $(JS9_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $(JS9_STAMP)
+
+js9: $(JS9_STAMP)
+
+$(STAMP): pyproject.toml constraints.txt | $(JS9_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -c constraints.txt -e '.[test,lab]'
@@ -40,6 +54,9 @@ test: $(STAMP) lint wrapper-env
 NEWEST_PYTHON ?= $(shell $(PYTHON) tests/conformance/wrapper_env.py --find 2>&1 | tail -1 | cut -d' ' -f1)
 test-newest:
 	$(MAKE) test VENV=.venv-newest PYTHON=$(NEWEST_PYTHON)
+
+print-newest-python:
+	@echo $(NEWEST_PYTHON)
 
 bench: $(STAMP)
 	$(PY) bench/run_all_benchmarks.py

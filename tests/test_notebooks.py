@@ -50,7 +50,8 @@ ONTOLOGY_TERMS = {
     "TimeIntervalSeconds",
     "StructuredParameter",
 }
-OUTPUT_TERMS = {"ODATable", "Image", "LightCurve", "Spectrum"}
+# Product classes of the odahub.io ontology an output may be (there is no "ODATable": tables are ODAAstropyTable).
+OUTPUT_TERMS = {"ODAAstropyTable", "Image", "LightCurve", "Spectrum"}
 
 
 def test_every_notebook_has_a_model():

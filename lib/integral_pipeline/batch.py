@@ -18,6 +18,7 @@ from typing import Any
 
 from integral_workflows import provenance
 
+from .credentials import locate_token_file
 from .events import Event, Reporter
 from .locks import RunFolderBusy, run_folder_lock
 from .manifest import FAILED, INTERRUPTED, RUNNING, load_manifest, write_manifest
@@ -43,7 +44,15 @@ class _WorkerReporter:
 
 
 def run_task(
-    run: PlannedRun, *, force: bool, log_output: bool, kernel_name: str, versions: dict, git: dict, topic: str | None
+    run: PlannedRun,
+    *,
+    force: bool,
+    log_output: bool,
+    kernel_name: str,
+    versions: dict,
+    git: dict,
+    topic: str | None,
+    token_file: str | None = None,
 ) -> RunResult:
     """Execute one run on a Dask worker (the task :func:`execute_runs` submits).
 
@@ -51,8 +60,8 @@ def run_task(
     ----------
     run : PlannedRun
         The run.
-    force, log_output, kernel_name, versions, git
-        As for :func:`integral_pipeline.run.execute_run`.
+    force, log_output, kernel_name, versions, git, token_file
+        As for :func:`integral_pipeline.run.execute_run` (the token file's path, never the token, travels).
     topic : str or None
         The event topic the client listens to; None sends no events.
 
@@ -69,6 +78,7 @@ def run_task(
         versions=versions,
         git=git,
         reporter=_WorkerReporter(topic) if topic else None,
+        token_file=token_file,
     )
 
 
@@ -160,6 +170,13 @@ def execute_runs(
         Receives progress :class:`~integral_pipeline.events.Event`\\ s as they happen (from a
         cluster, possibly twice: :class:`integral_pipeline.progress.Progress` handles each once).
 
+    Notes
+    -----
+    The MMODA token is located here, where the batch starts (``$ODA_TOKEN``, else ``.oda-token`` in the
+    working folder, else in the home folder), and each notebook's kernel gets it as ``ODA_TOKEN``
+    (:mod:`integral_pipeline.credentials`): kernels work in their run folders, where a ``.oda-token`` of
+    the start folder would not be found.
+
     Returns
     -------
     list of RunResult
@@ -175,6 +192,9 @@ def execute_runs(
         "versions": provenance.package_versions(),
         "git": provenance.git_commit(path=runs[0].project.root),
     }
+    token_file = locate_token_file()
+    if token_file is not None:
+        options["token_file"] = str(token_file)
     if client is None:
         results = _execute_here(runs, options, reporter)
     else:

@@ -1,4 +1,4 @@
-"""The suite's workflows: long_term, moving_target, crab_calibration and revolution (registered on import).
+"""The suite's workflows: long_term, moving_target, crab_calibration, revolution and transient (registered on import).
 
 Steps whose notebooks make gallery products declare the gallery upload as a hook.
 """
@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .hooks import GALLERY_UPLOAD
-from .layout import period_folder_name, revolution_folder_name
+from .layout import period_folder_name, revolution_folder_name, sanitise
 from .workflows import Step, Upstream, register_workflow
 
-__all__ = ["SCW_TABLE", "MOSAIC_SOURCES", "CRAB_CALIBRATION", "crab_folder_name"]
+__all__ = ["SCW_TABLE", "MOSAIC_SOURCES", "CRAB_CALIBRATION", "crab_folder_name", "transient_folder_name"]
 
 #: The ScW list of scw_selection, consumed by every later step of a source's run.
 SCW_TABLE = Upstream(parameter="scw_table_file", step="scw_selection", product="scws.ecsv")
@@ -25,6 +25,11 @@ CRAB_CALIBRATION = Upstream(parameter="crab_calibration_file", step="crab_calibr
 def crab_folder_name(values: Mapping[str, Any]) -> str:
     """Name a ``crab_calibration`` run's folder: ``Crab/<instrument>_<band>_<T1>_<T2>`` (its source is the Crab)."""
     return f"Crab/{period_folder_name(values)}"
+
+
+def transient_folder_name(values: Mapping[str, Any]) -> str:
+    """Name a ``transient`` run's folder: ``<event_name>/<T0>``, e.g. ``GRB_090510/2009-05-10T002259.970``."""
+    return f"{sanitise(values['event_name'])}/{sanitise(str(values['t0_utc']).replace(':', ''))}"
 
 
 register_workflow(
@@ -66,5 +71,14 @@ register_workflow(
     description="Products of INTEGRAL revolutions (Generic Revolution Mosaics): one mosaic per "
     "observation and instrument; a matrix over rev_num runs a range of revolutions",
     folder_name=revolution_folder_name,
+    replace=True,
+)
+
+register_workflow(
+    "transient",
+    [Step("transient_followup", "transient_followup.ipynb", after=(GALLERY_UPLOAD,))],
+    description="INTEGRAL at the time of transient events (GRB, GW, neutrino, FRB): attitude, exposure, SPI-ACS "
+    "excess and limits, ISGRI image of the ScW, GCN-style summary; a matrix over the events processes a list",
+    folder_name=transient_folder_name,
     replace=True,
 )

@@ -2,8 +2,9 @@
 
 The kernel starts in the run folder (given to nbclient, not by ``os.chdir``, which parallel
 runs in one process would race on) and talks to papermill over Unix sockets (IPC), not TCP.
-A failing notebook keeps its partial executed notebook; the executed notebook is scrubbed of
-tokens; any other new file holding the token is masked and fails the step; a notebook that
+The kernel gets the batch's MMODA token as ``ODA_TOKEN`` in its environment (never as a parameter;
+see ``credentials``). A failing notebook keeps its partial executed notebook; the executed notebook is
+scrubbed of tokens; any other new file holding the token is masked and fails the step; a notebook that
 ends without its step record fails.
 """
 
@@ -18,13 +19,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from jupyter_client.manager import KernelManager
 from traitlets import CaselessStrEnum, default
 
 from integral_workflows import provenance
 
+from .credentials import kernel_environment
 from .manifest import FAILED, OK, StepEntry, StepError, UpstreamProduct
 from .plan import PlannedRun, PlannedStep
 from .scrubbing import mask_leaks, scrub_notebook
@@ -74,6 +78,32 @@ class IPCKernelManager(KernelManager):
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    #: Variables added to the kernel's environment; set per step by :meth:`with_environment` (papermill builds
+    #: the kernel manager from its class alone, so the class carries them).
+    extra_environment: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def with_environment(cls, environment: Mapping[str, str]) -> type[IPCKernelManager]:
+        """Return a kernel manager class whose kernels get ``environment`` on top of this process's.
+
+        Parameters
+        ----------
+        environment : mapping
+            Variables for the kernel (e.g. ``ODA_TOKEN``); empty returns this class.
+
+        Returns
+        -------
+        type
+            A subclass (kept in memory only: its variables are never written anywhere).
+        """
+        if not environment:
+            return cls
+        return type(cls.__name__, (cls,), {"extra_environment": dict(environment)})
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        if self.extra_environment:
+            kw["env"] = {**(kw.get("env") or os.environ), **self.extra_environment}
+        return await super()._async_pre_start_kernel(**kw)
 
     @default("ip")
     def _ip_default(self) -> str:
@@ -101,7 +131,13 @@ def error_text(planned: PlannedStep, error: StepError, run: PlannedRun) -> str:
 
 
 def _run_papermill(
-    planned: PlannedStep, output_notebook: Path, run_dir: Path, *, kernel_name: str, log_output: bool
+    planned: PlannedStep,
+    output_notebook: Path,
+    run_dir: Path,
+    *,
+    kernel_name: str,
+    log_output: bool,
+    environment: Mapping[str, str],
 ) -> StepError | None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -114,7 +150,7 @@ def _run_papermill(
             kernel_name=kernel_name,
             progress_bar=False,
             log_output=log_output,
-            kernel_manager_class=IPCKernelManager,
+            kernel_manager_class=IPCKernelManager.with_environment(environment),
             # The kernel's working folder, set per kernel: papermill's cwd= would os.chdir
             # the whole process, which parallel runs would race on.
             resources={"metadata": {"path": str(run_dir)}},
@@ -154,6 +190,7 @@ def execute_step(
     reason: str,
     log_output: bool = False,
     kernel_name: str = "python3",
+    token_file: str | Path | None = None,
 ) -> tuple[StepEntry, dict | None]:
     """Execute a step's notebook and check what it left in the run folder.
 
@@ -177,6 +214,9 @@ def execute_step(
         Copy the notebook's output to the log.
     kernel_name : str
         The Jupyter kernel.
+    token_file : str or Path, optional
+        The batch's ``.oda-token`` (:func:`integral_pipeline.credentials.locate_token_file`): the kernel
+        gets its token as ``ODA_TOKEN``.
 
     Returns
     -------
@@ -210,12 +250,17 @@ def execute_step(
         entry.notebook,
         reason,
     )
-    error = _run_papermill(planned, output_notebook, run_dir, kernel_name=kernel_name, log_output=log_output)
+    environment = kernel_environment(token_file)
+    error = _run_papermill(
+        planned, output_notebook, run_dir, kernel_name=kernel_name, log_output=log_output, environment=environment
+    )
     entry.ended_utc, entry.duration_s = provenance.utc_now(), round(time.monotonic() - started, 3)
+    # The kernel's token is a secret here too, even when this process's $ODA_TOKEN is not set.
+    secrets = list(environment.values())
     if output_notebook.is_file():
-        scrub_notebook(output_notebook)
+        scrub_notebook(output_notebook, secrets=secrets)
         entry.executed_notebook = output_notebook.name
-    leaked = mask_leaks(run_dir, since=started_wall, exclude=[output_notebook, record_path])
+    leaked = mask_leaks(run_dir, since=started_wall, exclude=[output_notebook, record_path], secrets=secrets)
     if error is None and leaked:
         names = ", ".join(path.relative_to(run_dir).as_posix() for path in leaked)
         error = StepError(

@@ -200,6 +200,7 @@ def _run_or_skip(
     force: bool,
     log_output: bool,
     kernel_name: str,
+    token_file: str | Path | None,
     events: _Events,
 ) -> tuple[StepEntry, bool]:
     """Execute a step unless it is up to date: ``(entry, executed)``."""
@@ -246,6 +247,7 @@ def _run_or_skip(
         reason=reason,
         log_output=log_output,
         kernel_name=kernel_name,
+        token_file=token_file,
     )
     if entry.status == OK and planned.step.after:
         _run_hooks(planned, run, entry, record or {})
@@ -260,6 +262,7 @@ def _execute_locked(
     force: bool,
     log_output: bool,
     kernel_name: str,
+    token_file: str | Path | None,
     events: _Events,
 ) -> None:
     run_dir = run.run_dir
@@ -303,6 +306,7 @@ def _execute_locked(
                 force=force,
                 log_output=log_output,
                 kernel_name=kernel_name,
+                token_file=token_file,
                 events=events,
             )
             if entry.status == SKIPPED:
@@ -346,6 +350,7 @@ def execute_run(
     versions: dict | None = None,
     git: dict | None = None,
     reporter: Reporter | None = None,
+    token_file: str | Path | None = None,
 ) -> RunResult:
     r"""Execute (or skip, when up to date) the steps of one run, in order, and write its manifest.
 
@@ -364,6 +369,10 @@ def execute_run(
         (:func:`integral_pipeline.batch.execute_runs` computes them once for all runs).
     reporter : callable, optional
         Receives the run's progress :class:`~integral_pipeline.events.Event`\\ s.
+    token_file : str or Path, optional
+        The ``.oda-token`` file whose token each notebook's kernel gets as ``ODA_TOKEN``
+        (:func:`integral_pipeline.credentials.locate_token_file`, which ``execute_runs`` calls where the batch
+        starts); None: the kernels inherit this process's environment and look for a token themselves.
 
     Returns
     -------
@@ -383,7 +392,14 @@ def execute_run(
         with run_folder_lock(run.run_dir):
             try:
                 _execute_locked(
-                    run, result, manifest, force=force, log_output=log_output, kernel_name=kernel_name, events=events
+                    run,
+                    result,
+                    manifest,
+                    force=force,
+                    log_output=log_output,
+                    kernel_name=kernel_name,
+                    token_file=token_file,
+                    events=events,
                 )
             except Exception as error:  # a bug or a full disk: the manifest must not stay "running"
                 result.status = FAILED

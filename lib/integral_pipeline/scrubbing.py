@@ -17,14 +17,19 @@ log = logging.getLogger(__name__)
 
 __all__ = ["scrub_notebook", "mask_leaks"]
 
+#: Shorter strings are not masked (``provenance.secret_values`` keeps the same floor for ``$ODA_TOKEN``).
+MIN_SECRET_LENGTH = 8
 
-def scrub_notebook(path: Path) -> int:
+
+def scrub_notebook(path: Path, *, secrets: Iterable[str] = ()) -> int:
     """Redact secrets in an executed notebook in place; return how many were redacted.
 
     Parameters
     ----------
     path : Path
         The executed notebook.
+    secrets : iterable of str
+        Secrets besides ``$ODA_TOKEN`` (the token the kernel was given).
 
     Returns
     -------
@@ -36,7 +41,7 @@ def scrub_notebook(path: Path) -> int:
     except (OSError, UnicodeDecodeError):
         return 0
     # JWT characters and the redaction text need no JSON escaping, so a text-level replacement keeps valid JSON.
-    clean, count = provenance.scrub_text(text)
+    clean, count = provenance.scrub_text(text, secrets=_secrets(secrets))
     if count:
         path.write_text(clean, encoding="utf-8")
         log.warning(
@@ -58,7 +63,13 @@ def _mask_secret_in_file(path: Path, secret: bytes) -> bool:
     return True
 
 
-def mask_leaks(run_dir: Path, *, since: float, exclude: Iterable[Path]) -> list[Path]:
+def _secrets(extra: Iterable[str]) -> list[str]:
+    # A very short "secret" would mask ordinary text: the same floor as provenance.secret_values.
+    given = [secret for secret in extra if len(secret or "") >= MIN_SECRET_LENGTH]
+    return list(dict.fromkeys([*provenance.secret_values(), *given]))
+
+
+def mask_leaks(run_dir: Path, *, since: float, exclude: Iterable[Path], secrets: Iterable[str] = ()) -> list[Path]:
     """Mask the token in the files of a run folder written since ``since``; return those that held it.
 
     Parameters
@@ -69,13 +80,15 @@ def mask_leaks(run_dir: Path, *, since: float, exclude: Iterable[Path]) -> list[
         Files older than this (epoch seconds, one second of slack) are not read.
     exclude : iterable of Path
         Files handled otherwise (the executed notebook, the step record).
+    secrets : iterable of str
+        Secrets besides ``$ODA_TOKEN`` (the token the kernel was given).
 
     Returns
     -------
     list of Path
         The files that held the token (now masked).
     """
-    secrets = provenance.secret_values()
+    secrets = _secrets(secrets)
     if not secrets:
         return []
     excluded = {path.resolve() for path in exclude}

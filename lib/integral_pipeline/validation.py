@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from integral_workflows import parameters as parameter_models
+from integral_workflows import targets
 
 from .workflows import Workflow
 
@@ -117,7 +118,8 @@ def validate_run_values(workflow: Workflow, values: Mapping[str, Any]) -> RunPar
     integral_workflows.parameters.ParameterError
         Every problem at once: a parameter the pipeline sets (``output_dir``, an upstream
         product's path), a name no step declares (with the closest valid name), tokens,
-        wrong types, values out of range, inconsistent values.
+        wrong types, values out of range, inconsistent values, a ``src_name`` whose known position is
+        farther than ``radius`` from non-zero RA/DEC.
     """
     reserved = sorted(name for name in values if name in workflow.pipeline_parameters)
     models = list(dict.fromkeys(step.model_name for step in workflow.steps))
@@ -129,17 +131,26 @@ def validate_run_values(workflow: Workflow, values: Mapping[str, Any]) -> RunPar
             for name in reserved
         ]
         names += reserved
+    given = {k: v for k, v in values.items() if k not in reserved}
     try:
-        validated = parameter_models.validate_run(models, {k: v for k, v in values.items() if k not in reserved})
+        validated = parameter_models.validate_run(models, given)
     except parameter_models.ParameterError as error:
         problems += error.problems
         names += list(error.names)
-    if problems:
-        raise parameter_models.ParameterError(problems, names=names)
-    per_model = {name: parameter_models.to_papermill(model) for name, model in validated.items()}
+        validated = None
+    per_model = {name: parameter_models.to_papermill(model) for name, model in (validated or {}).items()}
     merged: dict = {}
     for model_values in per_model.values():
         for name, value in model_values.items():
             if name not in workflow.pipeline_parameters:
                 merged.setdefault(name, value)
+    # The notebooks' setup makes the same check; here it stops the run before anything executes (on the values
+    # as given when they did not validate, so that every problem is reported at once).
+    checked = merged if validated is not None else given
+    if "src_name" in checked and "RA" in checked:
+        for found, problem in targets.position_problems(checked):
+            problems.append(problem)
+            names += list(found)
+    if problems:
+        raise parameter_models.ParameterError(problems, names=names)
     return RunParameters(given=_json_safe(values), per_model=per_model, values=merged)

@@ -541,6 +541,8 @@ def plot_calibration(
     """
     from matplotlib.figure import Figure
 
+    from .plotting import year_axis
+
     figure = Figure(figsize=(10, 6), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
 
@@ -589,6 +591,7 @@ def plot_calibration(
     top.legend(fontsize=8, loc="best")
     bottom.set_ylabel("10⁻¹¹ erg cm⁻² s⁻¹ per ct/s")
     bottom.set_xlabel("year")
+    year_axis(bottom.xaxis)
     bottom.legend(fontsize=8, loc="best")
     label = title + ("  [SIMULATED DATA]" if simulated else "")
     figure.suptitle(label)

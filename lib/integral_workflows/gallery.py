@@ -96,6 +96,8 @@ __all__ = [
     "product_type",
     "product_id",
     "detected_sources_html",
+    "defining_parameters",
+    "distinct_title",
     "build_upload_request",
     "upload_product",
     "upload_products",
@@ -113,7 +115,7 @@ __all__ = [
 #: The MMODA role that allows uploading to the gallery.
 GALLERY_ROLE = "gallery contributor"
 #: Instruments as the gallery names them (a JEM-X unit is an instrument of its own there).
-GALLERY_INSTRUMENTS = ("isgri", "jemx1", "jemx2")
+GALLERY_INSTRUMENTS = ("isgri", "jemx1", "jemx2", "spi_acs")
 #: Product kinds, as they end the gallery's product types (``isgri_image``, ``jemx1_lc``, ``isgri_spectrum``).
 PRODUCT_KINDS = ("image", "lc", "spectrum")
 #: Where a notebook records what it uploaded: ``<output_dir>/<step>_gallery.json``.
@@ -128,6 +130,8 @@ _PERMISSION_TEXT = re.compile(
     r"token provided is (?:expired|not valid)|" + re.escape(GALLERY_ROLE),
     re.IGNORECASE,
 )
+# The refusal of a change to another contributor's product (the product exists, the token is fine).
+_OWNED_TEXT = re.compile(r"belongs to another contributor", re.IGNORECASE)
 _SERVER_ERROR_TEXT = re.compile(
     r"\b5\d\d\b|internal server error|bad gateway|service unavailable|"
     r"gateway time-?out|temporarily|overloaded|try again later",
@@ -745,6 +749,11 @@ class _Transient(Exception):
 
 def _classify(text: str, *, status: int | None) -> Exception:
     """The exception a failed attempt stands for: transient, permission or refusal."""
+    if _OWNED_TEXT.search(text):
+        return GalleryPermissionError(
+            f"the MMODA gallery refused the upload: {text.strip()[:300]}. A product id already taken by another "
+            f"contributor's product cannot be reused; only its author or a gallery admin may change it."
+        )
     if status in (401, 403) or (status is None and _PERMISSION_TEXT.search(text)):
         return GalleryPermissionError(_permission_message(text.strip()[:300] or f"HTTP {status}"))
     if (status is not None and status >= 500) or (status is None and _SERVER_ERROR_TEXT.search(text)):
@@ -949,16 +958,112 @@ def upload_products(
 
 # -- products of the suite's notebooks -----------------------------------------------------------------------------
 
-_INSTRUMENT_LABELS = {"isgri": "ISGRI", "jemx1": "JEM-X1", "jemx2": "JEM-X2"}
+_INSTRUMENT_LABELS = {"isgri": "ISGRI", "jemx1": "JEM-X1", "jemx2": "JEM-X2", "spi_acs": "SPI-ACS"}
 _KIND_LABELS = {"image": "mosaic", "light_curve": "light curve", "spectrum": "spectrum"}
 
 
+#: Parameters of the run that define each of its products, besides the descriptor's identity: the run's
+#: target and centre (a source's light curve from the Crab field and from its own field are two products).
+RUN_DEFINING = ("src_name", "RA", "DEC")
+
+
+def _band_text(product: Product) -> str:
+    return f"{product.band[0]:g}-{product.band[1]:g} keV" if product.band else ""
+
+
+def _run_target(parameters: Mapping[str, Any]) -> str:
+    return str(parameters.get("src_name") or "").strip()
+
+
 def _default_title(product: Product, t1: str, t2: str) -> str:
-    band = f" {product.band[0]:g}-{product.band[1]:g} keV" if product.band and product.kind != "spectrum" else ""
+    band = f" {_band_text(product)}" if product.band and product.kind != "spectrum" else ""
     return (
         f"{product.source or 'field'} {_INSTRUMENT_LABELS[product.instrument]} {_KIND_LABELS[product.kind]}"
         f"{band}, {t1[:10]} to {t2[:10]}"
     )
+
+
+def distinct_title(product: Product, title: str, *, parameters: Mapping[str, Any]) -> str:
+    """A title that tells this product from the others of its run and of other runs.
+
+    What the title lacks of the product's instrument, band, observation and (for a source
+    extracted from another target's field) that field is appended, e.g.
+    ``Galactic Center Rev. 0300, ISGRI 28-40 keV, obs. 03000010001``.
+
+    Parameters
+    ----------
+    product : Product
+        The descriptor.
+    title : str
+        The writer's title (or the default one).
+    parameters : mapping
+        The run's parameters (its ``src_name`` is the field's target).
+
+    Returns
+    -------
+    str
+    """
+    lowered = title.lower()
+    parts = []
+    label = _INSTRUMENT_LABELS[product.instrument]
+    instrument = "" if label.lower() in lowered or product.instrument in lowered else label
+    band = _band_text(product)
+    if band and band.lower() not in lowered and product.kind != "spectrum":
+        instrument = f"{instrument} {band}".strip()
+    if instrument:
+        parts.append(instrument)
+    obsids = [str(obsid) for obsid in (product.details or {}).get("obsids") or ()]
+    if len(obsids) == 1 and obsids[0] not in title:
+        parts.append(f"obs. {obsids[0]}")
+    target = _run_target(parameters)
+    if (
+        product.kind != "image"
+        and target
+        and product.source
+        and target.lower() != product.source.lower()
+        and target.lower() not in lowered
+    ):
+        parts.append(f"{target} field")
+    return ", ".join([title, *parts])
+
+
+def defining_parameters(product: Product, parameters: Mapping[str, Any]) -> dict:
+    """What makes a product this product: the hash of it is its gallery product id.
+
+    The descriptor's identity (what its writer says defines it), completed with what tells
+    it from a product of the same name made by another run: its product type, instrument,
+    band and period, and the run's target and centre (:data:`RUN_DEFINING`). Two uploads
+    with the same defining parameters are the same product (the second updates the first);
+    the light curve of a source extracted from its own field and from a neighbour's are two.
+
+    Parameters
+    ----------
+    product : Product
+        A descriptor the gallery shows.
+    parameters : mapping
+        The run's parameters.
+
+    Returns
+    -------
+    dict
+    """
+    kind = GALLERY_KINDS[product.kind]
+    defining: dict[str, Any] = {
+        **product.identity,
+        "product_type": product_type(product.instrument, kind),
+        "gallery_instrument": product.instrument,
+    }
+    if product.band:
+        defining["gallery_band_keV"] = [f"{product.band[0]:.2f}", f"{product.band[1]:.2f}"]
+    if product.period:
+        defining["gallery_period"] = [isot_seconds(product.period[0]), isot_seconds(product.period[1], round_up=True)]
+    if _run_target(parameters):
+        defining["run_src_name"] = _run_target(parameters)
+    centre = [parameters.get(key) for key in ("RA", "DEC")]
+    if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in centre):
+        # 1e-4 deg: a centre written with more or fewer digits is the same centre
+        defining["run_centre_deg"] = [f"{float(value):.4f}" for value in centre]
+    return defining
 
 
 def gallery_product(
@@ -987,7 +1092,8 @@ def gallery_product(
     Returns
     -------
     GalleryProduct
-        Its product id is :func:`product_id` of the descriptor's identity and product type.
+        Its product id is :func:`product_id` of :func:`defining_parameters`, its title
+        :func:`distinct_title`.
     """
     if not product.in_gallery:
         raise ValueError(f"the gallery shows images, light curves and spectra, not {product.kind!r}")
@@ -1000,10 +1106,10 @@ def gallery_product(
     band = product.band if product.kind != "spectrum" else None
     fields = {"time_bin": details["time_bin"]} if details.get("time_bin") is not None else {}
     return GalleryProduct(
-        title=product.title or _default_title(product, t1, t2),
+        title=distinct_title(product, product.title or _default_title(product, t1, t2), parameters=parameters),
         instrument=product.instrument,
         kind=kind,
-        product_id=product_id({**product.identity, "product_type": product_type(product.instrument, kind)}),
+        product_id=product_id(defining_parameters(product, parameters)),
         t1=t1,
         t2=t2,
         src_names=details.get("src_names") or ([product.source] if product.source else []),

@@ -16,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
+import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -48,6 +51,7 @@ __all__ = [
     "ensure_local_server",
     "find_token",
     "local_data_dir",
+    "package_digest",
     "probe_local_server",
     "process_alive",
     "restart_local_server",
@@ -71,7 +75,12 @@ LOCAL_HOME_ENV = "MMODA_LOCAL_HOME"
 STATE_FILE_NAME = "server.json"
 LOCK_FILE_NAME = "server.lock"
 OUTPUT_FILE_NAME = "server.out"
+#: The ``serve`` options of the last server a client started in a data folder (a JSON list): a server
+#: replaced because it hung or runs other code comes back with the options it was started with.
+SERVE_ARGS_FILE_NAME = "server.args.json"
 HEALTH_PATH = "/local/health"
+#: How long a live server may leave its health check unanswered before it counts as hung and is restarted.
+BUSY_SERVER_PATIENCE_S = 60.0
 TOKEN_ENV = "ODA_TOKEN"
 TOKEN_FILE_NAME = ".oda-token"
 
@@ -332,11 +341,97 @@ def _healthy(url: str, *, timeout_s: float = 2.0) -> bool:
     return _health(url, timeout_s=timeout_s) == "ok"
 
 
+def _health_report(url: str, *, timeout_s: float = 5.0) -> dict:
+    """The server's ``/local/health`` answer (empty when it cannot be read)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        try:
+            answer = session.get(url.rstrip("/") + HEALTH_PATH, timeout=timeout_s)
+            report = answer.json() if answer.status_code == 200 else {}
+        except (requests.RequestException, ValueError):
+            return {}
+    return report if isinstance(report, dict) else {}
+
+
+@functools.lru_cache(maxsize=1)
+def package_digest() -> str | None:
+    """Identity of the ``mmoda_local`` code this process would start, as the server states its own.
+
+    SHA-256 over the package's ``.py`` files (sorted relative paths and bytes),
+    the rule the server applies to itself (``code_digest`` in its state file and
+    ``/local/health``); computed here from the files, without importing the
+    package (the two packages share no code).
+
+    Returns
+    -------
+    str or None
+        ``sha256:<hex>``, or None when ``mmoda_local`` is not installed.
+    """
+    spec = importlib.util.find_spec("mmoda_local")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def _same_code(state: dict) -> bool:
+    return state.get("code_digest") == package_digest()
+
+
 def _running_server(data_dir: Path) -> LocalServer | None:
+    """The server of ``data_dir`` if it runs this checkout's code and answers at once."""
     state = _read_state(data_dir)
-    if state is None or not _process_alive(state["pid"]) or not _healthy(state["url"]):
+    if state is None or not _same_code(state) or not _process_alive(state["pid"]) or not _healthy(state["url"]):
         return None
     return LocalServer(url=state["url"], pid=state["pid"], data_dir=data_dir, started=False)
+
+
+def _server_busy(url: str) -> bool:
+    """Whether the server computes jobs (``busy`` of its health report; older servers: their job counts)."""
+    report = _health_report(url)
+    if "busy" in report:
+        return bool(report["busy"])
+    with requests.Session() as session:
+        session.trust_env = False
+        try:
+            states = session.get(url.rstrip("/") + "/local/stats", timeout=5).json().get("jobs_by_status", {})
+        except (requests.RequestException, ValueError, AttributeError):
+            return True  # cannot tell: assume it works for someone
+    return bool(states.get("submitted") or states.get("progress"))
+
+
+def _recorded_serve_args(data_dir: Path) -> tuple[str, ...]:
+    """The ``serve`` options the running server of ``data_dir`` was started with by a client (none if unknown)."""
+    try:
+        recorded = json.loads((data_dir / SERVE_ARGS_FILE_NAME).read_text())
+    except (OSError, ValueError):
+        return ()
+    if not isinstance(recorded, list) or not all(isinstance(item, str) for item in recorded):
+        return ()
+    return tuple(recorded)
+
+
+def _replace_other_code(state: dict, data_dir: Path) -> None:
+    """Stop an idle server of another checkout or version; refuse to stop one that computes jobs."""
+    if _server_busy(state["url"]):
+        raise LocalServerError(
+            f"the local MMODA serving {data_dir} (pid {state['pid']}) runs other code "
+            f"({state.get('package_dir', 'an older version')}) and is computing jobs: it is not stopped. "
+            f"Wait for its runs to end (it stops by itself when idle), or set {LOCAL_HOME_ENV} to another folder.",
+            pid=state["pid"],
+        )
+    log.info(
+        "the local MMODA (pid %d) runs other code (%s): stopping it to start this checkout's",
+        state["pid"],
+        state.get("package_dir", "an older version"),
+    )
+    _terminate(state["pid"], timeout_s=10.0)
 
 
 @contextlib.contextmanager
@@ -420,6 +515,7 @@ def _start_server(data_dir: Path, serve_args: Sequence[str], *, timeout_s: float
         )
     _started_here[process.pid] = process
     _serve_args_here[process.pid] = tuple(map(str, serve_args))
+    (data_dir / SERVE_ARGS_FILE_NAME).write_text(json.dumps(list(_serve_args_here[process.pid])))
     log.info("starting the local MMODA (pid %d, data in %s); the first start may take a while", process.pid, data_dir)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -451,8 +547,12 @@ def ensure_local_server(
 ) -> LocalServer:
     """Return the running local MMODA of ``data_dir``, starting it if needed.
 
-    A server whose state file names a live process that answers
-    ``/local/health`` is reused. Otherwise ``python -m mmoda_local serve
+    A server whose state file names a live process of this checkout's code
+    (:func:`package_digest`) that answers ``/local/health`` is reused; one
+    busy computing is given :data:`BUSY_SERVER_PATIENCE_S` to answer before it
+    counts as hung and is replaced. A server of other code is stopped when
+    idle, and left alone (:class:`LocalServerError`) while it computes jobs.
+    Otherwise ``python -m mmoda_local serve
     --data-dir <dir> --port 0 [serve_args]`` is started in its own session
     (output appended to ``<dir>/server.out``) and awaited. A file lock makes
     concurrent callers (two notebooks starting at once) share one server.
@@ -463,7 +563,9 @@ def ensure_local_server(
         The server's data directory; see :func:`local_data_dir`.
     serve_args : sequence of str
         Extra arguments of ``serve`` (e.g. ``["--latency-per-scw", "0.1"]``);
-        used only when a server is started.
+        used only when a server is started. A server replaced because it
+        hung or runs other code is started again with the options a client
+        started it with (``<dir>/server.args.json``) when none are given.
     timeout_s : float
         Longest wait for a new server to answer (the first start may build
         the simulated ScW archive).
@@ -492,9 +594,21 @@ def ensure_local_server(
             return running
         state = _read_state(directory)
         if state is not None and _process_alive(state["pid"]) and _is_local_mmoda(state["pid"]):
-            # Alive but not answering: a hung server would hold its port and data forever.
-            log.warning("the local MMODA (pid %d) does not answer %s: restarting it", state["pid"], HEALTH_PATH)
-            _terminate(state["pid"], timeout_s=10.0)
+            # Its replacement keeps its options (faults, seed, injections...) unless the caller gives others.
+            serve_args = tuple(serve_args) or _recorded_serve_args(directory)
+            # A server busy encoding a large product may be slow to answer: only a long silence means hung.
+            if not probe_local_server(state["url"], pid=state["pid"], timeout_s=BUSY_SERVER_PATIENCE_S):
+                log.warning(
+                    "the local MMODA (pid %d) has not answered %s for %.0f s: restarting it",
+                    state["pid"],
+                    HEALTH_PATH,
+                    BUSY_SERVER_PATIENCE_S,
+                )
+                _terminate(state["pid"], timeout_s=10.0)
+            elif _same_code(state):
+                return LocalServer(url=state["url"], pid=state["pid"], data_dir=directory, started=False)
+            else:
+                _replace_other_code(state, directory)
         return _start_server(directory, serve_args, timeout_s=timeout_s)
 
 
@@ -595,6 +709,8 @@ def restart_local_server(server: LocalServer, *, timeout_s: float = 120.0) -> Lo
         if running is not None:
             return running  # it answers again, or another process started a new one meanwhile
         if _process_alive(server.pid):
+            if probe_local_server(server.url, pid=server.pid, timeout_s=BUSY_SERVER_PATIENCE_S):
+                return server  # only busy: a server that answers is never stopped
             log.warning("the local MMODA (pid %d) does not answer %s: stopping it", server.pid, HEALTH_PATH)
         _terminate(server.pid, timeout_s=10.0)
         _serve_args_here.pop(server.pid, None)

@@ -76,6 +76,9 @@ _STRUCTURAL_KEYWORDS = {
     "TIMEUNIT",
     "TIMEZERO",
     "TIMEREF",
+    "TREFPOS",
+    "DATE-OBS",
+    "DATE-END",
     "HDUCLASS",
     "HDUCLAS1",
     "HDUCLAS2",
@@ -302,16 +305,22 @@ class LightCurve:
         Returns
         -------
         astropy.io.fits.HDUList
-            Columns ``TIME`` (IJD bin centres, d), ``XAX_E`` (half-width, d),
-            ``RATE``, ``ERROR`` (ct/s), ``FRACEXP`` and, when known,
-            ``TOT_COUNTS``, ``BACKV``, ``BACKE``; header ``TIMEDEL`` (median
-            bin width, d; ``XAX_E`` gives every bin's), ``TIMEPIXR = 0.5``,
-            ``MJDREF = 51544``, ``TIMESYS = TT``, ``TIMEUNIT = d``,
-            ``HDUCLAS1 = LIGHTCURVE``.
+            Columns ``TIME`` (bin centres, s since MJDREF = 51544 TT, i.e.
+            IJD × 86400), ``XAX_E`` (half-width, s), ``RATE``, ``ERROR``
+            (ct/s), ``FRACEXP`` and, when known, ``TOT_COUNTS``, ``BACKV``,
+            ``BACKE``; header ``TIMEUNIT = s``, ``TIMEZERO = 0``,
+            ``MJDREF = 51544``, ``TIMESYS = TT``, ``TIMEREF = LOCAL``,
+            ``TREFPOS = TOPOCENTER``, ``TIMEPIXR = 0.5``, ``TIMEDEL`` (median
+            bin width, s; ``XAX_E`` gives every bin's), ``TSTART``/``TSTOP``
+            (s), ``DATE-OBS``/``DATE-END`` (TT, as TIMESYS), ``HDUCLAS1 =
+            LIGHTCURVE``. Seconds from a reference MJD are what OGIP readers
+            (stingray, astropy's FITS time support, ``lcurve``) take without
+            a unit guess; the MMODA products themselves are in IJD days, which
+            :meth:`from_hdus` reads too.
         """
         columns = [
-            fits.Column("TIME", "D", unit="d", array=self.time),
-            fits.Column("XAX_E", "D", unit="d", array=self.half_width),
+            fits.Column("TIME", "D", unit="s", array=self.time * SECONDS_PER_DAY),
+            fits.Column("XAX_E", "D", unit="s", array=self.half_width * SECONDS_PER_DAY),
             fits.Column("RATE", "D", unit="count/s", array=self.rate),
             fits.Column("ERROR", "D", unit="count/s", array=self.error),
             fits.Column("FRACEXP", "D", array=self.fracexp),
@@ -332,16 +341,25 @@ class LightCurve:
         header["HDUCLAS2"] = ("NET", "background-subtracted rates (OSA)")
         header["HDUCLAS3"] = ("RATE", "rates, not counts")
         header["NAME"] = (fits_ascii(self.source), "source name (ASCII-folded)")
-        header["TIMESYS"] = ("TT", "time system")
-        header["TIMEUNIT"] = ("d", "unit of TIME, XAX_E, TIMEDEL, TSTART, TSTOP")
-        header["MJDREF"] = (MJDREF_IJD, "MJD of IJD 0 (TT): TIME is IJD")
-        header["TIMEREF"] = ("LOCAL", "no barycentric correction")
+        header["TIMESYS"] = ("TT", "time scale of TIME, TSTART, TSTOP, DATE-OBS")
+        header["TIMEUNIT"] = ("s", "unit of TIME, XAX_E, TIMEDEL, TSTART, TSTOP")
+        header["MJDREF"] = (MJDREF_IJD, "[d] MJD (TT) of TIME = 0 (IJD 0)")
+        header["TIMEZERO"] = (0.0, "[s] TIME is absolute from MJDREF")
+        header["TIMEREF"] = ("LOCAL", "spacecraft times, no barycentric correction")
+        header["TREFPOS"] = ("TOPOCENTER", "at INTEGRAL (OGIP TIMEREF LOCAL)")
         header["TIMEPIXR"] = (0.5, "TIME is the bin centre")
-        width = float(np.median(2.0 * self.half_width)) if len(self) else 0.0
-        header["TIMEDEL"] = (width, "median bin width (d); see XAX_E")
+        width = float(np.median(2.0 * self.half_width)) * SECONDS_PER_DAY if len(self) else 0.0
+        header["TIMEDEL"] = (width, "[s] median bin width; see XAX_E")
+        time_cards = {}
         if len(self):
-            header["TSTART"] = (float(np.min(self.time - self.half_width)), "IJD (TT)")
-            header["TSTOP"] = (float(np.max(self.time + self.half_width)), "IJD (TT)")
+            start, stop = float(np.min(self.time - self.half_width)), float(np.max(self.time + self.half_width))
+            time_cards = {
+                "TSTART": (start * SECONDS_PER_DAY, "[s] start, from MJDREF (TT)"),
+                "TSTOP": (stop * SECONDS_PER_DAY, "[s] end, from MJDREF (TT)"),
+                "DATE-OBS": (_tt_date(start), "start, TT (TIMESYS)"),
+                "DATE-END": (_tt_date(stop), "end, TT (TIMESYS)"),
+            }
+        header.update(time_cards)
         if self.band is not None:
             header["E_MIN"], header["E_MAX"] = (float(self.band[0]), "keV"), (float(self.band[1]), "keV")
         if self.instrument:
@@ -352,9 +370,15 @@ class LightCurve:
         primary = fits.PrimaryHDU()
         extra = {key: _ascii_card(value) for key, value in extra.items()}
         for key, value in extra.items():
-            primary.header[key] = value
+            # the products' TSTART/TSTOP are IJD days: the primary says the table's (seconds), with its TIMEUNIT
+            if key not in ("TSTART", "TSTOP"):
+                primary.header[key] = value
             if key not in ("TSTART", "TSTOP", "E_MIN", "E_MAX", "INSTRUME", "DETNAM"):
                 header[key] = value
+        if time_cards:
+            for key in ("TIMESYS", "TIMEUNIT", "MJDREF"):
+                primary.header[key] = (header[key], header.comments[key])
+            primary.header.update(time_cards)
         return fits.HDUList([primary, table])
 
     def write(self, path: Path | str, *, provenance: dict | None = None, overwrite: bool = False) -> Path:
@@ -362,6 +386,13 @@ class LightCurve:
         path = Path(path)
         self.to_hdulist(provenance=provenance).writeto(path, overwrite=overwrite)
         return path
+
+
+def _tt_date(ijd: float) -> str:
+    """ISO date (TT, to the second) of an IJD."""
+    from astropy.time import Time
+
+    return Time(ijd + MJDREF_IJD, format="mjd", scale="tt").isot[:19]
 
 
 def _ascii_card(value):
@@ -865,6 +896,39 @@ def ijd_to_year(ijd) -> np.ndarray:
     return np.asarray(Time(np.asarray(ijd, dtype=float) + MJDREF_IJD, format="mjd", scale="tt").decimalyear)
 
 
+def display_curve(curve: LightCurve, width_px: float) -> tuple[LightCurve, float | None]:
+    """The curve as a plot ``width_px`` pixels wide should show it: rebinned when its bins are under a pixel.
+
+    For display only (the products keep the curve's own bins). When the median bin is narrower than one pixel
+    of the time axis, the usable bins are rebinned (:func:`rebin`, inverse-variance weighted, never across
+    gaps) into bins at least two pixels wide, rounded up to a readable duration
+    (:func:`integral_workflows.plotting.display_bin_s`): the plot then has at most half as many points as the
+    axis has pixels, instead of a smear of overlapping error bars.
+
+    Parameters
+    ----------
+    curve : LightCurve
+    width_px : float
+        Length of the time axis, pixels.
+
+    Returns
+    -------
+    (LightCurve, float or None)
+        The usable bins (rebinned or not), and the display bin in seconds (None when not rebinned).
+    """
+    from .plotting import display_bin_s
+
+    shown = curve.select(_usable(curve))
+    if len(shown) < 2:
+        return shown, None
+    span_s = float(np.max(shown.time + shown.half_width) - np.min(shown.time - shown.half_width)) * SECONDS_PER_DAY
+    bin_s = float(np.median(2.0 * shown.half_width)) * SECONDS_PER_DAY
+    chosen = display_bin_s(span_s, bin_s, width_px)
+    if chosen is None:
+        return shown, None
+    return rebin(shown, chosen), chosen
+
+
 def plot(
     curve: LightCurve,
     *,
@@ -876,6 +940,11 @@ def plot(
     energy_flux_per_mcrab: float | None = None,
 ):
     """Rate against time with error bars and the weighted mean.
+
+    A curve whose bins are narrower than a pixel of the time axis (3 ks bins over years) is drawn rebinned
+    for display (:func:`display_curve`), and the legend says so; the mean and χ² in the legend are those of
+    the curve's own bins. The figure, when made here, uses the constrained layout, with the legend below the
+    axes (on a caller's axes it goes inside, where it hides least).
 
     Parameters
     ----------
@@ -901,46 +970,62 @@ def plot(
     """
     import matplotlib.pyplot as plt
 
+    from .plotting import axis_width_px, duration_text, plain_number_formatter, sci_text, year_axis
+
     if time_axis not in ("year", "mjd"):
         raise ValueError(f"time_axis must be 'year' or 'mjd', got {time_axis!r}")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.5))
+    own_figure = ax is None
+    if own_figure:
+        fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
     else:
         fig = ax.figure
-    shown = curve.select(_usable(curve))
+    usable = curve.select(_usable(curve))
+    drawn, display_bin = display_curve(curve, axis_width_px(ax))
     if time_axis == "year":
-        x = ijd_to_year(shown.time)
+        x = ijd_to_year(drawn.time)
         # Half-widths of days in years: the local derivative is constant to 1e-5 over a bin.
-        x_error = shown.half_width / 365.25
+        x_error = drawn.half_width / 365.25
         ax.set_xlabel("year (TT)")
     else:
-        x, x_error = shown.mjd, shown.half_width
+        x, x_error = drawn.mjd, drawn.half_width
         ax.set_xlabel("MJD (TT)")
+    if len(usable):
+        widths = 2.0 * usable.half_width * SECONDS_PER_DAY
+        about = "~" if np.max(widths) > 1.1 * np.min(widths) else ""  # ScW-long bins differ: their median
+        data_label = f"{usable.source} ({len(usable)} bins of {about}{duration_text(float(np.median(widths)))})"
+    else:
+        data_label = f"{usable.source} (no bins)"
+    if display_bin is not None:
+        data_label += f", shown rebinned to {duration_text(display_bin)} ({len(drawn)} points; display only)"
     ax.errorbar(
         x,
-        shown.rate,
+        drawn.rate,
         xerr=x_error,
-        yerr=shown.error,
+        yerr=drawn.error,
         fmt="o",
         markersize=2.5,
         linewidth=0.8,
-        label=f"{shown.source} ({len(shown)} bins)",
+        label=data_label,
     )
-    if len(shown) >= 2:
-        weight = 1.0 / shown.error**2
-        mean = float(np.sum(weight * shown.rate) / np.sum(weight))
-        chi2 = float(np.sum(((shown.rate - mean) / shown.error) ** 2))
+    if len(usable) >= 2:
+        weight = 1.0 / usable.error**2
+        mean = float(np.sum(weight * usable.rate) / np.sum(weight))
+        chi2 = float(np.sum(((usable.rate - mean) / usable.error) ** 2))
         ax.axhline(
             mean,
             color="C3",
             linestyle="--",
             linewidth=1,
+            zorder=3,
             label=f"weighted mean {mean:.4g} ± {1.0 / np.sqrt(np.sum(weight)):.2g} ct/s "
-            f"(χ²/dof = {chi2:.1f}/{len(shown) - 1})",
+            f"(χ²/dof = {chi2:.1f}/{len(usable) - 1})",
         )
     ax.set_ylabel("rate (ct/s)")
-    # Full years or MJDs on the ticks: an offset ("+2.004e3") is unreadable on a time axis.
-    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    # Full years or MJDs on the ticks: an offset ("+2.004e3") or trailing zeros ("2022.00") are unreadable.
+    if time_axis == "year":
+        year_axis(ax.xaxis)
+    else:
+        ax.xaxis.set_major_formatter(plain_number_formatter())
     if flux_calibration:
         crab_rate = float(flux_calibration)
         secondary = ax.secondary_yaxis(
@@ -948,14 +1033,18 @@ def plot(
         )
         label = "flux (mCrab)"
         if energy_flux_per_mcrab:
-            label = f"flux (mCrab; 1 mCrab = {energy_flux_per_mcrab:.3g} erg/cm²/s)"
+            label = f"flux (mCrab; 1 mCrab = {sci_text(energy_flux_per_mcrab)} erg cm⁻² s⁻¹)"
         secondary.set_ylabel(label)
     band = f" {curve.band[0]:g}–{curve.band[1]:g} keV" if curve.band else ""
     label = title or f"{curve.source} {curve.instrument}{band}".strip()
     if curve.simulated:
         label += "  [SIMULATED DATA]"
     ax.set_title(label)
-    ax.legend(loc="best", fontsize=8)
+    if own_figure:
+        # below the axes, where it hides no point
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, frameon=False)
+    else:
+        ax.legend(loc="best", fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
@@ -1168,7 +1257,7 @@ def write_products(
     import matplotlib.pyplot as plt
 
     from .products import Product, instrument_key, long_term_identity
-    from .provenance import file_stem
+    from .provenance import file_stem, for_source
 
     out = Path(output_dir)
     instrument = instrument_key(params["instrument"], params.get("jemx_unit", 1))
@@ -1177,7 +1266,8 @@ def write_products(
     products = []
     for name, curve in curves.items():
         stem = f"lightcurve_{file_stem(name)}"
-        fits_path = curve.write(out / f"{stem}.fits", provenance=provenance, overwrite=True)
+        cards = for_source(provenance, name, (positions or {}).get(name))
+        fits_path = curve.write(out / f"{stem}.fits", provenance=cards, overwrite=True)
         common = dict(
             instrument=instrument,
             source=name,

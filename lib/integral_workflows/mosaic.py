@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,7 +30,6 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from reproject import reproject_interp
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,32 @@ KEPT_KEYWORDS = (
     "SIMULATD",
     "BUNIT",
 )
+#: Pixels whose exposure is below this fraction of the mosaic's largest are not written (NaN): at the edge of the
+#: coverage a pixel seen for milliseconds has a rate of 1e6 ct/s with a matching variance, which any reader of the
+#: intensity map would take for a source. 1e-3 of the peak keeps every pixel whose noise is within ~30 times the
+#: deepest one's.
+MIN_EXPOSURE_FRACTION = 1e-3
+#: Keywords the writer makes itself (per image, or the whole mosaic's times), never copied from ``meta``.
+_WRITER_KEYWORDS = {
+    "BUNIT",
+    "EXTNAME",
+    "EXTVER",
+    "IMATYPE",
+    "TIMESYS",
+    "TIMEUNIT",
+    "MJDREF",
+    "TSTART",
+    "TSTOP",
+    "TFIRST",
+    "TLAST",
+    "TELAPSE",
+    "DATE-OBS",
+    "DATE-END",
+    "MJD-OBS",
+    "MJD-END",
+    "ONTIME",
+    "DATEREF",
+}
 #: How combining mosaics combines their keywords: earliest start, latest end, summed good time.
 _COMBINED_KEYWORDS = (
     ("TSTART", min),
@@ -187,27 +213,122 @@ class SkyMosaic:
             hdul.verify("silentfix")
             return cls.from_hdus([hdu.copy() for hdu in hdul])
 
-    def to_hdulist(self, *, extname: str = "MOSA-IMA", provenance: dict | None = None) -> fits.HDUList:
-        """Four image extensions (INTENSITY, VARIANCE, SIGNIFICANCE, EXPOSURE) with WCS and provenance."""
+    def to_hdulist(
+        self,
+        *,
+        extname: str | None = None,
+        provenance: dict | None = None,
+        min_exposure_fraction: float = MIN_EXPOSURE_FRACTION,
+    ) -> fits.HDUList:
+        """Four image extensions (INTENSITY, VARIANCE, SIGNIFICANCE, EXPOSURE) with WCS, times and provenance.
+
+        The images are named as OSA names them (``ISGR-MOSA-IMA``,
+        ``JMX<n>-MOSA-IMA``; ``MOSA-IMA`` for an unknown instrument) and told
+        apart by ``EXTVER`` 1 to 4, as the members of OSA's mosaic group are;
+        each has its own ``BUNIT`` (none for the significance). Time keywords
+        are the whole mosaic's (:meth:`time_cards`), never those of the first
+        chunk the WCS came from. Pixels whose exposure is below
+        ``min_exposure_fraction`` of the mosaic's largest are left undefined
+        (NaN) in the intensity, variance and significance maps; the exposure
+        map keeps them. The fraction is written as ``EXPCUT``.
+
+        Parameters
+        ----------
+        extname : str, optional
+            Name of the image extensions; from the instrument by default.
+        provenance : dict, optional
+            Provenance cards written to the primary header.
+        min_exposure_fraction : float, optional
+            Exposure cut of the written maps, a fraction of the largest exposure (0 keeps every pixel).
+
+        Returns
+        -------
+        astropy.io.fits.HDUList
+        """
+        extname = extname or self.image_extname
         primary = fits.PrimaryHDU()
-        for key, value in {**self.meta, **(provenance or {})}.items():
+        # BUNIT belongs to each image (it differs between them), not to the primary or every extension.
+        meta = {key: value for key, value in self.meta.items() if key[:8] not in _WRITER_KEYWORDS}
+        for key, value in {**meta, **(provenance or {})}.items():
             primary.header[key[:8]] = value
         hdus = [primary]
-        for imatype, data, unit in (
-            ("INTENSITY", self.intensity, "count/s"),
-            ("VARIANCE", self.variance, "count2/s2"),
-            ("SIGNIFICANCE", self.significance, ""),
-            ("EXPOSURE", self.exposure, "s"),
+        times = self.time_cards()
+        for key, value in times.items():
+            primary.header[key] = value
+        exposure = np.nan_to_num(np.asarray(self.exposure, dtype=float))
+        peak = float(np.max(exposure)) if exposure.size else 0.0
+        kept = exposure >= min_exposure_fraction * peak if peak > 0 else np.ones(exposure.shape, dtype=bool)
+        for version, (imatype, data, unit) in enumerate(
+            (
+                ("INTENSITY", self.intensity, "count/s"),
+                ("VARIANCE", self.variance, "count2/s2"),
+                ("SIGNIFICANCE", self.significance, None),
+                ("EXPOSURE", self.exposure, "s"),
+            ),
+            start=1,
         ):
-            hdu = fits.ImageHDU(np.asarray(data, dtype=np.float32), header=self.wcs.to_header(), name=extname)
+            plane = np.asarray(data, dtype=np.float32)
+            if imatype != "EXPOSURE":
+                plane = np.where(kept, plane, np.float32(np.nan))
+            hdu = fits.ImageHDU(plane, header=_celestial_header(self.wcs), name=extname, ver=version)
             hdu.header["IMATYPE"] = imatype
-            if unit:
-                hdu.header["BUNIT"] = unit
-            for key, value in self.meta.items():
-                if key not in hdu.header:
+            if unit is not None:
+                hdu.header["BUNIT"] = (unit, "unit of the " + imatype.lower() + " map")
+            for key, value in meta.items():
+                if key[:8] not in hdu.header:
                     hdu.header[key[:8]] = value
+            for key, value in times.items():
+                hdu.header[key] = value
+            hdu.header["EXPCUT"] = (min_exposure_fraction, "pixels below this fraction of max exposure: NaN")
             hdus.append(hdu)
         return fits.HDUList(hdus)
+
+    @property
+    def image_extname(self) -> str:
+        """OSA's name of the mosaic images of this instrument (``ISGR-MOSA-IMA``, ``JMX1-MOSA-IMA``...)."""
+        instrume = str(self.meta.get("INSTRUME", "")).strip().upper()
+        if str(self.meta.get("DETNAM", "")).strip().upper() == "ISGRI" or instrume == "ISGRI":
+            return "ISGR-MOSA-IMA"
+        if instrume in ("JMX1", "JMX2"):
+            return f"{instrume}-MOSA-IMA"
+        return "MOSA-IMA"
+
+    def time_cards(self) -> dict:
+        """The whole mosaic's time keywords, as ``{keyword: (value, comment)}``.
+
+        TSTART/TSTOP and TFIRST/TLAST (IJD, d, TT) span every combined chunk;
+        DATE-OBS/DATE-END are the UTC dates the products give (OSA's
+        convention) and MJD-OBS/MJD-END their UTC MJDs; TELAPSE = TSTOP − TSTART
+        in days (TIMEUNIT, as the FITS time standard reads it); ONTIME is the
+        summed good time in seconds (OSA's mosaic convention). Keywords whose
+        value is unknown are left out.
+        """
+        from astropy.time import Time
+
+        cards = {
+            "TIMESYS": ("TT", "time scale of TSTART, TSTOP, TFIRST, TLAST"),
+            "TIMEUNIT": ("d", "unit of TSTART, TSTOP, TFIRST, TLAST, TELAPSE"),
+            "MJDREF": (float(self.meta.get("MJDREF", 51544.0)), "[d] MJD (TT) of IJD 0"),
+            "DATEREF": ("2000-01-01T00:00:00", "TT date of MJDREF 51544"),
+        }
+        for key, comment in (
+            ("TSTART", "[d] IJD (TT) of the mosaic's start"),
+            ("TSTOP", "[d] IJD (TT) of the mosaic's end"),
+            ("TFIRST", "[d] IJD (TT) of the first data"),
+            ("TLAST", "[d] IJD (TT) of the last data"),
+        ):
+            if key in self.meta:
+                cards[key] = (float(self.meta[key]), comment)
+        if "TSTART" in cards and "TSTOP" in cards:
+            cards["TELAPSE"] = (cards["TSTOP"][0] - cards["TSTART"][0], "[d] TSTOP - TSTART")
+        for key, mjd_key, what in (("DATE-OBS", "MJD-OBS", "start"), ("DATE-END", "MJD-END", "end")):
+            if key in self.meta:
+                date = str(self.meta[key]).strip()
+                cards[key] = (date, f"UTC of the mosaic's {what}")
+                cards[mjd_key] = (float(Time(date, scale="utc").mjd), f"[d] MJD (UTC) of {key}")
+        if "ONTIME" in self.meta:
+            cards["ONTIME"] = (float(self.meta["ONTIME"]), "[s] summed good time of the ScWs")
+        return cards
 
     def write(self, path: Path | str, *, provenance: dict | None = None, overwrite: bool = False) -> Path:
         """Write the mosaic as FITS; returns the path."""
@@ -229,6 +350,15 @@ def _bilinear(image: np.ndarray, x: float, y: float) -> float:
     block = image[y0 : y0 + 2, x0 : x0 + 2]
     weights = np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
     return float(np.sum(block * weights))
+
+
+def _celestial_header(wcs: WCS) -> fits.Header:
+    """The celestial WCS cards only: the time cards a WCS read from a chunk carries are that chunk's."""
+    header = wcs.to_header()
+    for key in list(header.keys()):
+        if key in _WRITER_KEYWORDS or key in ("DATEREF", "MJDREFI", "MJDREFF", "TIMEOFFS", "TREFPOS", "JDREF"):
+            del header[key]
+    return header
 
 
 class MosaicAccumulator:
@@ -279,6 +409,9 @@ class MosaicAccumulator:
             if y1 > y0 and x1 > x0:
                 window_wcs = self.wcs.deepcopy()
                 window_wcs.wcs.crpix = window_wcs.wcs.crpix - np.array([x0, y0])
+                # imported here: reproject loads dask.array (about 2 s), which mosaics on one grid never need
+                from reproject import reproject_interp
+
                 resampled, footprint = reproject_interp(
                     (np.stack([weight, signal, exposure]), mosaic.wcs),
                     window_wcs,
@@ -643,6 +776,12 @@ def write_region_file(sources: Table, path: Path | str, *, radius_deg: float = 0
     return path
 
 
+#: Significance values the colour bar of a mosaic may tick (asinh stretch: more ticks where it is linear).
+_COLORBAR_TICKS = (-10, -5, -3, 0, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+#: Labels are tried in this many passes: a key of numbered sources changes the layout, so they are placed again.
+_LABEL_PASSES = 4
+
+
 def plot(
     mosaic: SkyMosaic,
     *,
@@ -652,16 +791,49 @@ def plot(
     vmin: float = -3.0,
     vmax: float | None = None,
     ax=None,
+    label_fontsize: float = 8.0,
 ):
-    """Significance map with WCS axes and labelled sources; saved as PNG when ``path`` is given."""
+    """Significance map with WCS axes and labelled sources; saved as PNG when ``path`` is given.
+
+    The figure (when made here) uses matplotlib's constrained layout: the title sits above the map and its
+    colour bar (labelled ``significance (σ)``) is beside it, never under the title. Sources are circled (green:
+    catalogue, red: new) and labelled by :func:`integral_workflows.plotting.place_labels`, the most significant
+    first: a name goes where it overlaps no other label, no circle and no edge of the map; in a crowded field
+    the sources whose names find no room are numbered instead, and the numbers are explained in a key below the
+    map (with how many sources had room for neither).
+
+    Parameters
+    ----------
+    mosaic : SkyMosaic
+    sources : astropy.table.Table, optional
+        ``x``, ``y`` (pixels), ``name``, ``new_source`` and, to label the most significant first,
+        ``significance`` (:func:`find_sources`).
+    title : str, optional
+        Replaces the default title (instrument and band).
+    path : path-like, optional
+        Save the figure there.
+    vmin, vmax : float, optional
+        Colour range (σ); the map's maximum by default.
+    ax : astropy.visualization.wcsaxes.WCSAxes, optional
+        Draw there (with ``projection=mosaic.wcs``); a new figure otherwise.
+    label_fontsize : float
+        Size of the source labels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig = plt.figure(figsize=(8, 7))
+    own_figure = ax is None
+    if own_figure:
+        fig = plt.figure(figsize=(8, 7), layout="constrained")
         ax = fig.add_subplot(projection=mosaic.wcs)
     else:
         fig = ax.figure
     from astropy.visualization import AsinhStretch, ImageNormalize
+
+    from .plotting import thinned_formatter
 
     significance = mosaic.significance
     finite = significance[np.isfinite(significance)]
@@ -670,21 +842,14 @@ def plot(
     top = max(top, vmin + 5.0)
     norm = ImageNormalize(vmin=vmin, vmax=top, stretch=AsinhStretch(a=min(0.1, 3.0 / (top - vmin))))
     image = ax.imshow(significance, origin="lower", cmap="magma", norm=norm)
-    fig.colorbar(image, ax=ax, label="significance (σ)", shrink=0.8)
+    colorbar = fig.colorbar(image, ax=ax, label="significance (σ)", shrink=0.8)
+    ticks = [t for t in _COLORBAR_TICKS if vmin <= t <= top]
+    colorbar.set_ticks(ticks)
+    # the stretch crowds the high values: labels that would touch are left out (0, decades, 5, 2 kept first)
+    colorbar.ax.yaxis.set_major_formatter(thinned_formatter(lambda v: f"{v:g}".replace("-", "\N{MINUS SIGN}")))
     ax.coords[0].set_axislabel("RA")
     ax.coords[1].set_axislabel("Dec")
     ax.coords.grid(color="white", alpha=0.25, linestyle=":")
-    if sources is not None:
-        for row in sources:
-            ax.plot(
-                row["x"],
-                row["y"],
-                marker="o",
-                markersize=14,
-                markerfacecolor="none",
-                markeredgecolor="red" if row["new_source"] else "lime",
-            )
-            ax.text(row["x"] + 4, row["y"] + 4, row["name"], color="white", fontsize=8)
     band = ""
     if "E_MIN" in mosaic.meta:
         band = f" {mosaic.meta['E_MIN']:g}–{mosaic.meta['E_MAX']:g} keV"
@@ -692,9 +857,101 @@ def plot(
     if mosaic.simulated:
         label += "  [SIMULATED DATA]"
     ax.set_title(label)
+    if sources is not None and len(sources):
+        _label_sources(ax, sources, fontsize=label_fontsize, own_figure=own_figure)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def _label_sources(ax, sources: Table, *, fontsize: float, own_figure: bool) -> None:
+    """Circle the sources and label them without overlaps (names, else numbers explained in a key)."""
+    import matplotlib.patheffects as effects
+
+    from .plotting import place_labels
+
+    order = np.arange(len(sources))
+    if "significance" in sources.colnames:
+        order = np.argsort(-np.nan_to_num(np.asarray(sources["significance"], dtype=float), nan=-np.inf), kind="stable")
+    rows = sources[order]
+    new = np.asarray(rows["new_source"], dtype=bool)
+    marker_size = 14.0
+    for colour, chosen in (("lime", ~new), ("red", new)):
+        if chosen.any():
+            ax.plot(
+                np.asarray(rows["x"])[chosen],
+                np.asarray(rows["y"])[chosen],
+                linestyle="none",
+                marker="o",
+                markersize=marker_size,
+                markerfacecolor="none",
+                markeredgecolor=colour,
+            )
+    names = [str(name) for name in rows["name"]]
+    style = dict(color="white", path_effects=[effects.withStroke(linewidth=2.0, foreground="black")])
+    fig = ax.figure
+    placement = place_labels(
+        ax, rows["x"], rows["y"], names, marker_radius_pt=marker_size / 2, fontsize=fontsize, **style
+    )
+    entries = [f"{number}  {names[k]}" for k, number in placement.numbered]
+    if placement.unlabelled:
+        entries.append(f"{len(placement.unlabelled)} more without room (source table)")
+    if entries:
+        _add_key(ax, entries, fontsize=fontsize, own_figure=own_figure)
+        fig.draw_without_rendering()
+        if np.max(np.abs(np.subtract(ax.bbox.bounds, placement.frame))) > 1.0:
+            log.warning("the key of numbered sources moved the map: the source labels may overlap")
+    log.debug(
+        "%d sources: %d named, %d numbered, %d unlabelled",
+        len(rows),
+        len(placement.named),
+        len(placement.numbered),
+        len(placement.unlabelled),
+    )
+
+
+def _add_key(ax, entries: list[str], *, fontsize: float, own_figure: bool) -> None:
+    """The key of the numbered sources, in a column added to the right of a figure made here.
+
+    The layout the labels were placed for is frozen (layout engine ``none``) and the figure widened by the
+    key's width, every axes keeping its size and place in inches, so the labels stay valid. On a caller's axes
+    the key goes below the axes, outside the layout.
+    """
+    from matplotlib.lines import Line2D
+
+    from .plotting import renderer_of
+
+    fig = ax.figure
+    handles = [Line2D([], [], linestyle="none")] * len(entries)
+    width, height = fig.get_size_inches()
+    rows = max(1, int(0.85 * height * 72.0 / (1.5 * fontsize)))
+    options = dict(
+        fontsize=fontsize,
+        ncols=math.ceil(len(entries) / rows),
+        handlelength=0,
+        handletextpad=0,
+        title="sources by number",
+        title_fontsize=fontsize,
+        frameon=False,
+    )
+    if own_figure:
+        # freeze the layout the labels were placed for, then widen the figure by the key's width
+        fig.set_layout_engine("none")
+        key = fig.legend(handles, entries, loc="upper left", bbox_to_anchor=(1.0, 0.95), **options)
+        key_width = key.get_window_extent(renderer_of(fig)).width / fig.dpi + 0.15
+        factor = width / (width + key_width)
+        for axes in fig.axes:
+            for original in (True, False):
+                box = axes.get_position(original=original)
+                axes.set_position(
+                    [box.x0 * factor, box.y0, box.width * factor, box.height],
+                    which="original" if original else "active",
+                )
+        fig.set_figwidth(width + key_width)
+        key.set_bbox_to_anchor((factor, 0.95), transform=fig.transFigure)
+    else:
+        key = ax.legend(handles, entries, loc="upper center", bbox_to_anchor=(0.5, -0.12), **options)
+        key.set_in_layout(False)
 
 
 def write_products(

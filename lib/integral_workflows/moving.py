@@ -1074,6 +1074,8 @@ def plot_significance_histogram(
     from matplotlib.figure import Figure
     from scipy import stats
 
+    from .plotting import readable_log_axis
+
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.subplots()
     edges = np.linspace(-6, 6, 61)
@@ -1095,6 +1097,7 @@ def plot_significance_histogram(
     ax.plot(grid, stats.norm.pdf(grid), "k--", lw=1, label="N(0, 1)")
     ax.set_yscale("log")
     ax.set_ylim(1e-5, 1)
+    readable_log_axis(ax.yaxis)
     ax.set_xlabel("significance (σ)")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
@@ -1662,6 +1665,7 @@ def plot_flux_time(
 
     from .calibration import period_bounds
     from .lightcurve import ijd_to_year
+    from .plotting import year_axis
 
     per_scw = result.per_scw
     figure = Figure(figsize=(10, 4), layout="constrained")
@@ -1685,6 +1689,7 @@ def plot_flux_time(
             )
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("year")
+    year_axis(ax.xaxis)
     ax.set_ylabel(f"flux at {body} ({unit})")
     ax.legend(fontsize=8)
     ax.set_title(f"{body} {band_keV[0]:g}-{band_keV[1]:g} keV" + ("  [SIMULATED DATA]" if simulated else ""))

@@ -89,7 +89,8 @@ def parameters_from(namespace: Mapping[str, Any], notebook: str) -> BaseModel:
     Raises
     ------
     ParameterError
-        Every problem at once: undeclared names (``did you mean ...``), tokens, wrong values.
+        Every problem at once: undeclared names (``did you mean ...``), tokens, wrong values, a
+        ``src_name`` whose known position is farther than ``radius`` from non-zero RA/DEC.
     """
     declared = parameters.declared_names(notebook)
     problems, names = [], []
@@ -107,15 +108,29 @@ def parameters_from(namespace: Mapping[str, Any], notebook: str) -> BaseModel:
             f"{name!r} is not a parameter of notebook {notebook} (given with papermill -p {name}, or left "
             f"from an earlier run of the notebook's cells?): {hint}"
         )
+    given = {name: namespace[name] for name in declared if name in namespace}
     try:
-        model = parameters.validate(notebook, {name: namespace[name] for name in declared if name in namespace})
+        model = parameters.validate(notebook, given)
     except ParameterError as error:
         problems += error.problems
         names += error.names
         model = None
+    # src_name against RA/DEC (targets.position_problems), on the raw values when the model failed, so that
+    # every problem is reported at once.
+    for position_names, problem in _position_problems(model if model is not None else given):
+        problems.append(problem)
+        names += position_names
     if problems:
         raise ParameterError(problems, names=names)
     return model
+
+
+def _position_problems(values: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    if "RA" not in values or "src_name" not in values:
+        return []
+    from . import targets
+
+    return targets.position_problems(values)
 
 
 @dataclasses.dataclass

@@ -32,8 +32,9 @@ KINDS = (
 )
 #: Product kinds the gallery shows, with the gallery's name for them (``isgri_image``, ``jemx1_lc``...).
 GALLERY_KINDS = {"image": "image", "light_curve": "lc", "spectrum": "spectrum"}
-#: Instruments as products name them (a JEM-X unit is an instrument of its own).
-INSTRUMENTS = ("isgri", "jemx1", "jemx2")
+#: Instruments as products name them (a JEM-X unit is an instrument of its own; SPI-ACS, the anticoincidence
+#: shield, for the light curves of the transient follow-up).
+INSTRUMENTS = ("isgri", "jemx1", "jemx2", "spi_acs")
 
 
 def isot_seconds(value: Any, *, round_up: bool = False) -> str:
@@ -97,7 +98,7 @@ class Product:
     kind : str
         One of :data:`KINDS`.
     instrument : str or None
-        ``isgri``, ``jemx1`` or ``jemx2``.
+        ``isgri``, ``jemx1``, ``jemx2`` or ``spi_acs``.
     source : str or None
         The source of a light curve or spectrum; the target of an image.
     band : tuple of float or None

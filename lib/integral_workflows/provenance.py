@@ -62,6 +62,8 @@ __all__ = [
     "step_record_path",
     "read_step_record",
     "fits_keywords",
+    "fits_provenance",
+    "for_source",
     "fits_ascii",
     "file_stem",
     "stamp_header",
@@ -428,8 +430,10 @@ def step_record_path(output_dir: str | Path, step: str) -> Path:
 def _product_entry(product: str | Path, run_folder: Path) -> dict:
     path = Path(product)
     if not path.is_absolute():
-        # Relative product paths are relative to the run folder, whatever the kernel's working folder.
-        path = run_folder / path
+        # Relative product paths are relative to the run folder, whatever the kernel's working folder;
+        # a path relative to the working folder (``output_dir`` given relative to it) is taken when only it exists.
+        inside = run_folder / path
+        path = inside if inside.exists() or not path.exists() else path
     path = path.resolve()
     if not path.is_file():
         raise FileNotFoundError(
@@ -673,6 +677,38 @@ def fits_provenance(**keywords: Any) -> dict[str, tuple[Any, str]]:
     ``integral_workflows`` (mosaic, light curve, spectrum) take.
     """
     return {key: (value, comment) for key, value, comment in fits_keywords(**keywords)}
+
+
+def for_source(
+    cards: Mapping[str, Any] | None, name: str, position: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """A run's provenance cards made a product's of one source: OBJECT (and RA_OBJ/DEC_OBJ) name that source.
+
+    A run about one target extracts light curves and spectra of every source
+    of its field; each file says whose it is, or any tool reading OBJECT would
+    take a neighbour's light curve for the target's.
+
+    Parameters
+    ----------
+    cards : mapping or None
+        ``{keyword: (value, comment)}`` (:func:`fits_provenance`).
+    name : str
+        The product's source.
+    position : (float, float), optional
+        Its RA and Dec (deg); without it RA_OBJ/DEC_OBJ are left out (the run's
+        target's would be wrong).
+
+    Returns
+    -------
+    dict
+        The cards with OBJECT, RA_OBJ, DEC_OBJ replaced.
+    """
+    out = {key: value for key, value in (cards or {}).items() if key not in ("OBJECT", "RA_OBJ", "DEC_OBJ")}
+    out["OBJECT"] = (fits_ascii(name), "source of this product")
+    if position is not None:
+        out["RA_OBJ"] = (float(position[0]), "[deg] source right ascension (J2000)")
+        out["DEC_OBJ"] = (float(position[1]), "[deg] source declination (J2000)")
+    return out
 
 
 def stamp_header(header: Any, **keywords: Any) -> Any:

@@ -1354,6 +1354,57 @@ def _profile_gamma(unit_model, data, sigma, gamma_best, chi2_best, gamma_error) 
 
 
 # -- plotting -------------------------------------------------------------------------------------------------
+def unfolded_spectrum(spectrum: Spectrum, response: Response, fit: PowerLawFit) -> dict:
+    """The "unfolded" spectrum E²F(E) of the groups, model-dependent as XSPEC's ``eeufspec``.
+
+    A coded-mask count spectrum cannot be inverted through the response; the standard approximation, and
+    XSPEC's, scales the fitted photon model by the data/model ratio of each group::
+
+        F_g = N̄_g · C_g / M_g,   σ_F = N̄_g · σ_g / M_g,   N̄_g = ∫_g N(E) dE / ΔE_g
+
+    with C_g, σ_g the group's count rate and error, M_g the folded model's count rate in the group and N̄_g
+    the model's mean photon flux density (ph cm⁻² s⁻¹ keV⁻¹) over the group's nominal energy span (channel
+    bounds, integrated analytically). The points are plotted as E_g² F_g at the group's geometric centre E_g.
+    They are exact where the model is right and inherit its shape within each group otherwise (a broad
+    redistribution mixes energies the ratio attributes to the group), so they show the fit, not a model-free
+    measurement: compare models on the count spectrum and its residuals.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    response : Response
+    fit : PowerLawFit
+
+    Returns
+    -------
+    dict
+        ``energy``, ``e_lo``, ``e_hi`` (keV), ``e2f``, ``e2f_error`` (keV² ph cm⁻² s⁻¹ keV⁻¹, i.e. keV ph cm⁻² s⁻¹),
+        ``in_fit`` (bool: the group's centre is in the fitted range), each one entry per group with a non-zero
+        folded model.
+    """
+    binned = spectrum.binned(response=response)
+    model = binned.fold(fit.model_rate)
+    usable = np.isfinite(model) & (model != 0) & (binned.error > 0)
+    e_lo, e_hi = binned.e_lo[usable], binned.e_hi[usable]
+    energy = np.sqrt(e_lo * e_hi)
+    density = power_law_bin_flux(e_lo, e_hi, fit.gamma, fit.norm, pivot_keV=fit.pivot_keV) / (e_hi - e_lo)
+    ratio = binned.rate[usable] / model[usable]
+    ratio_error = binned.error[usable] / np.abs(model[usable])
+    return {
+        "energy": energy,
+        "e_lo": e_lo,
+        "e_hi": e_hi,
+        "e2f": energy**2 * density * ratio,
+        "e2f_error": energy**2 * density * ratio_error,
+        "in_fit": (energy >= fit.energy_range[0]) & (energy <= fit.energy_range[1]),
+    }
+
+
+#: The unfolded panel's unit (keV² × ph cm⁻² s⁻¹ keV⁻¹), and the factor to erg cm⁻² s⁻¹ on its right axis.
+E2F_LABEL = "E² F(E) (keV² ph cm⁻² s⁻¹ keV⁻¹)"
+E2F_ERG_LABEL = "E² F(E) (erg cm⁻² s⁻¹)"
+
+
 def plot(
     spectrum: Spectrum,
     response: Response,
@@ -1361,8 +1412,19 @@ def plot(
     *,
     path: Path | str | None = None,
     title: str = "",
+    unfolded: bool = True,
 ):
-    """Count spectrum (ct/s/keV, log axes) with the folded model, and residuals (data − model)/σ.
+    """Count spectrum with the folded model, the unfolded E²F(E) spectrum, and residuals (data − model)/σ.
+
+    Panels, sharing the energy axis (log, readable ticks at any span: :func:`integral_workflows.plotting.readable_log_axis`):
+
+    1. the count spectrum (ct/s/keV) of the groups and the folded model, group by group;
+    2. with a fit and ``unfolded``: the unfolded spectrum E²F(E) in keV² ph cm⁻² s⁻¹ keV⁻¹ (erg cm⁻² s⁻¹ on
+       the right axis) with the model's E²N(E), from the model and the data/model ratio
+       (:func:`unfolded_spectrum`, whose docstring states the approximation);
+    3. the residuals (data − model)/σ, grey outside the fitted range.
+
+    Title and fit summary head the figure (constrained layout: they cannot overlap the panels).
 
     Parameters
     ----------
@@ -1371,20 +1433,35 @@ def plot(
     response : Response
         Channel energies.
     fit : PowerLawFit, optional
-        Folded model and residuals.
+        Folded model, unfolded spectrum and residuals.
     path : path-like, optional
         Save the figure there.
     title : str, optional
         Replaces the default title (source, instrument, fit summary).
+    unfolded : bool
+        Draw the unfolded E²F(E) panel (needs ``fit``).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Axes in order: count spectrum, unfolded spectrum (when drawn), residuals, then the unfolded panel's
+        erg cm⁻² s⁻¹ axis (a twin).
     """
     import matplotlib.pyplot as plt
 
+    from .plotting import readable_log_axis
+
     binned = spectrum.binned(response=response)
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6.5), height_ratios=(3, 1))
+    with_unfolded = unfolded and fit is not None
+    if with_unfolded:
+        fig, (top, middle, bottom) = plt.subplots(
+            3, 1, sharex=True, figsize=(8, 9), height_ratios=(3, 3, 1.3), layout="constrained"
+        )
+    else:
+        fig, (top, bottom) = plt.subplots(
+            2, 1, sharex=True, figsize=(8, 6.5), height_ratios=(3, 1), layout="constrained"
+        )
+        middle = None
     x_error = np.vstack([binned.centre - binned.e_lo, binned.e_hi - binned.centre])
     density = binned.rate / binned.width
     density_error = binned.error / binned.width
@@ -1434,24 +1511,67 @@ def plot(
                 label="not fitted",
             )
         bottom.axhline(0.0, color="C3", linewidth=0.8)
+    if middle is not None:
+        _draw_unfolded(middle, spectrum, response, fit)
     bottom.set_ylabel("(data − model)/σ")
     bottom.set_xlabel("energy (keV)")
-    top.set_ylabel("count rate (ct/s/keV)")
+    top.set_ylabel("count rate (ct s⁻¹ keV⁻¹)")
     top.set_xscale("log")
     positive = density[density > 0]
     if positive.size:
         top.set_yscale("log")
         top.set_ylim(bottom=0.3 * positive.min())
+        readable_log_axis(top.yaxis)
+    readable_log_axis(bottom.xaxis)
     top.legend(loc="best", fontsize=8)
     label = title or f"{spectrum.source} {spectrum.instrument}".strip()
-    if fit is not None and not title:
-        label += f"\n{fit.summary()}"
     if spectrum.simulated or response.simulated:
         label += "  [SIMULATED DATA]"
+    if fit is not None and not title:
+        label += f"\n{fit.summary()}"
     top.set_title(label, fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def _draw_unfolded(ax, spectrum: Spectrum, response: Response, fit: PowerLawFit) -> None:
+    """The unfolded E²F(E) panel: points from :func:`unfolded_spectrum`, the model's E²N(E) as a line."""
+    from .plotting import readable_log_axis
+
+    points = unfolded_spectrum(spectrum, response, fit)
+    energy = points["energy"]
+    x_error = np.vstack([energy - points["e_lo"], points["e_hi"] - energy])
+    for chosen, style in ((points["in_fit"], {}), (~points["in_fit"], {"color": "0.6", "label": "not fitted"})):
+        if chosen.any():
+            ax.errorbar(
+                energy[chosen],
+                points["e2f"][chosen],
+                xerr=x_error[:, chosen],
+                yerr=points["e2f_error"][chosen],
+                fmt="o",
+                markersize=3,
+                linewidth=0.8,
+                **({"color": "C0", "label": "unfolded data (model × data/model)"} | style),
+            )
+    if len(energy):
+        grid = np.geomspace(points["e_lo"].min(), points["e_hi"].max(), 200)
+        ax.plot(grid, grid**2 * fit.photon_spectrum(grid), color="C3", linewidth=1.5, label="model E² N(E)")
+    ax.set_ylabel(E2F_LABEL)
+    values = np.concatenate([points["e2f"] - points["e2f_error"], points["e2f"] + points["e2f_error"]])
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size:
+        ax.set_yscale("log")
+        low, high = 0.7 * positive.min(), 1.4 * positive.max()
+        ax.set_ylim(low, high)
+        readable_log_axis(ax.yaxis)
+        # the same axis in erg cm⁻² s⁻¹ (a twin with scaled limits: a secondary axis would reset its ticks)
+        erg = ax.twinx()
+        erg.set_yscale("log")
+        erg.set_ylim(low * KEV_TO_ERG, high * KEV_TO_ERG)
+        erg.set_ylabel(E2F_ERG_LABEL)
+        readable_log_axis(erg.yaxis)
+    ax.legend(loc="best", fontsize=8)
 
 
 def spectra_from_pieces(
@@ -1780,14 +1900,15 @@ def write_products(
     import matplotlib.pyplot as plt
 
     from .products import Product, instrument_key, long_term_identity
-    from .provenance import file_stem
+    from .provenance import file_stem, for_source
 
     out = Path(output_dir)
     instrument = instrument_key(params["instrument"], params.get("jemx_unit", 1))
     products = []
     for name, (source_spectrum, response) in spectra.items():
         stem = f"spectrum_{file_stem(name)}"
-        pha, arf, rmf = write(source_spectrum, response, out / f"{stem}.fits", provenance=provenance, overwrite=True)
+        cards = for_source(provenance, name, (positions or {}).get(name))
+        pha, arf, rmf = write(source_spectrum, response, out / f"{stem}.fits", provenance=cards, overwrite=True)
         figure = plot(source_spectrum, response, fits_by_source.get(name), path=out / f"{stem}.png")
         plt.close(figure)
         products.append(

@@ -9,6 +9,10 @@ JEM-X or SPI; provenance in the file's header).
 
 Solar-system bodies have no fixed position: they are recognised and returned
 as moving targets, whose ephemerides are computed elsewhere.
+
+:func:`position_problems` stops a ``src_name`` whose known position (the
+built-in catalogue's, or a body's track) is farther than ``radius`` from
+non-zero RA/DEC: such a run would select one field and label it another.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "MovingTargetError",
     "resolve_name",
     "coordinates_for",
+    "position_problems",
     "is_solar_system_body",
     "is_online",
     "builtin_catalogue_path",
@@ -380,3 +385,138 @@ def coordinates_for(parameters: Mapping[str, Any], *, online: bool | None = None
     if is_solar_system_body(name):
         log.warning("%s is a solar-system body but fixed RA/DEC were given: using RA %.5f, DEC %.5f", name, ra, dec)
     return Target(name=name, ra=ra, dec=dec, source=SOURCE_PARAMETERS)
+
+
+# -- src_name against RA/DEC ---------------------------------------------------------------------------------------
+
+#: Most points of a body's track over T1-T2 (at most one every 6 h); the sampling's gaps widen the margin instead.
+_TRACK_POINTS = 2000
+_TRACK_STEP_DAYS = 0.25
+#: INTEGRAL's largest distance from the Earth's centre (apogee ~153 000 km, with room): bounds a body's parallax.
+_INTEGRAL_MAX_DISTANCE_KM = 160_000.0
+
+
+def _separation_deg(ra1, dec1, ra2, dec2):
+    import numpy as np
+
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(value, dtype=float)) for value in (ra1, dec1, ra2, dec2))
+    # Haversine: exact at small angles, where the cosine formula loses digits.
+    half = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(half, 0.0, 1.0))))
+
+
+@functools.lru_cache(maxsize=32)
+def _body_track(body: str, t1: str, t2: str) -> tuple[Any, Any, float]:
+    """A body's geocentric track over T1-T2 (UTC ISOT): RA, Dec (deg) and the margin (deg) the samples allow.
+
+    The margin bounds how much closer than the nearest sample the body can come to any point: half the
+    largest step between samples, plus the largest parallax between the Earth's centre and INTEGRAL.
+    """
+    import numpy as np
+    from astropy import units as u
+    from astropy.time import Time
+
+    from . import ephemeris
+
+    start, stop = Time(t1, scale="utc"), Time(t2, scale="utc")
+    span = max((stop - start).to_value(u.day), 0.0)
+    count = int(min(_TRACK_POINTS, np.ceil(span / _TRACK_STEP_DAYS) + 1))
+    times = start + np.linspace(0.0, span, max(count, 2)) * u.day
+    ra, dec, distance_km = ephemeris.geocentric_positions(body, times)
+    steps = _separation_deg(ra[:-1], dec[:-1], ra[1:], dec[1:])
+    parallax = np.degrees(np.arcsin(min(1.0, _INTEGRAL_MAX_DISTANCE_KM / float(np.min(distance_km)))))
+    return ra, dec, float(np.max(steps)) / 2 + parallax
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _position_inputs(values: Mapping[str, Any]) -> tuple[str, float, float, float] | None:
+    """``(src_name, RA, DEC, radius)`` when the check applies and the values are usable, else None."""
+    from .parameters.blocks import INSTRUMENT_DEFAULTS
+
+    if not all(name in values for name in ("src_name", "RA", "DEC")):
+        return None
+    name, ra, dec = values["src_name"], _number(values["RA"]), _number(values["DEC"])
+    if not isinstance(name, str) or not name.strip() or ra is None or dec is None or (ra == 0.0 and dec == 0.0):
+        return None
+    radius = values.get("radius")
+    if radius is None:
+        instrument = values.get("instrument", "isgri")
+        instrument = instrument.strip().casefold() if isinstance(instrument, str) else None
+        radius = INSTRUMENT_DEFAULTS["radius"].get(instrument)
+    radius = _number(radius)
+    if radius is None or radius <= 0 or not (0.0 <= ra < 360.0 and -90.0 <= dec <= 90.0):
+        return None  # the parameters' own validation reports these
+    return name.strip(), ra, dec, radius
+
+
+def position_problems(values: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Say whether ``src_name`` names something far from the non-zero RA/DEC given with it.
+
+    A run with non-zero RA/DEC selects the field at RA/DEC and labels its products ``src_name``. When the
+    name has a known position -- a source of the built-in catalogue, or a solar-system body (its geocentric
+    track over T1-T2, DE421, with a margin for the sampling and INTEGRAL's parallax) -- farther than
+    ``radius`` from RA/DEC, the products would carry the wrong name: that is almost always a mistake
+    (``papermill ... -p src_name Saturn`` left the parameters cell's RA/DEC in place). Offline on purpose
+    (no Simbad): it runs wherever parameters are validated, before any job.
+
+    Parameters
+    ----------
+    values : mapping
+        ``src_name``, ``RA``, ``DEC``, ``radius`` (None: the instrument's default), ``instrument``, ``T1``,
+        ``T2``: a validated parameter model, or raw values (a value that is not usable skips the check; the
+        parameters' validation reports it).
+
+    Returns
+    -------
+    list of (tuple of str, str)
+        ``(("src_name", "RA", "DEC"), problem)`` saying which to change, or an empty list.
+    """
+    inputs = _position_inputs(values)
+    if inputs is None:
+        return []
+    name, ra, dec, radius = inputs
+    given = f"RA = {ra}, DEC = {dec}"
+    advice = (
+        "set RA = 0 and DEC = 0 to use {what}, or change src_name to the name of the source at RA, DEC "
+        "(a name the built-in catalogue does not know is a free label)"
+    )
+    if is_solar_system_body(name):
+        from .parameters.types import parse_isot
+
+        t1, t2 = values.get("T1"), values.get("T2")
+        start = parse_isot(t1) if isinstance(t1, str) else None
+        stop = parse_isot(t2) if isinstance(t2, str) else None
+        if start is None or stop is None or start >= stop:
+            return []
+        body = _solar_system_target(name).name
+        track_ra, track_dec, margin = _body_track(body.lower(), start.isoformat(), stop.isoformat())
+        closest = float(_separation_deg(track_ra, track_dec, ra, dec).min())
+        if closest - margin <= radius:
+            return []
+        return [
+            (
+                ("src_name", "RA", "DEC"),
+                f"src_name = {name!r} is a solar-system body that stays {closest:.1f}° or more from {given} "
+                f"between T1 and T2, farther than radius = {radius:g}°: "
+                + advice.format(what=f"{body}'s track (its position at each ScW's time)"),
+            )
+        ]
+    found = _lookup_builtin(name)
+    if found is None:
+        return []
+    distance = float(_separation_deg(found.ra, found.dec, ra, dec))
+    if distance <= radius:
+        return []
+    return [
+        (
+            ("src_name", "RA", "DEC"),
+            f"src_name = {name!r} is at RA = {found.ra}, DEC = {found.dec} (built-in ISDC catalogue), "
+            f"{distance:.1f}° from {given}, farther than radius = {radius:g}°: "
+            + advice.format(what=f"{found.name}'s position"),
+        )
+    ]

@@ -23,6 +23,8 @@ ROLE_GENERAL = "general"
 ROLE_JOB_MANAGER = "job manager"
 ROLE_REFRESH_TOKENS = "refresh-tokens"
 ROLE_GALLERY = "gallery contributor"
+#: May change and delete any contributor's gallery products (a contributor changes only their own).
+ROLE_GALLERY_ADMIN = "gallery admin"
 
 #: Comment of a lacking role that the query does not explain (dispatcher-app ``check_instrument_query_role``).
 DEFAULT_ROLE_COMMENT = "please refer to support for details"

@@ -15,6 +15,7 @@ from . import __version__, gateway, queries
 from .config import ServerConfig
 from .gallery_store import GalleryStore
 from .jobs import Counters, Job, JobManager, ResultStore, fault_drawer
+from .lifetime import code_digest
 
 #: Key of the backend in ``app.extensions``.
 EXTENSION = "mmoda_local"
@@ -62,6 +63,8 @@ class Backend:
         if config.injected_sources:  # only when set, so that other servers keep their fingerprint
             identity["sources"] = config.injected_sources
         self.fingerprint = "mmoda_local-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+        #: which code serves: clients reuse only a server of their own checkout and version
+        self.code_digest = code_digest()
         self._fault_lock = threading.Lock()
         self.started_at = time.time()
         self.gallery = GalleryStore(Path(config.data_dir) / "gallery", revnum=self.revnum)

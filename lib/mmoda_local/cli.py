@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 from .config import FaultRates, ServerConfig, default_data_dir
+from .lifetime import DataDirInUse, IdleWatch, claim_data_dir
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: A server left behind by a finished run stops by itself after this long (a server holds about 1 GB).
+DEFAULT_IDLE_MINUTES = 30.0
 STATE_FILE_NAME = "server.json"
 
 
@@ -85,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute time added per ScW, seconds (default 0)",
     )
     serve.add_argument("--workers", type=int, default=None, help="jobs computed concurrently (default 2)")
+    serve.add_argument(
+        "--idle-minutes",
+        type=float,
+        default=DEFAULT_IDLE_MINUTES,
+        help=f"stop after this many minutes without requests or running jobs (default {DEFAULT_IDLE_MINUTES:g}; "
+        "0: never)",
+    )
     serve.add_argument("--fault-http500", type=float, default=0.0, help="fraction of requests answered HTTP 500")
     serve.add_argument("--fault-drop", type=float, default=0.0, help="fraction of connections dropped")
     serve.add_argument("--fault-stall", type=float, default=0.0, help="fraction of jobs that stall")
@@ -133,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor (default, as the real backend) or fail as a whole",
     )
     serve.add_argument(
+        "--gallery-max-upload-mib",
+        type=float,
+        default=None,
+        help="largest gallery upload accepted, MiB, counted as the body streams in (default 512)",
+    )
+    serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback interface (the server has no TLS)"
     )
     serve.add_argument("--log-level", default="INFO")
@@ -157,6 +173,9 @@ def _config_from_args(args) -> ServerConfig:
         "latency_per_scw_s": args.latency_per_scw_s,
         "workers": args.workers,
         "scw_failure_policy": args.scw_failure_policy,
+        "gallery_max_upload_bytes": (
+            None if args.gallery_max_upload_mib is None else int(args.gallery_max_upload_mib * 2**20)
+        ),
     }
     faults = FaultRates(
         http_500=args.fault_http500,
@@ -194,7 +213,8 @@ def serve(args) -> int:
     Returns
     -------
     int
-        The exit status: 0, or 2 when asked to bind a non-loopback interface without ``--allow-remote``.
+        The exit status: 0, 2 when asked to bind a non-loopback interface without ``--allow-remote``,
+        3 when another server already serves the data folder.
     """
     if args.host not in LOOPBACK_HOSTS and not args.allow_remote:
         print(
@@ -205,6 +225,11 @@ def serve(args) -> int:
         return 2
     config = _config_from_args(args)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        claim = claim_data_dir(config.data_dir)  # held until this process ends
+    except DataDirInUse as exc:
+        print(f"refusing to start: {exc}; stop it first or use another --data-dir", file=sys.stderr)
+        return 3
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -226,6 +251,9 @@ def serve(args) -> int:
         "data_dir": str(config.data_dir),
         "started": time.time(),
         "config": config.describe(),
+        "code_digest": app.extensions["mmoda_local"].code_digest,
+        "package_dir": str(Path(__file__).resolve().parent),
+        "idle_minutes": args.idle_minutes,
     }
     tmp = state_file.with_suffix(".tmp")
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -239,15 +267,25 @@ def serve(args) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    backend = app.extensions["mmoda_local"]
+    watch = IdleWatch(
+        args.idle_minutes * 60.0,
+        busy=backend.jobs.busy,
+        on_idle=lambda: threading.Thread(target=server.shutdown, daemon=True).start(),
+    )
+    app.before_request(watch.touch)
+    watch.start()
     try:
         server.serve_forever()
     finally:
+        watch.stop()
         try:
             if json.loads(state_file.read_text()).get("pid") == os.getpid():
                 state_file.unlink()
         except (OSError, ValueError):
             pass
         app.extensions["mmoda_local"].jobs.shutdown()
+        claim.close()
     return 0
 
 

@@ -108,6 +108,11 @@ class ServerConfig:
         "dec", "flux_mcrab", "index", "shape"}`` (``index`` 2.0 and
         ``shape`` ``constant`` by default; see
         ``mmoda_local.sky.normalise_injected_source``; ``--inject-source``).
+    gallery_max_upload_bytes : int
+        Largest body a gallery write accepts, counted as it streams in (a
+        chunked body without ``Content-Length`` too); past it the answer is
+        413 and nothing is stored. 512 MiB by default
+        (``--gallery-max-upload-mib``).
     """
 
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
@@ -121,6 +126,7 @@ class ServerConfig:
     scw_failure_policy: str = "skip-scw"
     injected_grbs: list = dataclasses.field(default_factory=list)
     injected_sources: list = dataclasses.field(default_factory=list)
+    gallery_max_upload_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).expanduser()
@@ -131,6 +137,8 @@ class ServerConfig:
             raise ValueError(f"workers={self.workers} must be at least 1")
         if self.latency_per_scw_s < 0:
             raise ValueError(f"latency_per_scw_s={self.latency_per_scw_s} must be >= 0")
+        if self.gallery_max_upload_bytes < 1:
+            raise ValueError(f"gallery_max_upload_bytes={self.gallery_max_upload_bytes} must be at least 1")
         if self.scw_failure_policy not in ("skip-scw", "fail-job"):
             raise ValueError(f"scw_failure_policy={self.scw_failure_policy!r} must be 'skip-scw' or 'fail-job'")
         from .sky import normalise_injected_source
@@ -175,6 +183,7 @@ class ServerConfig:
             "scw_failure_policy": self.scw_failure_policy,
             "injected_grbs": [dict(grb) for grb in self.injected_grbs],
             "injected_sources": [dict(source) for source in self.injected_sources],
+            "gallery_max_upload_bytes": self.gallery_max_upload_bytes,
         }
 
     @classmethod

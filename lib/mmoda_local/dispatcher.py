@@ -116,6 +116,8 @@ def health():
             "version": __version__,
             "simulated": True,
             "fingerprint": backend.fingerprint,
+            "code_digest": backend.code_digest,
+            "busy": backend.jobs.busy(),
             "uptime_s": time.time() - backend.started_at,
         }
     )

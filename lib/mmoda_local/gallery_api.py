@@ -11,6 +11,7 @@ import json
 from urllib.parse import quote
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import auth
 from .backend import current_backend
@@ -25,8 +26,8 @@ blueprint = Blueprint("gallery_api", __name__)
 #: The role a token needs to write (and for most reads, as on the real dispatcher).
 ROLE = auth.ROLE_GALLERY
 
-#: Largest upload accepted (the real dispatcher has no stated limit; this one protects the disk).
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+#: The role that may change and delete other contributors' products.
+ADMIN_ROLE = auth.ROLE_GALLERY_ADMIN
 
 #: ``get_data_product_list_with_conditions`` arguments → :func:`mmoda_local.gallery_store.matches` conditions.
 LIST_CONDITIONS = {
@@ -55,6 +56,59 @@ def _failure(exc: GalleryError) -> Response:
     return json_response(
         {"error_message": exc.message, "drupal_helper_error_message": exc.detail or exc.message}, exc.status
     )
+
+
+def _too_large(limit: int) -> Response:
+    return _failure(
+        GalleryError(
+            "upload too large",
+            status=413,
+            detail=f"at most {limit} bytes ({limit / 2**20:g} MiB) per request to the product gallery",
+        )
+    )
+
+
+@blueprint.before_request
+def _limit_body() -> Response | None:
+    """Refuse a write whose body passes the configured limit, counted as it streams in (chunked bodies too).
+
+    The form is parsed here, before the token check reads it, under the request's own
+    ``max_content_length``: werkzeug stops reading past it, with or without a ``Content-Length``.
+    """
+    if request.method != "POST":
+        return None
+    limit = int(current_backend().config.gallery_max_upload_bytes)
+    request.max_content_length = limit
+    try:
+        request.form  # noqa: B018 - parsing the body is the point
+        request.files  # noqa: B018
+    except RequestEntityTooLarge:
+        return _too_large(limit)
+    return None
+
+
+def _may_change(decoded: dict, product_id: str | None) -> Response | None:
+    """None when the token's owner may change the product ``product_id`` (new, theirs, or an admin); else a 403."""
+    if not product_id:
+        return None
+    owner = _store().product_owner(product_id)
+    if owner is None:  # no such product: posting creates it
+        return None
+    if ADMIN_ROLE in auth.roles_of(decoded) or (owner["author"] and owner["author"] == _identity(decoded)):
+        return None
+    return _failure(
+        GalleryError(
+            "forbidden",
+            status=403,
+            detail=f"the product {product_id} belongs to another contributor: only its author, or a token "
+            f"with the role '{ADMIN_ROLE}', may change or delete it",
+        )
+    )
+
+
+def _identity(decoded: dict) -> str | None:
+    """Who a token stands for: its e-mail, else its subject."""
+    return decoded.get("email") or decoded.get("sub")
 
 
 def _uploads() -> list[Upload]:
@@ -88,10 +142,6 @@ def post_product_to_gallery():
     decoded, denied = _guarded("post on the product gallery")
     if denied:
         return denied
-    if request.content_length and request.content_length > MAX_UPLOAD_BYTES:
-        return _failure(
-            GalleryError("upload too large", status=413, detail=f"at most {MAX_UPLOAD_BYTES // 2**20} MiB per product")
-        )
     token = request.values.get("token", "")
     form, _dropped = clean_form(request.values.to_dict(), secrets=[token])
     content_type = str(form.get("content_type", "article")).lower()
@@ -102,10 +152,13 @@ def post_product_to_gallery():
                 detail="error while posting content: only data_product is supported",
             )
         )
+    refused = _may_change(decoded, form.get("product_id") or None)
+    if refused:
+        return refused
     uploads = _uploads()
     store = _store()
     try:
-        nid, _updated = store.post_product(form, uploads, secrets=[token], author=decoded.get("email"))
+        nid, _updated = store.post_product(form, uploads, secrets=[token], author=_identity(decoded))
         return json_response(hal_node(store, nid, site_url()))
     except GalleryError as exc:
         return _failure(exc)
@@ -114,10 +167,13 @@ def post_product_to_gallery():
 @blueprint.route("/delete_product_to_gallery", methods=["POST"])
 def delete_product_to_gallery():
     """Delete the product with a ``product_id``."""
-    _decoded, denied = _guarded("delete from the product gallery")
+    decoded, denied = _guarded("delete from the product gallery")
     if denied:
         return denied
     product_id = request.values.get("product_id")
+    refused = _may_change(decoded, product_id)
+    if refused:
+        return refused
     if product_id and _store().delete_product(product_id):
         return json_response({})
     return json_response(

@@ -30,6 +30,27 @@ def _image_hdu(hdul):
     return candidates[0], str(candidates[0].header.get("IMATYPE", "") or candidates[0].name).lower()
 
 
+def image_hdu_index(hdul) -> tuple[int, str] | None:
+    """Which HDU of a FITS file the gallery shows as its image (the one :func:`image_plot` draws).
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The file.
+
+    Returns
+    -------
+    (int, str) or None
+        The HDU's index in ``hdul`` (what JS9 is given as ``file.fits[index]``) and what it holds
+        (``significance``, ``intensity``... from ``IMATYPE``, else the HDU's name); None when the
+        file holds no 2-D image.
+    """
+    hdu, what = _image_hdu(hdul)
+    if hdu is None:
+        return None
+    return next(index for index, candidate in enumerate(hdul) if candidate is hdu), what
+
+
 def _decimate(image: np.ndarray) -> tuple[np.ndarray, int]:
     factor = int(math.ceil(max(image.shape) / MAX_IMAGE_SIDE))
     if factor <= 1:
@@ -276,9 +297,106 @@ def lightcurve_plot(hdu, *, title: str, simulated: bool):
     return plot
 
 
-def spectrum_plot(hdu, bounds: dict | None, *, title: str, simulated: bool):
-    """A bokeh count spectrum: rate per keV against energy (per channel without an RMF), log-log."""
-    from bokeh.models import ColumnDataSource, HoverTool
+def response(hdul_list) -> dict | None:
+    """The spectral response among the attachments: the RMF's dense matrix times the ARF, if one matches.
+
+    Returns
+    -------
+    dict or None
+        ``{"matrix": (n_energies, n_channels) cm², "e_lo", "e_hi": keV, "first_channel": int}``; None
+        without an RMF.
+    """
+    matrix_hdu, arf = None, None
+    for hdul in hdul_list:
+        for hdu in hdul:
+            names = {c.name.upper() for c in (getattr(hdu, "columns", None) or [])}
+            if {"ENERG_LO", "ENERG_HI", "MATRIX", "F_CHAN", "N_CHAN"} <= names and matrix_hdu is None:
+                matrix_hdu = hdu
+            elif {"ENERG_LO", "ENERG_HI", "SPECRESP"} <= names and arf is None:
+                arf = hdu
+    if matrix_hdu is None:
+        return None
+    data = matrix_hdu.data
+    column = matrix_hdu.columns.names.index(next(n for n in matrix_hdu.columns.names if n.upper() == "F_CHAN")) + 1
+    first = int(matrix_hdu.header.get(f"TLMIN{column}", 1))
+    n_channels = int(matrix_hdu.header.get("DETCHANS", 0)) or None
+    rows = []
+    for row in data:
+        f_chan = np.atleast_1d(np.asarray(row["F_CHAN"], dtype=int)) - first
+        n_chan = np.atleast_1d(np.asarray(row["N_CHAN"], dtype=int))
+        values = np.atleast_1d(np.asarray(row["MATRIX"], dtype=float))
+        rows.append((f_chan, n_chan, values))
+    if n_channels is None:
+        n_channels = max((int(np.max(f + n)) for f, n, _v in rows if len(f)), default=0)
+    matrix = np.zeros((len(rows), n_channels))
+    for i, (f_chan, n_chan, values) in enumerate(rows):
+        start = 0
+        for f, n in zip(f_chan, n_chan):
+            matrix[i, f : f + n] = values[start : start + n]
+            start += n
+    if arf is not None and len(arf.data) == len(rows):
+        matrix *= np.asarray(arf.data["SPECRESP"], dtype=float)[:, None]
+    return {
+        "matrix": matrix,
+        "e_lo": np.asarray(data["ENERG_LO"], dtype=float),
+        "e_hi": np.asarray(data["ENERG_HI"], dtype=float),
+        "first_channel": first,
+    }
+
+
+def fit_power_law(rate, error, use, folding: dict) -> dict | None:
+    """A forward-folded power law ``K E^-Γ`` (photons/cm²/s/keV) fitted to a count-rate spectrum by χ².
+
+    Γ is scanned on a 0.005 grid from 0 to 5 and K, linear, solved for each Γ (no optimiser to go astray).
+
+    Parameters
+    ----------
+    rate, error : numpy.ndarray
+        Rates and errors per channel (count/s), in the matrix's channel order.
+    use : numpy.ndarray of bool
+        Channels fitted (good quality, finite, positive error).
+    folding : dict
+        :func:`response`.
+
+    Returns
+    -------
+    dict or None
+        ``gamma``, ``norm``, ``chi2``, ``dof`` and ``model`` (folded rate per channel); None when fewer than
+        three channels can be fitted.
+    """
+    matrix, e_lo, e_hi = folding["matrix"], folding["e_lo"], folding["e_hi"]
+    if matrix.shape[1] != len(rate) or np.count_nonzero(use) < 3:
+        return None
+    e_lo = np.maximum(e_lo, 1e-3)
+    weight = 1.0 / error[use] ** 2
+    best = None
+    for gamma in np.arange(0.0, 5.0001, 0.005):
+        if abs(gamma - 1.0) < 1e-9:
+            photons = np.log(e_hi / e_lo)
+        else:
+            photons = (e_hi ** (1.0 - gamma) - e_lo ** (1.0 - gamma)) / (1.0 - gamma)
+        shape = photons @ matrix
+        m = shape[use]
+        denominator = np.sum(m * m * weight)
+        if denominator <= 0:
+            continue
+        norm = np.sum(rate[use] * m * weight) / denominator
+        chi2 = float(np.sum((rate[use] - norm * m) ** 2 * weight))
+        if best is None or chi2 < best["chi2"]:
+            best = {"gamma": float(gamma), "norm": float(norm), "chi2": chi2, "model": norm * shape}
+    if best is not None:
+        best["dof"] = int(np.count_nonzero(use)) - 2
+    return best
+
+
+def spectrum_plot(hdu, bounds: dict | None, *, title: str, simulated: bool, folding: dict | None = None):
+    """A bokeh count spectrum, rate per keV against energy (per channel without an RMF), log-log.
+
+    With the response (:func:`response`), the forward-folded power-law fit is drawn over the data and its
+    residuals, (data − model)/σ, in a panel below.
+    """
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, HoverTool, Span
     from bokeh.plotting import figure
 
     data = hdu.data
@@ -333,4 +451,47 @@ def spectrum_plot(hdu, bounds: dict | None, *, title: str, simulated: bool):
             renderers=[points], tooltips=[("channel", "@channel"), (x_label, "@x{0.00}"), (y_label, "@y{0.000e}")]
         )
     )
-    return plot
+    fit = None
+    if folding is not None:
+        order = channel - folding["first_channel"]
+        if order.min() >= 0 and order.max() < folding["matrix"].shape[1] and len(set(order)) == len(order):
+            ordered_rate = np.zeros(folding["matrix"].shape[1])
+            ordered_error = np.ones(folding["matrix"].shape[1])
+            use = np.zeros(folding["matrix"].shape[1], dtype=bool)
+            ordered_rate[order], ordered_error[order] = rate, error
+            use[order] = (quality == 0) & np.isfinite(rate) & np.isfinite(error) & (error > 0)
+            fit = fit_power_law(ordered_rate, ordered_error, use, folding)
+    if fit is None:
+        return plot
+    model = fit["model"][channel - folding["first_channel"]]
+    scale = width if bounds else np.ones_like(model)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        model_y = model / scale
+        residual = (rate - model) / error
+    shown = keep & np.isfinite(model_y) & (model_y > 0)
+    sort = np.argsort(x[shown])
+    model_source = ColumnDataSource({"x": x[shown][sort], "y": model_y[shown][sort]})
+    label = f"folded power law, Γ = {fit['gamma']:.2f}, χ² = {fit['chi2']:.1f} / {fit['dof']} dof"
+    plot.line(
+        "x", "y", source=model_source, line_color="#1f77b4", line_width=2, legend_label=label, name="folded-model"
+    )
+    plot.legend.location = "bottom_left"
+    plot.legend[0].name = "folded-model-legend"
+    resid_source = ColumnDataSource(
+        {"x": x[keep], "r": residual[keep], "lo": residual[keep] - 1.0, "hi": residual[keep] + 1.0}
+    )
+    residuals = figure(
+        x_axis_type="log",
+        x_range=plot.x_range,
+        sizing_mode="stretch_width",
+        height=180,
+        tools="pan,wheel_zoom,box_zoom,reset",
+        x_axis_label=x_label,
+        y_axis_label="(data − model)/σ",
+        name="gallery-spectrum-residuals",
+    )
+    residuals.add_layout(Span(location=0.0, dimension="width", line_color="#1f77b4", line_width=1))
+    residuals.segment("x", "lo", "x", "hi", source=resid_source, line_color="#a05a2c")
+    residuals.scatter("x", "r", source=resid_source, size=5, color="#7a3b12", name="residual-points")
+    plot.xaxis.axis_label = None
+    return column(plot, residuals, sizing_mode="stretch_width")

@@ -6,6 +6,8 @@ import functools
 import json
 import logging
 import math
+import os
+import re
 import shlex
 import threading
 from collections import OrderedDict
@@ -28,13 +30,46 @@ from .gallery_attachments import (
     sources_from_table,
 )
 from .gallery_hal import hal_node, site_url
-from .gallery_plots import ebounds, image_plot, lightcurve_hdu, lightcurve_plot, spectrum_hdu, spectrum_plot
+from .gallery_plots import (
+    ebounds,
+    image_hdu_index,
+    image_plot,
+    lightcurve_hdu,
+    lightcurve_plot,
+    response,
+    spectrum_hdu,
+    spectrum_plot,
+)
 from .gallery_store import GalleryStore
 from .gallery_terms import INSTRUMENTS, normalised_name, product_terms, term_id
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "gallery_assets"
+
+#: Where ``npm ci`` (``make setup``) installs JS9 from the pins of ``gallery_assets/js9/package-lock.json``.
+JS9_PACKAGE = ASSETS / "js9" / "node_modules" / "js9"
+#: Environment variable naming another JS9 folder (an unpacked ``js9`` npm package).
+JS9_ENVIRONMENT = "MMODA_LOCAL_JS9_DIR"
+#: Key of the application's JS9 folder (None: JS9 missing) in ``app.extensions``.
+JS9_EXTENSION = "mmoda_local_gallery_js9"
+#: JS9's top-level files that a page uses (no Node helper, no analysis wrappers, no demos): the first five
+#: must be there for the viewer to be offered.
+JS9_FILES = (
+    "js9support.css",
+    "js9.css",
+    "js9support.min.js",
+    "js9.min.js",
+    "js9plugins.js",
+    "js9worker.js",
+    "astroemw.js",
+    "astroemw.wasm",
+    "astroem.js",
+    "LICENSE",
+)
+#: JS9's folders that its menus and styles read (icons, fonts, dialog forms, help pages), and what of them.
+JS9_FOLDERS = ("images", "font", "params", "help", "plugins")
+JS9_FOLDER_SUFFIXES = (".png", ".gif", ".svg", ".jpg", ".ico", ".eot", ".ttf", ".woff", ".woff2", ".html", ".css")
 
 #: Key of the application's product-view cache in ``app.extensions``.
 VIEWS_EXTENSION = "mmoda_local_gallery_views"
@@ -85,6 +120,81 @@ def rerun_command(notebook: str, parameters: dict, *, output: str) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
+#: Parameter names that hold a file or folder of the run (``scw_table_file``, ``output_dir``, ...).
+_PATH_PARAMETER = re.compile(r"(_file|_dir|_folder|_path)$", re.IGNORECASE)
+#: Values that are paths of the machine that ran the notebook (POSIX, home, Windows drive or UNC).
+_ABSOLUTE_PATH = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
+
+
+def portable_parameters(parameters: dict, *, output_dir: str) -> tuple[dict, list[dict]]:
+    """A run's parameters made to rerun on any machine without touching the original's products.
+
+    ``output_dir`` becomes ``output_dir`` (a new folder, relative to where the command is run); a
+    parameter naming a file or folder of the original run (``*_file``, ``*_dir``, ``*_folder``,
+    ``*_path``, or any absolute path) is emptied, so that the notebook does that step itself (ScW
+    selection, source catalogue) or goes without it (a Crab calibration); ``upload_to_gallery``
+    becomes False, so that the rerun cannot replace the product in the gallery. The token is
+    left out.
+
+    Parameters
+    ----------
+    parameters : dict
+        The run's parameters (papermill's record).
+    output_dir : str
+        The rerun's output folder.
+
+    Returns
+    -------
+    (dict, list of dict)
+        The parameters, and what was changed: ``{"name", "was", "now"}``.
+    """
+    portable, changed = {}, []
+    for name, value in parameters.items():
+        if name.lower() == "token":
+            continue
+        new = value
+        if name == "output_dir":
+            new = output_dir
+        elif name == "upload_to_gallery" and value:
+            new = False
+        elif isinstance(value, str) and value and (_PATH_PARAMETER.search(name) or _ABSOLUTE_PATH.match(value)):
+            new = ""
+        if new != value or name == "output_dir":
+            changed.append({"name": name, "was": value, "now": new})
+        portable[name] = new
+    if "output_dir" not in portable:
+        portable["output_dir"] = output_dir
+        changed.append({"name": "output_dir", "was": None, "now": output_dir})
+    return portable, changed
+
+
+def js9_directory() -> Path | None:
+    """The folder JS9 is served from, or None when it is missing (the product pages then keep the older viewer).
+
+    ``$MMODA_LOCAL_JS9_DIR`` when set, else the ``js9`` npm package that ``make setup`` installs
+    (``npm ci`` in ``gallery_assets/js9``, pinned by its ``package-lock.json``).
+
+    Returns
+    -------
+    pathlib.Path or None
+        A folder holding at least JS9's scripts, styles and FITS library (:data:`JS9_FILES`).
+    """
+    folder = Path(os.environ.get(JS9_ENVIRONMENT) or JS9_PACKAGE)
+    required = [*JS9_FILES[:5], "astroemw.js", "astroemw.wasm"]
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        log.warning(
+            "gallery: JS9 is missing from %s (%s): product pages show FITS images without it; run `make setup` "
+            "(npm ci in %s) or set $%s",
+            folder,
+            ", ".join(missing),
+            ASSETS / "js9",
+            JS9_ENVIRONMENT,
+        )
+        return None
+    return folder
+
+
 # -- page model -------------------------------------------------------------------------------------------------
 class ProductView:
     """What a product page shows, read from the product's files (built once per product version).
@@ -107,6 +217,8 @@ class ProductView:
         self.plots = []
         self.plot_kinds: list[str] = []
         self.errors: list[str] = []
+        #: The FITS image JS9 shows: ``{"file": record, "hdu": index, "what": "significance"...}``, or None.
+        self.fits_image: dict | None = None
         files = product["files"]
         fits_files = []
         for record in files:
@@ -122,8 +234,13 @@ class ProductView:
                     info["input_path"] or produced_by(product["fields"]), record["filename"]
                 )
                 if info["parameters"] is not None:
+                    # a new folder, relative to where the command runs; the notebook comes from this gallery
                     stem = Path(info["notebook"]).stem
-                    info["command"] = rerun_command(info["notebook"], info["parameters"], output=f"{stem}_rerun.ipynb")
+                    folder = f"{stem}_rerun_{product['nid']}"
+                    portable, info["changed"] = portable_parameters(info["parameters"], output_dir=folder)
+                    source = url_for("gallery.download", fid=record["fid"], name=record["filename"], _external=True)
+                    info["command"] = rerun_command(source, portable, output=f"{folder}.ipynb")
+                    info["command_checkout"] = rerun_command(info["notebook"], portable, output=f"{folder}.ipynb")
                     output_path = str(info["output_path"] or "").replace("\\", "/")
                     marker = output_path.rfind("outputs/")
                     if marker >= 0:
@@ -187,6 +304,20 @@ class ProductView:
         title = product["title"]
         all_hdul = [hdul for _record, hdul in fits_files]
         bounds = ebounds(all_hdul)
+        try:
+            folding = response(all_hdul)
+        except Exception as exc:  # noqa: BLE001 - an unreadable response leaves the spectrum without its fit
+            log.warning("gallery: cannot read the spectral response: %s", exc)
+            folding = None
+        for record, hdul in fits_files:
+            try:
+                found = image_hdu_index(hdul)
+            except Exception as exc:  # noqa: BLE001 - an unreadable file has no image to show
+                log.warning("gallery: cannot read the images of %s: %s", record["filename"], exc)
+                found = None
+            if found is not None:
+                self.fits_image = {"file": record, "hdu": found[0], "what": found[1]}
+                break
         for record, hdul in fits_files:
             try:
                 image = image_plot(hdul, self.sources, title=title, simulated=self.simulated)
@@ -201,7 +332,9 @@ class ProductView:
                     continue
                 pha = spectrum_hdu(hdul)
                 if pha is not None:
-                    self.plots.append(spectrum_plot(pha, bounds, title=title, simulated=self.simulated))
+                    self.plots.append(
+                        spectrum_plot(pha, bounds, title=title, simulated=self.simulated, folding=folding)
+                    )
                     self.plot_kinds.append("spectrum")
             except Exception as exc:  # noqa: BLE001 - one unreadable file must not hide the rest of the page
                 log.warning("gallery: cannot plot %s: %s", record["filename"], exc)
@@ -288,6 +421,8 @@ blueprint = Blueprint(
 def _new_view_cache(state) -> None:
     # one cache per application: two servers in one process have different stores with the same node ids
     state.app.extensions[VIEWS_EXTENSION] = _ViewCache()
+    # looked for once, when the server starts: a missing JS9 is said in the log and on the product pages
+    state.app.extensions[JS9_EXTENSION] = js9_directory()
 
 
 def _store() -> GalleryStore:
@@ -415,8 +550,24 @@ def product_page(nid: int):
         )
     }
     scripts = _bokeh_scripts(url_for("gallery.index") + "bokeh/") if view.components else ""
+    js9 = None
+    if view.fits_image is not None:
+        image = view.fits_image
+        js9 = {
+            "available": current_app.extensions.get(JS9_EXTENSION) is not None,
+            # JS9 fetches the file itself and opens HDU ``[n]`` of it (cfitsio's extended file name)
+            "url": f"{file_url(image['file'])}[{image['hdu']}]",
+            "hdu": image["hdu"],
+            "what": image["what"],
+            "filename": image["file"]["filename"],
+            "regions": [
+                {"name": s["name"], "ra": s["ra"], "dec": s["dec"], "radius_deg": s.get("radius_deg")}
+                for s in view.sources
+                if s.get("ra") is not None and s.get("dec") is not None
+            ],
+        }
     return render_template(
-        "gallery/product.html", product=product, view=view, other_fields=others, bokeh_scripts=scripts
+        "gallery/product.html", product=product, view=view, other_fields=others, bokeh_scripts=scripts, js9=js9
     )
 
 
@@ -569,6 +720,30 @@ def download(fid: int, name: str):
     response.headers["Content-Security-Policy"] = "sandbox"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@blueprint.route("/js9/<path:filename>")
+def js9_static(filename: str):
+    """JS9's files (:data:`JS9_FILES`, and the icons, fonts, forms and help of :data:`JS9_FOLDERS`), served locally.
+
+    Nothing else of the npm package is served: not its Node helper, analysis wrappers, demos or
+    ``node_modules``. 404 when JS9 is missing.
+    """
+    from flask import send_from_directory
+
+    folder = current_app.extensions.get(JS9_EXTENSION)
+    parts = filename.split("/")
+    allowed = (len(parts) == 1 and filename in JS9_FILES) or (
+        len(parts) > 1
+        and parts[0] in JS9_FOLDERS
+        and ".." not in parts
+        and "node_modules" not in parts
+        and filename.endswith(JS9_FOLDER_SUFFIXES)
+    )
+    if folder is None or not allowed:
+        abort(404)
+    mimetype = "application/wasm" if filename.endswith(".wasm") else None
+    return send_from_directory(str(folder), filename, mimetype=mimetype, max_age=3600)
 
 
 @blueprint.route("/bokeh/static/<path:filename>")

@@ -597,6 +597,15 @@ class GalleryStore:
             row = db.execute("SELECT nid FROM data_products WHERE product_id = ?", (product_id,)).fetchone()
         return int(row["nid"]) if row else None
 
+    def product_owner(self, product_id: str) -> dict | None:
+        """``{"nid", "author"}`` of the product with this ``product_id`` (author None when unknown), or None."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT p.nid, n.author FROM data_products p JOIN nodes n USING (nid) WHERE p.product_id = ?",
+                (product_id,),
+            ).fetchone()
+        return {"nid": int(row["nid"]), "author": row["author"]} if row else None
+
     def post_product(
         self, values: dict, uploads: Iterable[Upload], *, secrets: Iterable[str] = (), author: str | None = None
     ) -> tuple[int, bool]:

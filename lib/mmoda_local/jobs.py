@@ -381,6 +381,11 @@ class JobManager:
         with self._lock:
             return list(self._jobs.values())
 
+    def busy(self) -> bool:
+        """Whether a job is queued or running."""
+        with self._lock:
+            return any(job.status in (QUEUED, RUNNING) for job in self._jobs.values())
+
     def _run(self, job: Job) -> None:
         fault = self._fault_draw(job)
         if fault == "stall":

@@ -180,6 +180,12 @@ BURST_CATALOGUE = (
 )
 
 
+#: Bursts every local MMODA injects, through the ``--inject-grb`` path, whatever options started it: the
+#: transient workflow's list of events (``parameters/transients.yaml``) holds an injected burst, and the pipeline
+#: starts the local server without options. SIMULATED like every burst here (docs/spi_acs.md).
+DEFAULT_INJECTIONS = ("2018-03-12T14:45:00.000,4e-6,0.8,short,264.0,-31.0",)
+
+
 def parse_grb_injection(text: str) -> dict:
     """Read ``T0,FLUENCE,DURATION[,SPECTRUM[,RA,DEC]]`` (the ``--inject-grb`` option).
 
@@ -718,6 +724,22 @@ _MODELS: dict = {}
 _MODELS_LOCK = threading.Lock()
 
 
+def default_injected_bursts(*, seed: int) -> tuple[Burst, ...]:
+    """The bursts of :data:`DEFAULT_INJECTIONS`, named ``default-injected-0``...
+
+    Parameters
+    ----------
+    seed : int
+        Server seed (a default injection gives its direction, so the seed does not move it).
+
+    Returns
+    -------
+    tuple of Burst
+    """
+    bursts = injected_bursts(DEFAULT_INJECTIONS, seed=seed)
+    return tuple(dataclasses.replace(burst, name=f"default-{burst.name}") for burst in bursts)
+
+
 def model_for(archive, *, seed: int, injections=()) -> SpiAcsModel:
     """The model of a server (cached: one per archive, seed and set of injected bursts).
 
@@ -727,13 +749,13 @@ def model_for(archive, *, seed: int, injections=()) -> SpiAcsModel:
     seed : int
         Seed of the counting noise.
     injections : iterable of dict or str
-        ``ServerConfig.injected_grbs``.
+        ``ServerConfig.injected_grbs`` (added after :data:`DEFAULT_INJECTIONS`).
 
     Returns
     -------
     SpiAcsModel
     """
-    bursts = injected_bursts(injections, seed=seed)
+    bursts = default_injected_bursts(seed=seed) + injected_bursts(injections, seed=seed)
     key = (id(archive), int(seed), bursts)
     with _MODELS_LOCK:
         model = _MODELS.get(key)

@@ -437,15 +437,18 @@ def test_retry_policy_delays_grow_to_their_cap():
 # -- products of run folders ---------------------------------------------------------------------------------------
 
 
-def write_long_term_run(run_dir: Path) -> dict:
-    """A long-term run folder as its notebooks leave it: small files and the steps' records with descriptors."""
+def write_long_term_run(run_dir: Path, *, target: tuple = ("Crab", 83.63308, 22.0145)) -> dict:
+    """A long-term run folder as its notebooks leave it: small files and the steps' records with descriptors.
+
+    Whatever its ``target`` (name, RA, Dec), the run has light curves of the Crab and 1A 0535+262.
+    """
     run_dir.mkdir(parents=True)
     p = parameters.validate(
         "lightcurve",
         {
-            "src_name": "Crab",
-            "RA": 83.63308,
-            "DEC": 22.0145,
+            "src_name": target[0],
+            "RA": target[1],
+            "DEC": target[2],
             "T1": "2005-03-01T00:00:00",
             "T2": "2005-04-15T00:00:00",
             "host_type": "local",
@@ -457,13 +460,13 @@ def write_long_term_run(run_dir: Path) -> dict:
     image = Product(
         path=run_dir / "mosaic.fits",
         kind="image",
-        source="Crab",
-        position=(83.63308, 22.0145),
+        source=target[0],
+        position=(target[1], target[2]),
         plot=run_dir / "mosaic.png",
         region=run_dir / "sources.reg",
         sources=run_dir / "sources.ecsv",
         identity=long_term_identity(p, instrument="isgri", kind="image"),
-        details={"src_names": ["Crab"]},
+        details={"src_names": [target[0]]},
         **facts,
     )
     provenance.record_step(
@@ -558,6 +561,57 @@ def test_a_run_folder_tells_its_gallery_products(tmp_path):
     assert gallery.run_products(tmp_path) == []
 
 
+def test_two_runs_whose_products_share_names_are_distinct_products(server_factory, tmp_path):
+    """The issue's case: the Crab run's light curve of 1A 0535+262 replaced the one of 1A 0535+262's own run."""
+    crab_run = tmp_path / "long_term" / "Crab" / "isgri_28-40keV_2005-03-01_2005-04-15"
+    neighbour_run = tmp_path / "long_term" / "1A_0535+262" / "isgri_28-40keV_2005-03-01_2005-04-15"
+    write_long_term_run(crab_run)
+    write_long_term_run(neighbour_run, target=("1A 0535+262", 84.7274, 26.3158))
+    crab, neighbour = gallery.run_products(crab_run), gallery.run_products(neighbour_run)
+    # the same file names, the same sources, the same instrument, band and period in both runs
+    assert [p.fits_files[0].name for p in crab] == [p.fits_files[0].name for p in neighbour]
+    products = crab + neighbour
+    assert len({p.product_id for p in products}) == len(products) == 8
+    assert len({p.title for p in products}) == 8
+    in_crab_field = next(p for p in crab if p.kind == "lc" and p.src_names == ("1A 0535+262",))
+    own_field = next(p for p in neighbour if p.kind == "lc" and p.src_names == ("1A 0535+262",))
+    assert in_crab_field.title == "1A 0535+262 ISGRI light curve 28-40 keV, 2005-03-01 to 2005-04-15, Crab field"
+    assert own_field.title == "1A 0535+262 ISGRI light curve 28-40 keV, 2005-03-01 to 2005-04-15"
+    # the same run read again gives the same ids: a re-upload updates
+    assert [p.product_id for p in gallery.run_products(crab_run)] == [p.product_id for p in crab]
+
+    server = server_factory()
+    token = server.token("general, gallery contributor", email="contributor@example.org")
+    results = gallery.upload_run_products(crab_run, url=server.url, token=token)
+    results += gallery.upload_run_products(neighbour_run, url=server.url, token=token)
+    assert len(results) == 8 and not any(result.updated for result in results)
+    assert len(server.app.extensions["mmoda_local"].gallery.products()) == 8
+
+
+def test_observations_of_a_revolution_get_distinct_titles(tmp_path):
+    """Four revolution cards shared "Galactic Center Rev. 0300": the title says instrument, band and observation."""
+    (tmp_path / "m.fits").write_bytes(b"")
+    views = []
+    for instrument, band in (("isgri", (28.0, 40.0)), ("jemx1", (3.0, 20.0))):
+        for obsid in ("03000010001", "03000020001"):
+            image = Product(
+                path=tmp_path / "m.fits",
+                kind="image",
+                instrument=instrument,
+                source="Galactic Center",
+                band=band,
+                period=("2005-04-01T00:00:00", "2005-04-01T12:00:00"),
+                title="Galactic Center Rev. 0300",
+                identity={"rev_num": "0300", "obsid": obsid, "instrument": instrument},
+                details={"obsids": [obsid], "revolutions": ["0300"]},
+            )
+            views.append(gallery.gallery_product(image, parameters={"rev_num": "0300"}, produced_by="x.ipynb"))
+    titles = [view.title for view in views]
+    assert titles[0] == "Galactic Center Rev. 0300, ISGRI 28-40 keV, obs. 03000010001"
+    assert titles[3] == "Galactic Center Rev. 0300, JEM-X1 3-20 keV, obs. 03000020001"
+    assert len(set(titles)) == 4 and len({view.product_id for view in views}) == 4
+
+
 def test_the_product_id_is_the_descriptors_identity():
     # The identity a writer gives a product decides its gallery id: same identity, same product.
     p = parameters.validate("mosaic", {"T1": "2005-03-01T00:00:00.4", "T2": "2005-04-15T00:00:00.2"})
@@ -573,7 +627,8 @@ def test_the_product_id_is_the_descriptors_identity():
         identity=identity,
     )
     view = gallery.gallery_product(image, parameters={}, produced_by="mosaic.ipynb")
-    assert view.product_id == gallery.product_id({**identity, "product_type": "isgri_image"})
+    assert view.product_id == gallery.product_id(gallery.defining_parameters(image, {}))
+    assert gallery.defining_parameters(image, {}).items() >= {**identity, "product_type": "isgri_image"}.items()
     with pytest.raises(ValueError, match="images, light curves and spectra"):
         gallery.gallery_product(describe("sources.ecsv", "source_table"), parameters={}, produced_by="x")
 
@@ -669,7 +724,8 @@ def test_a_revolution_run_uploads_to_the_local_gallery_and_a_second_upload_updat
     first = json.loads((run_dir / "revolution_mosaics_gallery.json").read_text())["products"]
     assert first and all(not product["updated"] for product in first)
     image = first[0]
-    assert image["product_type"] == "isgri_image" and image["title"].endswith("Rev. 1000")
+    assert image["product_type"] == "isgri_image"
+    assert re.fullmatch(r".+ Rev\. 1000, ISGRI 28-40 keV, obs\. \d{11}", image["title"]), image["title"]
 
     client = GalleryDispatcherAPI(url=url, instrument="mock", token=token)
     found = client.get_list_products_with_conditions(token=token, instrument_name="isgri", product_type="isgri_image")
@@ -772,3 +828,73 @@ def test_a_product_notebook_uploads_when_asked(local_gallery, tmp_path):
     )
     assert refused.returncode != 0
     assert "GalleryPermissionError" in refused.stderr and "gallery contributor" in refused.stderr
+
+
+def _tree(folder: Path) -> dict:
+    """Every file of a folder: relative path → (size, mtime_ns, sha256)."""
+    import hashlib
+
+    return {
+        path.relative_to(folder).as_posix(): (
+            path.stat().st_size,
+            path.stat().st_mtime_ns,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_the_rerun_command_of_a_product_page_runs_anywhere_and_leaves_the_original_untouched(local_gallery, tmp_path):
+    import html
+
+    home, url = local_gallery
+    token = mint_token(home, "general,gallery contributor")
+    original = tmp_path / "machine-a" / "outputs" / "mosaic"
+    original.mkdir(parents=True)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(REPO / "notebooks" / "mosaic.ipynb"),
+            str(original / "02_mosaic.ipynb"),
+            "-p",
+            "output_dir",
+            str(original),
+            "-p",
+            "T1",
+            "2005-03-20T00:00:00",
+            "-p",
+            "T2",
+            "2005-04-05T00:00:00",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (uploaded,) = gallery.upload_run_products(original, url=url, token=token)
+
+    page = requests.get(uploaded.link, timeout=60).text
+    command = html.unescape(re.search(r'<code id="rerun-command">(.*?)</code>', page, re.S)[1])
+    # portable: nothing of the machine that made it, a new folder, no upload over the product
+    assert str(tmp_path) not in command and str(REPO) not in command
+    assert "upload_to_gallery True" not in command and "-r output_dir mosaic_rerun_" in command
+    folder = re.search(r"-r output_dir (\S+)", command)[1]
+    before = _tree(original)
+    listed_before = gallery.list_products(url=url, token=token)
+
+    machine_b = tmp_path / "machine-b"
+    machine_b.mkdir()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", ODA_TOKEN=token)
+    rerun = subprocess.run(["bash", "-c", command], cwd=machine_b, capture_output=True, text=True, timeout=600, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    assert _tree(original) == before, "the original products changed"
+    assert gallery.list_products(url=url, token=token) == listed_before, "the gallery product changed"
+    rerun_mosaic = machine_b / folder / "mosaic.fits"
+    assert rerun_mosaic.is_file() and (machine_b / f"{folder}.ipynb").is_file()
+    with fits.open(original / "mosaic.fits") as first, fits.open(rerun_mosaic) as again:
+        assert np.array_equal(first[1].data, again[1].data, equal_nan=True)
+    assert leaking_files(machine_b, token) == []

@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -253,3 +255,77 @@ def test_local_server_life_cycle(local_home):
     with pytest.raises(hosts.HostUnreachableError, match="ensure_local_server"):
         hosts.check_reachable(restarted.url, host_type="local", timeout_s=2)
     assert hosts.stop_local_server() is False
+
+
+def test_a_busy_server_that_is_slow_to_answer_is_reused_not_restarted(local_home, monkeypatch):
+    first = hosts.ensure_local_server(timeout_s=60)
+    real_health = hosts._health
+    silences = []
+
+    def slow_at_first(url, *, timeout_s=2.0):
+        # the first answers time out, as when the server encodes a large product on a loaded machine
+        if len(silences) < 3:
+            silences.append(url)
+            return "silent"
+        return real_health(url, timeout_s=timeout_s)
+
+    monkeypatch.setattr(hosts, "_health", slow_at_first)
+    again = hosts.ensure_local_server(timeout_s=60)
+    assert len(silences) == 3
+    assert (again.pid, again.url, again.started) == (first.pid, first.url, False)
+    assert hosts._process_alive(first.pid)
+
+
+def test_the_server_states_its_code_and_another_checkouts_idle_server_is_replaced(local_home, monkeypatch):
+    first = hosts.ensure_local_server(serve_args=["--seed", "7", "--fault-http500", "0.01"], timeout_s=60)
+    state = json.loads((local_home / "server.json").read_text())
+    assert state["code_digest"] == hosts.package_digest() and state["idle_minutes"] > 0
+    health = requests.get(first.url + "/local/health", timeout=5).json()
+    assert health["code_digest"] == state["code_digest"] and health["busy"] is False
+
+    # the same server seen from a checkout whose mmoda_local differs: not reused
+    monkeypatch.setattr(hosts, "package_digest", lambda: "sha256:another-checkout")
+    # as from another process (run_all's kernels): the options are read from the data folder, not memory
+    monkeypatch.setattr(hosts, "_serve_args_here", {})
+    replaced = hosts.ensure_local_server(timeout_s=60)
+    assert replaced.started and replaced.pid != first.pid
+    assert not hosts._process_alive(first.pid)
+    # the replacement keeps the options the first one was started with
+    config = json.loads((local_home / "server.json").read_text())["config"]
+    assert config["seed"] == 7 and config["faults"]["http_500"] == 0.01
+
+
+def test_another_checkouts_busy_server_is_left_alone_with_a_clear_error(local_home, monkeypatch):
+    first = hosts.ensure_local_server(timeout_s=60)
+    monkeypatch.setattr(hosts, "package_digest", lambda: "sha256:another-checkout")
+    monkeypatch.setattr(hosts, "_server_busy", lambda url: True)
+    with pytest.raises(hosts.LocalServerError, match="computing jobs: it is not stopped.*MMODA_LOCAL_HOME"):
+        hosts.ensure_local_server(timeout_s=60)
+    assert hosts._process_alive(first.pid)
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused(local_home):
+    first = hosts.ensure_local_server(timeout_s=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "mmoda_local", "serve", "--port", "0", "--data-dir", str(local_home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 3, second.stderr
+    assert f"local MMODA pid {first.pid} already serves {local_home}" in second.stderr
+    # the first one's state file is untouched and it still answers
+    assert json.loads((local_home / "server.json").read_text())["pid"] == first.pid
+    assert hosts._healthy(first.url)
+
+
+def test_an_idle_server_stops_by_itself(tmp_path):
+    data_dir = tmp_path / "idle"
+    # 0.05 min = 3 s without requests or jobs
+    server = hosts.ensure_local_server(data_dir=data_dir, serve_args=["--idle-minutes", "0.05"], timeout_s=60)
+    deadline = time.monotonic() + 120  # a bound for a loaded machine, not a measure of speed
+    while hosts._process_alive(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not hosts._process_alive(server.pid)
+    assert not (data_dir / "server.json").exists()
+    assert "no request and no running job" in (data_dir / "server.log").read_text()

@@ -300,7 +300,9 @@ def test_fits_round_trip_and_ogip_keywords(tmp_path):
             "TIMEPIXR": 0.5,
             "MJDREF": 51544.0,
             "TIMESYS": "TT",
-            "TIMEUNIT": "d",
+            "TIMEUNIT": "s",
+            "TIMEZERO": 0.0,
+            "TIMEREF": "LOCAL",
             "HDUCLASS": "OGIP",
             "HDUCLAS1": "LIGHTCURVE",
             "NAME": "Crab",
@@ -316,8 +318,10 @@ def test_fits_round_trip_and_ogip_keywords(tmp_path):
         }
         for key, value in expected.items():
             assert header[key] == value, key
-        assert header["TIMEDEL"] == pytest.approx(np.median(2 * curve.half_width))
-        assert header["TSTART"] == pytest.approx(curve.time[0] - curve.half_width[0])
+        # seconds from MJDREF: what OGIP readers (stingray, astropy) take without guessing a unit
+        assert header["TIMEDEL"] == pytest.approx(np.median(2 * curve.half_width) * 86400)
+        assert header["TSTART"] == pytest.approx((curve.time[0] - curve.half_width[0]) * 86400)
+        assert hdul[1].data["TIME"] == pytest.approx(curve.time * 86400, rel=1e-15)
         assert hdul[0].header["SIMULATD"] is True
     reread = lc.LightCurve.read(path)
     assert_same_curve(reread, curve, rtol=1e-15)

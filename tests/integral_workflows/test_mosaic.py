@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCSCOMPARE_ANCILLARY
 
 from integral_workflows import mosaic
 from integral_workflows.catalog import default_catalog
@@ -86,9 +88,18 @@ def test_fits_round_trip_keeps_maps_wcs_and_provenance(chunked_and_whole, tmp_pa
     combined = mosaic.combine(chunked_and_whole[0])
     path = combined.write(tmp_path / "mosaic.fits", provenance={"OBJECT": "Crab"})
     again = SkyMosaic.read(path)
-    np.testing.assert_allclose(again.intensity, combined.intensity.astype(np.float32), equal_nan=True)
-    assert again.wcs.wcs.compare(combined.wcs.wcs, tolerance=1e-9)
+    # pixels seen for less than MIN_EXPOSURE_FRACTION of the deepest exposure are not written
+    kept = combined.exposure >= mosaic.MIN_EXPOSURE_FRACTION * np.max(combined.exposure)
+    assert 0 < np.sum(~kept & np.isfinite(combined.intensity)) < 0.1 * kept.size
+    expected = np.where(kept, combined.intensity, np.nan).astype(np.float32)
+    np.testing.assert_allclose(again.intensity, expected, equal_nan=True)
+    np.testing.assert_allclose(again.exposure, combined.exposure.astype(np.float32))
+    # the celestial WCS is kept; its ancillary time cards (those of the first chunk) are replaced by the mosaic's
+    assert again.wcs.wcs.compare(combined.wcs.wcs, cmp=WCSCOMPARE_ANCILLARY, tolerance=1e-9)
     assert again.simulated
+    with fits.open(path) as hdul:
+        for hdu in hdul[1:]:
+            assert hdu.header["TSTART"] == combined.meta["TSTART"] and hdu.header["TSTOP"] == combined.meta["TSTOP"]
 
 
 def test_new_sources_are_named_and_optional():

@@ -419,6 +419,7 @@ def test_every_parameter_file_validates():
         "crab_calibration": ["crab_calibration"],
         "moving_target": ["scw_selection", "crab_calibration", "moving_target"],
         "revolution": ["revolution_mosaics"],
+        "transient": ["transient_followup"],
     }
     for path in sorted((ROOT / "parameters").glob("*.yaml")):
         content = read_parameter_file(path)

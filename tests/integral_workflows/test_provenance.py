@@ -138,7 +138,7 @@ def test_record_step_redacts_a_token_handed_to_it(tmp_path, monkeypatch, caplog)
 
 
 def test_fits_keywords_follow_creator_metadata(tmp_path):
-    parameters = workflow_parameters("mosaic", src_name="Crab", host_type="local")
+    parameters = workflow_parameters("mosaic", src_name="Crab", RA=83.63308, DEC=22.0145, host_type="local")
     header = fits.Header()
     provenance.stamp_header(
         header, notebook="notebooks/mosaic.ipynb", parameters=parameters, created="2026-01-02T03:04:05"

@@ -258,7 +258,11 @@ def test_consolidated_products_replace_near_real_time_ones_in_the_gallery(tmp_pa
     described = revolution.describe_products("0300", [_written_mosaic(tmp_path, cons)], output_dir=tmp_path)
     second = _gallery_view(described, cons)[0]
     assert first.product_id == second.product_id
-    assert (first.title, second.title) == ("Crab Rev. 0300 (NRT)", "Crab Rev. 0300")
+    # titles name the observation and band (distinct cards per observation); only the data level differs
+    assert (first.title, second.title) == (
+        "Crab Rev. 0300 (NRT), ISGRI 28-40 keV, obs. 07700030001",
+        "Crab Rev. 0300, ISGRI 28-40 keV, obs. 07700030001",
+    )
     assert second.src_names == ("Crab",)  # the unnamed excess is not a gallery source
     assert second.product_type == "isgri_image" and second.obsids == ("07700030001",)
     assert second.proposal_ids == ("0770003",)

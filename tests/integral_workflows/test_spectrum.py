@@ -550,9 +550,10 @@ def test_plot_draws_data_model_and_residuals(tmp_path):
     spectrum = sp.group(make_spectrum(28), min_energy=20, max_energy=300, factor=-20)
     fit = sp.fit_power_law(spectrum, RESPONSE, energy_range=(25, 200))
     figure = sp.plot(spectrum, RESPONSE, fit, path=tmp_path / "spectrum.png")
-    top, bottom = figure.axes
+    top, unfolded, bottom, _ = figure.axes  # the last: the unfolded panel's erg cm⁻² s⁻¹ axis
     assert "[SIMULATED DATA]" in top.get_title()
     assert top.get_xscale() == "log" and top.get_yscale() == "log"
+    assert unfolded.get_ylabel() == sp.E2F_LABEL and unfolded.get_yscale() == "log"
     assert "σ" in bottom.get_ylabel()
     assert (tmp_path / "spectrum.png").stat().st_size > 1000
     import matplotlib.pyplot as plt

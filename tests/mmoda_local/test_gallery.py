@@ -13,8 +13,10 @@ fake gallery that answered them).
 from __future__ import annotations
 
 import ast
+import html
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -546,8 +548,13 @@ def test_website_pages_show_the_product(gallery_server, contributor, tmp_path):
     assert 'id="simulated-banner"' in page
     assert "gallery-image-plot" in page and "/gallery/bokeh/static/js/bokeh.min.js" in page
     assert 'id="source-table"' in page and "1A 0535+262" in page
-    assert "papermill notebooks/mosaic.ipynb mosaic_rerun.ipynb" in page
-    assert "-r src_name Crab" in page and "-p detection_threshold 7.0" in page
+    command = html.unescape(re.search(r'<code id="rerun-command">(.*?)</code>', page, re.S)[1])
+    nid = mosaic["url"].rstrip("/").rsplit("/", 1)[1]
+    assert command.startswith(f"papermill {gallery_server.url}/gallery/files/")
+    assert f" mosaic_rerun_{nid}.ipynb " in command and f"-r output_dir mosaic_rerun_{nid}" in command
+    assert "-r src_name Crab" in command and "-p detection_threshold 7.0" in command
+    assert "/home/user" not in command and "token" not in command
+    assert "papermill notebooks/mosaic.ipynb mosaic_rerun_" in page  # the same from a checkout
     assert "python run_all.py rerun outputs/long_term/Crab/isgri_28-40keV_2004-12-30_2004-12-31/02_mosaic.ipynb" in page
     assert "gallery-lightcurve-plot" in page and "gallery-spectrum-plot" in page
     assert "sources.reg" in page and "mosaic.fits" in page
@@ -615,6 +622,45 @@ def test_a_product_posted_as_the_gallery_notebooks_post_it(gallery_server, contr
     assert "the detected sources posted with the product" in page and "0.9563" in page
     assert 'id="notebook-section"' in page and "papermill notebooks/mosaic.ipynb" in page
     assert "<th>detected_sources</th>" not in page  # shown as the source table, not as raw HTML
+
+
+def test_rerun_parameters_are_portable_and_never_the_original_folder():
+    from mmoda_local.gallery_site import portable_parameters
+
+    portable, changed = portable_parameters(
+        {
+            "src_name": "Crab",
+            "T1": "2005-03-01T00:00:00",
+            "scw_table_file": "/home/user/integral/outputs/run/scws.ecsv",
+            "source_catalog_file": "outputs/run/sources.ecsv",
+            "crab_calibration_file": "",
+            "api_catalog_file": None,
+            "upload_to_gallery": True,
+            "output_dir": "/home/user/integral/outputs/run",
+            "note": "C:\\Users\\me\\run",
+            "token": "secret",
+        },
+        output_dir="mosaic_rerun_7",
+    )
+    assert portable == {
+        "src_name": "Crab",
+        "T1": "2005-03-01T00:00:00",
+        "scw_table_file": "",
+        "source_catalog_file": "",
+        "crab_calibration_file": "",
+        "api_catalog_file": None,
+        "upload_to_gallery": False,
+        "output_dir": "mosaic_rerun_7",
+        "note": "",
+    }
+    assert [c["name"] for c in changed] == [
+        "scw_table_file",
+        "source_catalog_file",
+        "upload_to_gallery",
+        "output_dir",
+        "note",
+    ]
+    assert portable_parameters({"src_name": "Crab"}, output_dir="x")[0] == {"src_name": "Crab", "output_dir": "x"}
 
 
 def test_rerun_command_keeps_strings_as_strings():

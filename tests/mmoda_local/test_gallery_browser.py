@@ -1,8 +1,9 @@
 """The gallery website in a real browser: Debian's headless Chromium driven by selenium and chromedriver.
 
 The test posts products with oda_api, opens the gallery, filters it, opens a
-product page and checks that the PNG image loaded and that the bokeh plots
-drew something (canvas pixels of many colours), then a source and a
+product page and checks that the PNG image loaded, that JS9 displayed the
+mosaic with its sources (test_gallery_browser_js9.py checks the viewer itself)
+and that the bokeh plots drew something (canvas pixels of many colours), then a source and a
 revolution page. Every resource the pages load comes from the local server
 (nothing from a CDN: the machine's network is closed). Screenshots are kept
 in ``build/test-artifacts/gallery/``.
@@ -220,8 +221,17 @@ def test_gallery_in_headless_chromium(server_factory, browser, artifacts, tmp_pa
     assert browser.execute_script("return window.Bokeh !== undefined && Bokeh.documents.length") >= 1
     rows = browser.find_elements(By.CSS_SELECTOR, "#source-table tbody tr")
     assert {r.find_element(By.TAG_NAME, "td").text for r in rows} == {"Crab", "1A 0535+262"}
-    assert browser.find_element(By.ID, "rerun-command").text.startswith("papermill notebooks/mosaic.ipynb")
+    rerun = browser.find_element(By.ID, "rerun-command").text
+    assert rerun.startswith(f"papermill {server.url}/gallery/files/") and "-r output_dir mosaic_rerun_" in rerun
     assert token not in browser.page_source
+    # the mosaic in JS9 (when installed: test_gallery_browser_js9.py fails under CI without it), sources drawn
+    if browser.find_element(By.ID, "fits-viewer").get_attribute("data-js9-state") != "missing":
+        _wait(
+            browser,
+            lambda d: d.find_element(By.ID, "fits-viewer").get_attribute("data-js9-state") == "loaded",
+            message="JS9 did not display the mosaic",
+        )
+        assert browser.execute_script("return JS9.GetRegions('all', {display: 'JS9'}).length") == 2
     shot("03_product_page.png", full_page=True)
     browser.find_element(By.CSS_SELECTOR, ".plot-image").screenshot(str(artifacts / "04_interactive_image.png"))
     shots.append(artifacts / "04_interactive_image.png")

@@ -226,16 +226,16 @@ class SourceQuery(NotebookParameters):
         ontology="AstrophysicalObject",
     )
     RA: Real = parameter(
-        83.63308,
-        "Right ascension of the target (J2000); RA and DEC both 0 mean: look src_name up.",
+        0.0,
+        "Right ascension of the target (J2000); RA and DEC both 0 (the default) mean: look src_name up.",
         ontology="PointOfInterestRA",
         unit="deg",
         ge=0.0,
         lt=360.0,
     )
     DEC: Real = parameter(
-        22.0145,
-        "Declination of the target (J2000); RA and DEC both 0 mean: look src_name up.",
+        0.0,
+        "Declination of the target (J2000); RA and DEC both 0 (the default) mean: look src_name up.",
         ontology="PointOfInterestDEC",
         unit="deg",
         ge=-90.0,
@@ -665,3 +665,222 @@ class RevolutionProducts(NotebookParameters):
     )
 
     cross_field_rules = (_in_order("E1_keV", "E2_keV"), _in_order("J_E1_keV", "J_E2_keV"), _some_instrument_used)
+
+
+#: Kinds of events the transient follow-up serves (the notices of the transient dashboard).
+EVENT_KINDS = ("GRB", "GW", "neutrino", "FRB", "other")
+#: Rows of one SPI-ACS light curve a request may ask for (the local MMODA's limit, far below the real service's span).
+MAX_SPIACS_BINS = 1_000_000
+
+
+def _search_within_light_curve(p) -> Iterator[tuple[tuple[str, ...], str]]:
+    """search_before_s ≤ before_s and search_after_s ≤ after_s (the search stays within the light curve)."""
+    for search, window in (("search_before_s", "before_s"), ("search_after_s", "after_s")):
+        if getattr(p, search) > getattr(p, window):
+            yield (
+                (search, window),
+                f"{search} = {getattr(p, search)!r} must not exceed {window} = {getattr(p, window)!r} "
+                "(the excess is searched within the light curve)",
+            )
+
+
+def _spiacs_bins_allowed(p) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(before_s + after_s) / spiacs_time_bin_s is at most 1,000,000 bins."""
+    bins = (p.before_s + p.after_s) / p.spiacs_time_bin_s
+    if bins > MAX_SPIACS_BINS:
+        yield (
+            ("before_s", "after_s", "spiacs_time_bin_s"),
+            f"before_s + after_s = {p.before_s + p.after_s:g} s in bins of spiacs_time_bin_s = "
+            f"{p.spiacs_time_bin_s:g} s is {bins:.0f} bins: at most {MAX_SPIACS_BINS} (a larger bin or a shorter "
+            "window)",
+        )
+
+
+class TransientEvent(NotebookParameters):
+    """One event of a notice (GCN, LVK, IceCube...): name, time, position and kind."""
+
+    event_name: Text = parameter(
+        "GRB 090510", "Name of the event, e.g. 'GRB 090510' or 'S190425z'.", ontology="AstrophysicalObject"
+    )
+    t0_utc: IsoTime = parameter(
+        "2009-05-10T00:22:59.970",
+        "Time of the event, T0 (UTC, ISOT): trigger time, merger time or neutrino arrival.",
+        ontology="StartTime",
+        allowed="a UTC time 'YYYY-MM-DDThh:mm:ss[.fff]'",
+    )
+    RA: Real = parameter(
+        333.552,
+        "Right ascension of the event (J2000); RA and DEC both 0: the event has no position.",
+        ontology="PointOfInterestRA",
+        unit="deg",
+        ge=0.0,
+        lt=360.0,
+    )
+    DEC: Real = parameter(
+        -26.583,
+        "Declination of the event (J2000); RA and DEC both 0: the event has no position.",
+        ontology="PointOfInterestDEC",
+        unit="deg",
+        ge=-90.0,
+        le=90.0,
+    )
+    radius: Real | None = parameter(
+        1.0,
+        "Radius of the event's error circle; None: a point. The instruments' exposure is given at the "
+        "position and at the best place of the circle.",
+        ontology="AngleDegrees",
+        unit="deg",
+        gt=0.0,
+        le=180.0,
+    )
+    event_kind: choice(*EVENT_KINDS) = parameter(
+        "GRB", "Kind of event: GRB, GW (gravitational waves), neutrino, FRB or other.", ontology="String"
+    )
+
+
+class TransientWindows(NotebookParameters):
+    """The SPI-ACS light curve around T0 and where an excess is searched."""
+
+    before_s: Real = parameter(
+        100.0,
+        "Light curve from T0 - before_s (the background is fitted outside the search window).",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+        le=400000.0,
+    )
+    after_s: Real = parameter(
+        300.0,
+        "Light curve up to T0 + after_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+        le=400000.0,
+    )
+    search_before_s: Real = parameter(
+        5.0,
+        "The excess is searched from T0 - search_before_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        ge=0.0,
+        allowed="0 to before_s",
+    )
+    search_after_s: Real = parameter(
+        30.0,
+        "The excess is searched up to T0 + search_after_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+        allowed="above 0, up to after_s",
+    )
+    spiacs_time_bin_s: Real = parameter(
+        0.05,
+        "Bin of the SPI-ACS light curve (50 ms is the instrument's own).",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        ge=0.05,
+        le=100.0,
+    )
+    data_level: choice("ordinary", "realtime") = parameter(
+        "ordinary",
+        "SPI-ACS data: ordinary, or realtime (the real-time stream; needs the integral-realtime MMODA role).",
+        ontology="String",
+    )
+
+    cross_field_rules = (_search_within_light_curve, _spiacs_bins_allowed)
+
+
+class TransientImaging(NotebookParameters):
+    """The ISGRI image and light curve of the ScW active at T0, when the event was in the IBIS field."""
+
+    E1_keV: Real = parameter(
+        20.0, "Lower energy of the ISGRI image and light curve.", ontology="ISGRIEnergy", unit="keV", ge=15.0, le=800.0
+    )
+    E2_keV: Real = parameter(
+        200.0, "Upper energy of the ISGRI image and light curve.", ontology="ISGRIEnergy", unit="keV", ge=15.0, le=800.0
+    )
+
+    cross_field_rules = (_in_order("E1_keV", "E2_keV"),)
+
+
+def _spiacs_intervals_nest(p) -> Iterator[tuple[tuple[str, ...], str]]:
+    """The searched interval lies inside the excluded one, which lies inside the light curve."""
+    if not (p.search_before_s <= p.background_exclude_before_s and p.search_after_s <= p.background_exclude_after_s):
+        yield (
+            ("search_before_s", "search_after_s", "background_exclude_before_s", "background_exclude_after_s"),
+            "the searched interval (T0 - search_before_s, T0 + search_after_s) must lie inside the interval "
+            "excluded from the background fit (T0 - background_exclude_before_s, T0 + background_exclude_after_s)",
+        )
+    if not (p.background_exclude_before_s < p.before_s and p.background_exclude_after_s < p.after_s):
+        yield (
+            ("background_exclude_before_s", "background_exclude_after_s", "before_s", "after_s"),
+            "the interval excluded from the background fit must leave background on both sides: "
+            "background_exclude_before_s < before_s and background_exclude_after_s < after_s",
+        )
+
+
+class SpiAcsAnalysis(NotebookParameters):
+    """An SPI-ACS light curve around a time: window, bin, data level, background, search and limits."""
+
+    before_s: Real = parameter(
+        300.0, "Light curve from T0 - before_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0, le=5000.0
+    )
+    after_s: Real = parameter(
+        300.0, "Light curve up to T0 + after_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0, le=5000.0
+    )
+    time_bin_s: Real = parameter(
+        0.05,
+        "Light-curve bin; SPI-ACS counts in 50 ms samples, so the bin is a multiple of 0.05 s (truncated).",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        ge=0.05,
+        le=100.0,
+    )
+    data_level: choice("ordinary", "realtime") = parameter(
+        "ordinary",
+        "Archived SPI-ACS data (ordinary), or real-time data (needs the integral-realtime MMODA role).",
+        ontology="String",
+    )
+    search_before_s: Real = parameter(
+        30.0, "Excesses are searched from T0 - search_before_s.", ontology="TimeIntervalSeconds", unit="s", ge=0.0
+    )
+    search_after_s: Real = parameter(
+        30.0, "Excesses are searched up to T0 + search_after_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0
+    )
+    background_exclude_before_s: Real = parameter(
+        50.0,
+        "The background is fitted outside T0 - background_exclude_before_s to T0 + background_exclude_after_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        ge=0.0,
+    )
+    background_exclude_after_s: Real = parameter(
+        50.0,
+        "End of the interval left out of the background fit, after T0 (longer for long bursts).",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+    )
+    background_order: Integer = parameter(
+        2, "Order of the polynomial background (higher near the radiation belts).", ontology="Integer", ge=0, le=6
+    )
+    excess_threshold_sigma: Real = parameter(
+        3.0,
+        "Significance after trials (all windows and timescales searched) of a detection.",
+        ontology="Float",
+        unit="sigma",
+        gt=0.0,
+    )
+    upper_limit_sigma: Real = parameter(
+        3.0, "Upper limits are at this many sigma.", ontology="Float", unit="sigma", gt=0.0, le=10.0
+    )
+    theta_deg: Real | None = parameter(
+        None,
+        "Angle between the event and INTEGRAL's pointing axis, for fluences; None: averaged over directions.",
+        ontology="AngleDegrees",
+        unit="deg",
+        ge=0.0,
+        le=180.0,
+    )
+
+    cross_field_rules = (_spiacs_intervals_nest,)

@@ -59,6 +59,43 @@ _ParameterLoader.add_implicit_resolver(
 )
 
 
+def yaml_error_text(error: yaml.YAMLError, *, source: str, text: str | None = None) -> str:
+    """One line naming the source, the line and column when known, and what PyYAML found wrong.
+
+    Parameters
+    ----------
+    error : yaml.YAMLError
+        From the loader.
+    source : str
+        The file (or ``-p NAME``).
+    text : str, optional
+        The text parsed: gives the line of a character the reader refuses.
+
+    Returns
+    -------
+    str
+        E.g. ``"crab.yaml, line 3, column 13: not valid YAML: expected ',' or ']', but got ':' (while
+        parsing a flow sequence that starts on line 3)"``.
+    """
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if isinstance(error, yaml.reader.ReaderError) and text is not None:
+        # The reader's errors carry a character position, no mark.
+        line = text[: error.position].count("\n") + 1
+        where = f"{source}, line {line}"
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = f"the control character U+{code:04X} is not allowed in YAML text"
+    context = getattr(error, "context", None)
+    context_mark = getattr(error, "context_mark", None)
+    if context and context_mark is not None and context_mark is not mark:
+        context = f"{context} that starts on line {context_mark.line + 1}"
+    text = f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+    if "'\\t'" in problem:  # PyYAML names the character by its repr
+        text += "; indent with spaces, YAML does not allow tabs"
+    return " ".join(text.split())
+
+
 def parse_yaml(text: str, *, source: str = "<text>") -> dict:
     """Parse YAML text into a mapping, keeping times and zero-padded numbers as strings.
 
@@ -82,11 +119,11 @@ def parse_yaml(text: str, *, source: str = "<text>") -> dict:
     try:
         values = yaml.load(text, Loader=_ParameterLoader)
     except yaml.YAMLError as error:
-        raise ParameterError(f"{source} is not valid YAML: {error}") from None
+        raise ParameterError(yaml_error_text(error, source=source, text=text)) from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ParameterError(f"{source} must be a mapping of names to values, got a {type(values).__name__}")
+        raise ParameterError(f"{source}: must be a mapping of names to values, got a {type(values).__name__}")
     return values
 
 

@@ -33,10 +33,14 @@ from .blocks import (
     ScwTableInput,
     SourceQuery,
     SpectralGrouping,
+    SpiAcsAnalysis,
     TimeSpan,
+    TransientEvent,
+    TransientImaging,
+    TransientWindows,
     parameter,
 )
-from .types import IsoTime, TextList
+from .types import IsoTime, Real, TextList
 
 
 class ScwSelectionParameters(Output, ScwSelectionCuts, Ephemeris, DataVersion, InstrumentChoice, TimeSpan, SourceQuery):
@@ -144,6 +148,35 @@ class RevolutionMosaicsParameters(
     """Parameters of ``notebooks/revolution_mosaics.ipynb``: one mosaic per observation of a revolution."""
 
 
+class TransientFollowupParameters(
+    Output, GalleryUploadFlag, Host, LightCurveBinning, TransientImaging, TransientWindows, TransientEvent
+):
+    """Parameters of ``notebooks/transient_followup.ipynb``: INTEGRAL at the time of one transient event."""
+
+    lc_time_bin: Real = parameter(
+        100.0,
+        "Bin of the ISGRI light curve of the ScW active at T0.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+    )
+
+
+class _SpiAcsTime(NotebookParameters):
+    """The reference time of an SPI-ACS light curve (first in the cell)."""
+
+    t0_utc: IsoTime = parameter(
+        "2017-08-17T12:41:06.470",
+        "Reference time T0 (UTC, ISOT), e.g. a GRB trigger or a gravitational-wave merger.",
+        ontology="StartTime",
+        allowed="a UTC time 'YYYY-MM-DDThh:mm:ss[.fff]' within the mission",
+    )
+
+
+class SpiAcsLightCurveParameters(Output, Host, SpiAcsAnalysis, _SpiAcsTime):
+    """Parameters of ``notebooks/spi_acs_lightcurve.ipynb``: an SPI-ACS light curve around a time, its excesses."""
+
+
 def _run_folder_given(p):
     """run_folder is given."""
     if not p.run_folder.strip():
@@ -188,7 +221,9 @@ NOTEBOOK_MODELS: dict[str, type[NotebookParameters]] = {
     "crab_calibration": CrabCalibrationParameters,
     "moving_target": MovingTargetParameters,
     "revolution_mosaics": RevolutionMosaicsParameters,
+    "transient_followup": TransientFollowupParameters,
     "gallery_upload": GalleryUploadParameters,
+    "spi_acs_lightcurve": SpiAcsLightCurveParameters,
 }
 
 

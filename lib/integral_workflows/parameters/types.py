@@ -157,6 +157,11 @@ def _to_revolutions(value: Any) -> Any:
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        # A lone surrogate ("\ud800" in a YAML double-quoted string) cannot be written into any file.
+        raise ValueError(f"must be Unicode text: character {error.start + 1} is a lone surrogate") from None
     return value
 
 

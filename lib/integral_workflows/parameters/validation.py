@@ -106,9 +106,10 @@ def allowed_text(model: type[BaseModel], name: str) -> str:
         if low or high:
             parts.append(f"{low}{name}{high}{unit}")
     if optional:
-        parts.append(
-            "None (null in YAML) for " + ("the instrument's default" if name in INSTRUMENT_DEFAULTS else "not given")
-        )
+        # an instrument default fills a field left at None only when None is its default (not the transient
+        # follow-up's error radius, whose None means a point)
+        by_instrument = name in INSTRUMENT_DEFAULTS and field.default is None
+        parts.append("None (null in YAML) for " + ("the instrument's default" if by_instrument else "not given"))
     return "; ".join(parts)
 
 
