@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml constraints.txt | $(JS9_STAMP)
 setup: $(STAMP)
 
 # JupyterLab on the notebooks (kernel "Python 3" of .venv)
+# (as root, e.g. in a container, JupyterLab refuses to start without --allow-root); LAB_ARGS: more options
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/
 
 run: $(STAMP)
 	$(PY) run_all.py --main

@@ -183,7 +183,8 @@ def test_thin_notebooks_have_no_function_definitions_or_long_loops(notebook):
 # -- the setup call -------------------------------------------------------------------------------------------------
 
 
-def _namespace(name, **changes):
+def parameters_namespace(name, **changes):
+    """The globals of notebook ``name`` right after its parameters cell (and IPython's own), with ``changes``."""
     namespace = {"__name__": "__main__", "In": [""], "Out": {}, "get_ipython": object(), "_": None, "_i1": "x"}
     cell = docs.parameters_cell(name)
     exec(cell, namespace)  # noqa: S102 - our own literals
@@ -191,46 +192,25 @@ def _namespace(name, **changes):
     return namespace
 
 
-def test_setup_reads_the_parameters_from_the_globals():
-    model = notebook_helpers.parameters_from(_namespace("mosaic", instrument="jemx", s_max=10), "mosaic")
-    assert (model.instrument, model.E1_keV, model.s_max) == ("jemx", 3.0, 10)
+def run_papermill(name, tmp_path, values):
+    """Run ``notebooks/<name>.ipynb`` with papermill's command line, ``-p`` for each of ``values``.
 
-
-@pytest.mark.parametrize(
-    "typo, right", [("detection_treshold", "detection_threshold"), ("radius_deg", "radius"), ("E1_kev", "E1_keV")]
-)
-def test_setup_refuses_an_undeclared_parameter_with_the_closest_name(typo, right):
-    with pytest.raises(ParameterError) as caught:
-        notebook_helpers.parameters_from(_namespace("mosaic", **{typo: 5}), "mosaic")
-    assert caught.value.names == (typo,)
-    assert f"did you mean {right!r}" in str(caught.value)
-
-
-def test_setup_reports_undeclared_and_invalid_parameters_together():
-    namespace = _namespace("scw_selection", lc_time_bin=100.0, min_good_time_s=-1.0, token="x")
-    with pytest.raises(ParameterError) as caught:
-        notebook_helpers.parameters_from(namespace, "scw_selection")
-    assert set(caught.value.names) == {"lc_time_bin", "min_good_time_s", "token"}
-    assert "ODA_TOKEN" in str(caught.value)
-
-
-def test_ipython_and_non_literal_globals_are_not_parameters():
-    namespace = _namespace("mosaic", display=print, np=sys, _private=3)
-    assert notebook_helpers.undeclared_parameters(namespace, "mosaic") == []
-
-
-def test_papermill_typo_stops_the_notebook(tmp_path):
-    """The issue's case: ``papermill notebooks/mosaic.ipynb o.ipynb -p detection_treshold 5`` must fail clearly."""
+    Returns
+    -------
+    subprocess.CompletedProcess
+        What papermill did and said.
+    list of str
+        The names of the errors shown in the executed notebook (``tmp_path / "o.ipynb"``).
+    """
+    pairs = [item for key, value in values.items() for item in ("-p", key, str(value))]
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "papermill",
-            str(REPO / "notebooks" / "mosaic.ipynb"),
+            str(REPO / "notebooks" / f"{name}.ipynb"),
             str(tmp_path / "o.ipynb"),
-            "-p",
-            "detection_treshold",
-            "5",
+            *pairs,
             "--cwd",
             str(tmp_path),
         ],
@@ -239,17 +219,51 @@ def test_papermill_typo_stops_the_notebook(tmp_path):
         text=True,
         timeout=600,
     )
-    assert result.returncode != 0
-    assert "did you mean 'detection_threshold'" in result.stdout + result.stderr
     executed = nbformat.read(tmp_path / "o.ipynb", as_version=4)
     errors = [
-        output
+        output.ename
         for cell in executed.cells
         if cell.cell_type == "code"
         for output in cell.outputs
         if output.output_type == "error"
     ]
-    assert [error.ename for error in errors] == ["ParameterError"]
+    return result, errors
+
+
+def test_setup_reads_the_parameters_from_the_globals():
+    model = notebook_helpers.parameters_from(parameters_namespace("mosaic", instrument="jemx", s_max=10), "mosaic")
+    assert (model.instrument, model.E1_keV, model.s_max) == ("jemx", 3.0, 10)
+
+
+@pytest.mark.parametrize(
+    "typo, right", [("detection_treshold", "detection_threshold"), ("radius_deg", "radius"), ("E1_kev", "E1_keV")]
+)
+def test_setup_refuses_an_undeclared_parameter_with_the_closest_name(typo, right):
+    with pytest.raises(ParameterError) as caught:
+        notebook_helpers.parameters_from(parameters_namespace("mosaic", **{typo: 5}), "mosaic")
+    assert caught.value.names == (typo,)
+    assert f"did you mean {right!r}" in str(caught.value)
+
+
+def test_setup_reports_undeclared_and_invalid_parameters_together():
+    namespace = parameters_namespace("scw_selection", lc_time_bin=100.0, min_good_time_s=-1.0, token="x")
+    with pytest.raises(ParameterError) as caught:
+        notebook_helpers.parameters_from(namespace, "scw_selection")
+    assert set(caught.value.names) == {"lc_time_bin", "min_good_time_s", "token"}
+    assert "ODA_TOKEN" in str(caught.value)
+
+
+def test_ipython_and_non_literal_globals_are_not_parameters():
+    namespace = parameters_namespace("mosaic", display=print, np=sys, _private=3)
+    assert notebook_helpers.undeclared_parameters(namespace, "mosaic") == []
+
+
+def test_papermill_typo_stops_the_notebook(tmp_path):
+    """The issue's case: ``papermill notebooks/mosaic.ipynb o.ipynb -p detection_treshold 5`` must fail clearly."""
+    result, errors = run_papermill("mosaic", tmp_path, {"detection_treshold": 5})
+    assert result.returncode != 0
+    assert "did you mean 'detection_threshold'" in result.stdout + result.stderr
+    assert errors == ["ParameterError"]
 
 
 # -- the outputs record -----------------------------------------------------------------------------------------------

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import tomllib
+from pathlib import Path
 
+import requests
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -61,3 +68,41 @@ def test_environment_yml_pins_the_constraints_versions():
     pins = _constraints()
     assert set(conda_pins) == {_canonical(r.name) for r in _declared()}
     assert {name: pins[name] for name in conda_pins} == conda_pins
+
+
+def test_make_lab_starts_jupyterlab_on_the_notebooks_with_the_projects_kernel(tmp_path):
+    """`make lab` (the README's JupyterLab route) serves JupyterLab, whoever runs it (root included)."""
+    venv = Path(sys.prefix)
+    log_file = tmp_path / "lab.log"
+    command = [
+        "make",
+        "--no-print-directory",
+        "-o",
+        str(venv / ".installed"),  # the environment this test runs in is the one to use: never rebuilt here
+        "lab",
+        f"VENV={venv}",
+        "LAB_ARGS=--no-browser --ServerApp.port=0 --IdentityProvider.token=lab-test",
+    ]
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    with open(log_file, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        url = None
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a measure of speed
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            match = re.search(r"(http://(?:localhost|127\.0\.0\.1):\d+)/lab", log_file.read_text())
+            url = match.group(1) if match else None
+        assert url, log_file.read_text()[-3000:]
+        headers = {"Authorization": "token lab-test"}
+        assert requests.get(f"{url}/lab", headers=headers, timeout=30).status_code == 200
+        kernels = requests.get(f"{url}/api/kernelspecs", headers=headers, timeout=30).json()
+        assert Path(kernels["kernelspecs"]["python3"]["spec"]["argv"][0]).parent.parent.resolve() == venv.resolve()
+        # it serves the notebooks folder
+        contents = requests.get(f"{url}/api/contents", headers=headers, timeout=30).json()
+        assert {"mosaic.ipynb", "spectrum.ipynb"} <= {item["name"] for item in contents["content"]}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)

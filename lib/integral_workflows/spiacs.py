@@ -41,6 +41,7 @@ __all__ = [
     "SpiAcsLightCurve",
     "SpiAcsNoData",
     "SpiAcsRefused",
+    "WINDOW_COLUMNS",
     "angular_response",
     "counts_per_fluence",
     "effective_area_cm2",
@@ -67,6 +68,8 @@ DEFAULT_TIMESCALES_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 RED_NOISE_P = 1e-3
 #: Band of the quoted fluences, keV (the band of INTEGRAL's SPI-ACS GCN circulars).
 FLUENCE_BAND_KEV = (75.0, 2000.0)
+#: What is measured in one window of bins (:func:`scan_timescale`), and so in each row of a search or of limits.
+WINDOW_COLUMNS = ("start_s", "stop_s", "counts", "background", "excess", "sigma_counts", "significance")
 #: Seconds per day.
 _DAY_S = 86400.0
 #: MJD of the light curves' MJDREF.
@@ -593,11 +596,10 @@ def scan_timescale(
     design = background.design(lc)
     expected = design @ background.coefficients
     n = len(lc) - m + 1
-    names = ("start_s", "stop_s", "counts", "background", "excess", "sigma_counts", "significance")
     factor = background.factor_for(m)
     meta = {"timescale_s": m * lc.bin_s, "n_bins": m, "excess_variance": factor}
     if n <= 0:
-        return Table(names=names, dtype=[float] * len(names), meta=meta)
+        return Table(names=WINDOW_COLUMNS, dtype=[float] * len(WINDOW_COLUMNS), meta=meta)
 
     def window_sums(values):
         cumulative = np.concatenate([np.zeros((1,) + values.shape[1:]), np.cumsum(values, axis=0)])
@@ -616,7 +618,7 @@ def scan_timescale(
     excess = counts - model
     table = Table(
         [start, stop, counts, model, excess, sigma, excess / sigma],
-        names=names,
+        names=WINDOW_COLUMNS,
         meta=meta,
     )
     return table[keep]
@@ -822,38 +824,12 @@ def search_excess(
         timescale = scan.meta["timescale_s"]
         p = scan_p_value(float(best["significance"]), span_s=high - low, timescale_s=timescale, step_s=lc.bin_s)
         rows.append(
-            (
-                timescale,
-                m,
-                len(scan),
-                float(best["start_s"]),
-                float(best["stop_s"]),
-                float(best["counts"]),
-                float(best["background"]),
-                float(best["excess"]),
-                float(best["sigma_counts"]),
-                float(best["significance"]),
-                p,
-                scan.meta["excess_variance"],
-            )
+            (timescale, m, len(scan), *(float(best[name]) for name in WINDOW_COLUMNS), p, scan.meta["excess_variance"])
         )
         bests.append(best)
     if not rows:
         raise ValueError(f"no timescale of {list(timescales_s)} s fits in the window {window} of the light curve")
-    names = (
-        "timescale_s",
-        "n_bins",
-        "n_windows",
-        "start_s",
-        "stop_s",
-        "counts",
-        "background",
-        "excess",
-        "sigma_counts",
-        "significance",
-        "p_timescale",
-        "excess_variance",
-    )
+    names = ("timescale_s", "n_bins", "n_windows", *WINDOW_COLUMNS, "p_timescale", "excess_variance")
     table = Table(rows=rows, names=names)
     i = int(np.argmin(table["p_timescale"]))
     p_min = float(table["p_timescale"][i])
@@ -861,14 +837,7 @@ def search_excess(
     post_sigma = float(max(stats.norm.isf(p_post), 0.0)) if p_post > 0 else float(stats.norm.isf(1e-300))
     row = table[i]
     best = Excess(
-        start_s=float(row["start_s"]),
-        stop_s=float(row["stop_s"]),
-        timescale_s=float(row["timescale_s"]),
-        counts=float(row["counts"]),
-        background=float(row["background"]),
-        excess=float(row["excess"]),
-        sigma_counts=float(row["sigma_counts"]),
-        significance=float(row["significance"]),
+        **{name: float(row[name]) for name in ("timescale_s", *WINDOW_COLUMNS)},
         p_timescale=p_min,
         p_post_trials=p_post,
         post_trial_significance=post_sigma,
@@ -923,31 +892,13 @@ def upper_limits(
         rows.append(
             (
                 found["timescale_s"],
-                found["start_s"],
-                found["stop_s"],
-                found["counts"],
-                found["background"],
-                found["excess"],
-                found["sigma_counts"],
-                found["significance"],
+                *(found[name] for name in WINDOW_COLUMNS),
                 found["excess_variance"],
                 ul,
                 sigma * found["sigma_counts"],
             )
         )
-    names = (
-        "timescale_s",
-        "start_s",
-        "stop_s",
-        "counts",
-        "background",
-        "excess",
-        "sigma_counts",
-        "significance",
-        "excess_variance",
-        "ul_counts",
-        "sensitivity_counts",
-    )
+    names = ("timescale_s", *WINDOW_COLUMNS, "excess_variance", "ul_counts", "sensitivity_counts")
     return Table(rows=rows, names=names, meta={"sigma": float(sigma), "at_s": float(at_s)})
 
 

@@ -630,7 +630,7 @@ def spiacs_follow_up(
     session : integral_workflows.session.Session
     event : Event
     parameters : mapping
-        ``before_s``, ``after_s``, ``search_before_s``, ``search_after_s``, ``spiacs_time_bin_s``, ``data_level``.
+        ``before_s``, ``after_s``, ``time_bin_s``, ``data_level``, ``search_before_s``, ``search_after_s``.
     theta_deg : float or None
         Angle between the event and the pointing axis; None for an event without position (the fluence limits
         are then the range over :data:`THETA_GRID_DEG`).
@@ -647,7 +647,7 @@ def spiacs_follow_up(
             t0_utc=event.t0_utc,
             before_s=float(parameters["before_s"]),
             after_s=float(parameters["after_s"]),
-            time_bin_s=float(parameters["spiacs_time_bin_s"]),
+            time_bin_s=float(parameters["time_bin_s"]),
             data_level=str(parameters["data_level"]),
         )
     except spiacs.SpiAcsNoData as error:
@@ -892,29 +892,12 @@ def isgri_follow_up(
     figure.savefig(out / "isgri_image.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     sources.write(out / "isgri_sources.ecsv", overwrite=True)
-    start, stop = scw.utc_span()
-    result.products.append(
-        Product(
-            path=out / "isgri_image.fits",
-            kind="image",
-            instrument="isgri",
-            source=event.name,
-            band=(p.E1_keV, p.E2_keV),
-            period=(start, stop),
-            position=(event.ra, event.dec),
-            plot=out / "isgri_image.png",
-            sources=out / "isgri_sources.ecsv",
-            title=f"{event.name} ISGRI image of ScW {scw.scw_id}",
-            identity={
-                "notebook": "transient_followup",
-                "event_name": event.name,
-                "scw": scw.scw_id,
-                "E1_keV": p.E1_keV,
-                "E2_keV": p.E2_keV,
-            },
-            details={"src_names": [str(name) for name in sources["name"]], "revolutions": [scw.revolution]},
-        )
+    band = (p.E1_keV, p.E2_keV)
+    names = {"src_names": [str(name) for name in sources["name"]]}
+    image = _isgri_product(
+        out / "isgri_image.fits", "image", event, scw, band, details=names, sources=out / "isgri_sources.ecsv"
     )
+    result.products.append(image)
 
     named = sources[~np.asarray(sources["new_source"], dtype=bool)] if len(sources) else sources
     extraction = catalog.sources_table(
@@ -947,29 +930,51 @@ def isgri_follow_up(
             title=f"{event.name}: ISGRI {p.E1_keV:g}-{p.E2_keV:g} keV, ScW {scw.scw_id}",
         )
         plt.close(figure)
-        result.products.append(
-            Product(
-                path=out / "isgri_lc.fits",
-                kind="light_curve",
-                instrument="isgri",
-                source=event.name,
-                band=(p.E1_keV, p.E2_keV),
-                period=(start, stop),
-                position=(event.ra, event.dec),
-                plot=out / "isgri_lc.png",
-                title=f"{event.name} ISGRI light curve of ScW {scw.scw_id}",
-                identity={
-                    "notebook": "transient_followup",
-                    "event_name": event.name,
-                    "scw": scw.scw_id,
-                    "E1_keV": p.E1_keV,
-                    "E2_keV": p.E2_keV,
-                    "time_bin": float(parameters["lc_time_bin"]),
-                },
-                details={"time_bin": float(parameters["lc_time_bin"]), "revolutions": [scw.revolution]},
-            )
+        time_bin = {"time_bin": float(parameters["lc_time_bin"])}
+        light_curve = _isgri_product(
+            out / "isgri_lc.fits", "light_curve", event, scw, band, identity=time_bin, details=time_bin
         )
+        result.products.append(light_curve)
     return result
+
+
+def _isgri_product(
+    path: Path,
+    kind: str,
+    event: Event,
+    scw: ActiveScw,
+    band: tuple[float, float],
+    *,
+    identity: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any],
+    **fields: Any,
+) -> Product:
+    """An ISGRI product of the ScW at T0 (its plot beside it as ``.png``), named by the event, the ScW and the band.
+
+    ``identity`` and ``details`` add to what every such product has (notebook, event, ScW, band; revolution);
+    ``fields`` are further :class:`Product` fields.
+    """
+    return Product(
+        path=path,
+        kind=kind,
+        instrument="isgri",
+        source=event.name,
+        band=band,
+        period=scw.utc_span(),
+        position=(event.ra, event.dec),
+        plot=path.with_suffix(".png"),
+        title=f"{event.name} ISGRI {kind.replace('_', ' ')} of ScW {scw.scw_id}",
+        identity={
+            "notebook": "transient_followup",
+            "event_name": event.name,
+            "scw": scw.scw_id,
+            "E1_keV": band[0],
+            "E2_keV": band[1],
+            **(identity or {}),
+        },
+        details={**details, "revolutions": [scw.revolution]},
+        **fields,
+    )
 
 
 # -- the field sketch ------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from astropy.table import Table
 
 from integral_workflows import hosts
 
+from .fitsverify import assert_fitsverify_clean
 from .test_long_term_end_to_end import files_under, local_home, mint_token, run_all  # noqa: F401 - fixture
 
 PERIOD = {"T1": "2021-05-01T00:00:00", "T2": "2021-05-16T00:00:00"}
@@ -51,6 +52,7 @@ def test_run_all_recovers_an_injected_jupiter_in_mcrab_and_erg(local_home, tmp_p
     finished = run_all(write_parameter_file(tmp_path), "--output-root", output_root, env=env, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     run_dir = output_root / "moving_target" / "Jupiter" / "isgri_28-40keV_2021-05-01_2021-05-16"
+    assert_fitsverify_clean(sorted(output_root.rglob("*.fits")))
     for name in (
         "01_scw_selection.ipynb",
         "02_crab_calibration.ipynb",

@@ -21,11 +21,12 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 from matplotlib.text import Text
-from scipy import stats
 
 from integral_workflows import calibration, lightcurve, moving, scw, spectrum, spiacs, transient
 from integral_workflows import mosaic as mosaic_module
 from integral_workflows.mosaic import SkyMosaic
+
+from .test_spectrum import make_response, make_spectrum
 
 SIMULATION_MARK = {"ORIGIN": "mmoda_local (SIMULATED DATA)", "CREATOR": "test_plots", "SIMULATD": True}
 #: Names as crowded as the Galactic Centre's (lengths of real catalogue names).
@@ -142,49 +143,13 @@ def short_light_curve(n: int = 40, *, seed: int = 3) -> lightcurve.LightCurve:
 
 
 def isgri_like_response() -> spectrum.Response:
-    """A smooth effective area and a Gaussian redistribution (8 % FWHM at 60 keV), 15–600 keV."""
-    true_edges = np.geomspace(15.0, 600.0, 301)
-    channel_edges = np.geomspace(15.0, 600.0, 129)
-    energ_lo, energ_hi = true_edges[:-1], true_edges[1:]
-    centre = np.sqrt(energ_lo * energ_hi)
-    sigma = 0.08 * 60.0 * np.sqrt(centre / 60.0) / 2.3548
-    matrix = stats.norm.cdf(channel_edges[None, 1:], centre[:, None], sigma[:, None]) - stats.norm.cdf(
-        channel_edges[None, :-1], centre[:, None], sigma[:, None]
-    )
-    area = 900.0 * np.exp(-centre / 400.0) * (1.0 - np.exp(-((centre / 22.0) ** 3)))
-    return spectrum.Response(
-        energ_lo=energ_lo,
-        energ_hi=energ_hi,
-        specresp=area,
-        matrix=matrix,
-        channel=np.arange(len(channel_edges) - 1),
-        e_min=channel_edges[:-1],
-        e_max=channel_edges[1:],
-        instrument="ISGRI",
-        meta=dict(SIMULATION_MARK),
-    )
+    """test_spectrum's synthetic response with a Gaussian redistribution only (8 % FWHM at 60 keV), 15–600 keV."""
+    return make_response(redistribution=(1.0, 0.0))
 
 
 def power_law_spectrum(response: spectrum.Response, *, band=(20.0, 600.0), seed: int = 4, exposure: float = 2e4):
-    """A Γ = 2.1 Crab-like power law folded through ``response`` with Gaussian noise, grouped in ``band``."""
-    rng = np.random.default_rng(seed)
-    rate = spectrum.fold_power_law(response, 2.1, 6.2e-4, pivot_keV=100.0)
-    width = response.e_max - response.e_min
-    sigma = np.sqrt((rate + 10.0 * width * (response.e_min / 30.0) ** -1.0) / exposure)
-    measured = spectrum.Spectrum(
-        source="Crab",
-        channel=response.channel,
-        rate=rate + sigma * rng.standard_normal(len(rate)),
-        stat_err=sigma,
-        sys_err=0.0,
-        quality=0,
-        grouping=1,
-        exposure=exposure,
-        instrument="ISGRI",
-        e_min=response.e_min,
-        e_max=response.e_max,
-        meta=dict(SIMULATION_MARK),
-    )
+    """test_spectrum's Γ = 2.1 Crab-like power law folded through ``response`` with Gaussian noise, grouped in ``band``."""
+    measured = make_spectrum(seed, exposure=exposure, response=response)
     return spectrum.group(measured, min_energy=band[0], max_energy=band[1], factor=-5)
 
 

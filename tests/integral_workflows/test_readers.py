@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import warnings
@@ -26,6 +25,7 @@ from astropy.time import Time
 from integral_workflows import hosts
 
 from ..conftest import REPO
+from .fitsverify import assert_fitsverify_clean
 
 #: The simulated Crab's photon index (docs/simulated_sky.md, "The Crab is one power law ... Γ = 2.13").
 CRAB_INDEX = 2.13
@@ -74,27 +74,11 @@ def run_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def fitsverify_counts(path: Path) -> tuple[int, int, str]:
-    """(warnings, errors, report) of HEASARC's fitsverify on one file."""
-    executable = shutil.which("fitsverify")
-    # never skipped: CI installs it (.ci/run, Debian package fitsverify); a machine without it fails here, saying so
-    assert executable, "fitsverify is not installed: apt-get install fitsverify (Debian), as .ci/run does"
-    report = subprocess.run([executable, str(path)], capture_output=True, text=True, timeout=120).stdout
-    found = re.search(r"Verification found (\d+) warning\(s\) and (\d+) error\(s\)", report)
-    assert found, f"no verdict from fitsverify on {path.name}:\n{report[-2000:]}"
-    return int(found.group(1)), int(found.group(2)), report
-
-
 def test_fitsverify_finds_nothing_in_any_product(run_folder):
     products = sorted(run_folder.glob("*.fits"))
     kinds = {re.sub(r"_.*", "", path.stem) for path in products}
     assert {"mosaic", "lightcurve", "spectrum"} <= kinds, [p.name for p in products]
-    problems = {}
-    for path in products:
-        n_warnings, n_errors, report = fitsverify_counts(path)
-        if n_warnings or n_errors:
-            problems[path.name] = report[-3000:]
-    assert not problems, "\n\n".join(f"{name}:\n{text}" for name, text in problems.items())
+    assert_fitsverify_clean(products)
 
 
 def test_mosaic_images_are_distinct_with_their_own_units_and_the_whole_span(run_folder):

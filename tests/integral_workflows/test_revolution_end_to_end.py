@@ -20,6 +20,7 @@ from astropy.table import Table
 from integral_workflows import hosts
 
 from ..conftest import REPO
+from .fitsverify import assert_fitsverify_clean
 
 PARAMETER_FILE = """\
 workflow: revolution
@@ -75,6 +76,7 @@ def test_a_range_of_revolutions_makes_mosaics_per_observation_and_instrument(loc
     output_root = tmp_path / "outputs"
     first = run_all(parameter_file, "--output-root", output_root, "--jobs", "2", env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert_fitsverify_clean(sorted(output_root.rglob("*.fits")))
 
     # Revolution 0300: the Galactic Centre observations with ISGRI and JEM-X1, the Crab's left out by title.
     run_dir = output_root / "revolution" / "0300" / "isgri_28-40keV_jemx1_3-20keV_CONS"

@@ -32,7 +32,10 @@ SIMULATION_MARK = {"ORIGIN": "mmoda_local (SIMULATED DATA)", "CREATOR": "mmoda_l
 
 
 # -- synthetic instrument ---------------------------------------------------------------------------------
-def make_response(*, first_channel: int = 0, arf_scale: float = 1.0) -> sp.Response:
+def make_response(
+    *, first_channel: int = 0, arf_scale: float = 1.0, redistribution: tuple[float, float] = (0.7, 0.2)
+) -> sp.Response:
+    """The synthetic ISGRI-like response, 15–600 keV; ``redistribution`` weighs its Gaussian and diagonal parts."""
     true_edges = np.geomspace(15.0, 600.0, 301)
     channel_edges = np.geomspace(15.0, 600.0, 129)
     energ_lo, energ_hi = true_edges[:-1], true_edges[1:]
@@ -44,7 +47,7 @@ def make_response(*, first_channel: int = 0, arf_scale: float = 1.0) -> sp.Respo
     diagonal = np.zeros_like(gaussian)
     index = np.clip(np.searchsorted(channel_edges, centre) - 1, 0, len(channel_edges) - 2)
     diagonal[np.arange(len(centre)), index] = 1.0
-    matrix = 0.7 * gaussian + 0.2 * diagonal
+    matrix = redistribution[0] * gaussian + redistribution[1] * diagonal
     area = arf_scale * 900.0 * np.exp(-centre / 400.0) * (1.0 - np.exp(-((centre / 22.0) ** 3)))
     channels = np.arange(first_channel, first_channel + len(channel_edges) - 1)
     return sp.Response(

@@ -8,10 +8,6 @@ January 2003 is the one of Titan's occultation of the Crab nebula (2003-01-05, o
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-import nbformat
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
@@ -20,7 +16,7 @@ from integral_workflows import notebook, parameters, targets
 from integral_workflows.parameters import ParameterError
 from integral_workflows.parameters import docs as parameter_docs
 
-from ..conftest import REPO
+from ..test_notebooks import parameters_namespace, run_papermill
 
 CRAB = SkyCoord(83.63308 * u.deg, 22.0145 * u.deg)  # Simbad, J2000
 CYG_X1 = SkyCoord(299.5903 * u.deg, 35.2016 * u.deg)  # Simbad, J2000
@@ -91,15 +87,10 @@ def test_the_notebooks_default_position_means_look_the_name_up():
     assert targets.coordinates_for(parameters.validate("scw_selection", {"src_name": "Saturn"}), online=False).is_moving
 
 
-def _namespace(name: str, **changes) -> dict:
-    namespace = {"__name__": "__main__"}
-    exec(parameter_docs.parameters_cell(name), namespace)  # noqa: S102 - our own literals
-    namespace.update(changes)
-    return namespace
-
-
 def test_the_notebook_setup_reports_it_with_every_other_problem():
-    namespace = _namespace("mosaic", src_name="Saturn", RA=CRAB.ra.deg, DEC=CRAB.dec.deg, s_max=0, **SPRING_2005)
+    namespace = parameters_namespace(
+        "mosaic", src_name="Saturn", RA=CRAB.ra.deg, DEC=CRAB.dec.deg, s_max=0, **SPRING_2005
+    )
     with pytest.raises(ParameterError) as caught:
         notebook.parameters_from(namespace, "mosaic")
     assert len(caught.value.problems) == 2
@@ -108,40 +99,10 @@ def test_the_notebook_setup_reports_it_with_every_other_problem():
 
 
 def test_papermill_with_a_body_and_the_crabs_position_stops_before_any_job(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(REPO / "notebooks" / "scw_selection.ipynb"),
-            str(tmp_path / "o.ipynb"),
-            "-p",
-            "src_name",
-            "Saturn",
-            "-p",
-            "RA",
-            str(CRAB.ra.deg),
-            "-p",
-            "DEC",
-            str(CRAB.dec.deg),
-            "--cwd",
-            str(tmp_path),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    values = {"src_name": "Saturn", "RA": CRAB.ra.deg, "DEC": CRAB.dec.deg}
+    result, errors = run_papermill("scw_selection", tmp_path, values)
     assert result.returncode != 0
     assert "set RA = 0 and DEC = 0" in result.stdout + result.stderr
-    executed = nbformat.read(tmp_path / "o.ipynb", as_version=4)
-    errors = [
-        output
-        for cell in executed.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "error"
-    ]
-    assert [error.ename for error in errors] == ["ParameterError"]
+    assert errors == ["ParameterError"]
     # Stopped in the setup cell: no local MMODA was started, no ScW list asked for.
     assert not (tmp_path / "home" / ".cache" / "mmoda_local").exists()

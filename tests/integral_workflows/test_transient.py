@@ -23,6 +23,7 @@ from integral_workflows import hosts, parameters, transient
 from integral_workflows.parameters import ParameterError
 
 from ..conftest import REPO
+from .fitsverify import assert_fitsverify_clean
 
 NOTEBOOK = REPO / "notebooks" / "transient_followup.ipynb"
 #: The local MMODA's default injection (mmoda_local.spiacs.DEFAULT_INJECTIONS): T0, position, 0.8 s long.
@@ -237,6 +238,7 @@ def test_workflow_processes_three_events_incrementally(local_home, tmp_path):
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     folders = sorted((tmp_path / "o" / "transient").glob("*/*"))
+    assert_fitsverify_clean(sorted((tmp_path / "o").rglob("*.fits")))
     assert [f.parent.name for f in folders] == ["GRB_090510", "GRB_180312_injected", "S190425z"]
     records = {f.parent.name: json.loads((f / "transient_summary.json").read_text()) for f in folders}
     for folder in folders:

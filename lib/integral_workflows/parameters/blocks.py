@@ -8,10 +8,12 @@ frozen, instrument-dependent defaults filled in, every cross-field problem repor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import holds_token, is_token_name, token_name_problem, token_value_problem
@@ -81,6 +83,38 @@ def parameter(default: Any, help: str, *, ontology: str, unit: str = "", allowed
     if allowed:
         extra["allowed"] = allowed
     return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+def own_default(block: type[NotebookParameters], name: str, default: Any):
+    """A block's parameter with a notebook's own default: the same help, ontology, unit and limits.
+
+    A notebook model keeps the block's meaning of ``name`` and starts it elsewhere, re-annotating it with
+    the block's type: ``before_s: Real = own_default(SpiAcsWindow, "before_s", 100.0)``.
+
+    Parameters
+    ----------
+    block : type of NotebookParameters
+        The block that declares ``name``.
+    name : str
+        The parameter.
+    default : object
+        The notebook's default (its ``parameters`` cell holds the same literal).
+
+    Returns
+    -------
+    pydantic.fields.FieldInfo
+        The field.
+    """
+    field = block.model_fields[name]
+    # The limits (gt, le...) are annotated_types dataclasses named like Field's arguments; the type's own
+    # validators (Real's conversion) come back with the annotation.
+    limits = {
+        key: value
+        for item in field.metadata
+        if isinstance(item, annotated_types.BaseMetadata) and dataclasses.is_dataclass(item)
+        for key, value in dataclasses.asdict(item).items()
+    }
+    return Field(default, description=field.description, json_schema_extra=field.json_schema_extra, **limits)
 
 
 class CrossFieldProblems(ValueError):
@@ -671,6 +705,8 @@ class RevolutionProducts(NotebookParameters):
 EVENT_KINDS = ("GRB", "GW", "neutrino", "FRB", "other")
 #: Rows of one SPI-ACS light curve a request may ask for (the local MMODA's limit, far below the real service's span).
 MAX_SPIACS_BINS = 1_000_000
+#: The SPI-ACS data server refuses a light curve reaching further than this from T0, s (before or after).
+MAX_SPIACS_HALF_SPAN_S = 400_000.0
 
 
 def _search_within_light_curve(p) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -685,13 +721,13 @@ def _search_within_light_curve(p) -> Iterator[tuple[tuple[str, ...], str]]:
 
 
 def _spiacs_bins_allowed(p) -> Iterator[tuple[tuple[str, ...], str]]:
-    """(before_s + after_s) / spiacs_time_bin_s is at most 1,000,000 bins."""
-    bins = (p.before_s + p.after_s) / p.spiacs_time_bin_s
+    """(before_s + after_s) / time_bin_s is at most 1,000,000 bins."""
+    bins = (p.before_s + p.after_s) / p.time_bin_s
     if bins > MAX_SPIACS_BINS:
         yield (
-            ("before_s", "after_s", "spiacs_time_bin_s"),
-            f"before_s + after_s = {p.before_s + p.after_s:g} s in bins of spiacs_time_bin_s = "
-            f"{p.spiacs_time_bin_s:g} s is {bins:.0f} bins: at most {MAX_SPIACS_BINS} (a larger bin or a shorter "
+            ("before_s", "after_s", "time_bin_s"),
+            f"before_s + after_s = {p.before_s + p.after_s:g} s in bins of time_bin_s = "
+            f"{p.time_bin_s:g} s is {bins:.0f} bins: at most {MAX_SPIACS_BINS} (a larger bin or a shorter "
             "window)",
         )
 
@@ -738,16 +774,16 @@ class TransientEvent(NotebookParameters):
     )
 
 
-class TransientWindows(NotebookParameters):
-    """The SPI-ACS light curve around T0 and where an excess is searched."""
+class SpiAcsWindow(NotebookParameters):
+    """An SPI-ACS light curve around T0: its span, bin and data level, and where an excess is searched."""
 
     before_s: Real = parameter(
-        100.0,
-        "Light curve from T0 - before_s (the background is fitted outside the search window).",
+        300.0,
+        "Light curve from T0 - before_s.",
         ontology="TimeIntervalSeconds",
         unit="s",
         gt=0.0,
-        le=400000.0,
+        le=MAX_SPIACS_HALF_SPAN_S,
     )
     after_s: Real = parameter(
         300.0,
@@ -755,27 +791,12 @@ class TransientWindows(NotebookParameters):
         ontology="TimeIntervalSeconds",
         unit="s",
         gt=0.0,
-        le=400000.0,
+        le=MAX_SPIACS_HALF_SPAN_S,
     )
-    search_before_s: Real = parameter(
-        5.0,
-        "The excess is searched from T0 - search_before_s.",
-        ontology="TimeIntervalSeconds",
-        unit="s",
-        ge=0.0,
-        allowed="0 to before_s",
-    )
-    search_after_s: Real = parameter(
-        30.0,
-        "The excess is searched up to T0 + search_after_s.",
-        ontology="TimeIntervalSeconds",
-        unit="s",
-        gt=0.0,
-        allowed="above 0, up to after_s",
-    )
-    spiacs_time_bin_s: Real = parameter(
+    time_bin_s: Real = parameter(
         0.05,
-        "Bin of the SPI-ACS light curve (50 ms is the instrument's own).",
+        "Bin of the SPI-ACS light curve; SPI-ACS counts in 50 ms samples, so the bin is a multiple of 0.05 s "
+        "(truncated).",
         ontology="TimeIntervalSeconds",
         unit="s",
         ge=0.05,
@@ -783,8 +804,24 @@ class TransientWindows(NotebookParameters):
     )
     data_level: choice("ordinary", "realtime") = parameter(
         "ordinary",
-        "SPI-ACS data: ordinary, or realtime (the real-time stream; needs the integral-realtime MMODA role).",
+        "Archived SPI-ACS data (ordinary), or real-time data (realtime; needs the integral-realtime MMODA role).",
         ontology="String",
+    )
+    search_before_s: Real = parameter(
+        30.0,
+        "Excesses are searched from T0 - search_before_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        ge=0.0,
+        allowed="0 to before_s",
+    )
+    search_after_s: Real = parameter(
+        30.0,
+        "Excesses are searched up to T0 + search_after_s.",
+        ontology="TimeIntervalSeconds",
+        unit="s",
+        gt=0.0,
+        allowed="above 0, up to after_s",
     )
 
     cross_field_rules = (_search_within_light_curve, _spiacs_bins_allowed)
@@ -820,33 +857,8 @@ def _spiacs_intervals_nest(p) -> Iterator[tuple[tuple[str, ...], str]]:
 
 
 class SpiAcsAnalysis(NotebookParameters):
-    """An SPI-ACS light curve around a time: window, bin, data level, background, search and limits."""
+    """The SPI-ACS background (outside an interval around T0), the detection threshold and the upper limits."""
 
-    before_s: Real = parameter(
-        300.0, "Light curve from T0 - before_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0, le=5000.0
-    )
-    after_s: Real = parameter(
-        300.0, "Light curve up to T0 + after_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0, le=5000.0
-    )
-    time_bin_s: Real = parameter(
-        0.05,
-        "Light-curve bin; SPI-ACS counts in 50 ms samples, so the bin is a multiple of 0.05 s (truncated).",
-        ontology="TimeIntervalSeconds",
-        unit="s",
-        ge=0.05,
-        le=100.0,
-    )
-    data_level: choice("ordinary", "realtime") = parameter(
-        "ordinary",
-        "Archived SPI-ACS data (ordinary), or real-time data (needs the integral-realtime MMODA role).",
-        ontology="String",
-    )
-    search_before_s: Real = parameter(
-        30.0, "Excesses are searched from T0 - search_before_s.", ontology="TimeIntervalSeconds", unit="s", ge=0.0
-    )
-    search_after_s: Real = parameter(
-        30.0, "Excesses are searched up to T0 + search_after_s.", ontology="TimeIntervalSeconds", unit="s", gt=0.0
-    )
     background_exclude_before_s: Real = parameter(
         50.0,
         "The background is fitted outside T0 - background_exclude_before_s to T0 + background_exclude_after_s.",

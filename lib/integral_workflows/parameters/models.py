@@ -34,10 +34,11 @@ from .blocks import (
     SourceQuery,
     SpectralGrouping,
     SpiAcsAnalysis,
+    SpiAcsWindow,
     TimeSpan,
     TransientEvent,
     TransientImaging,
-    TransientWindows,
+    own_default,
     parameter,
 )
 from .types import IsoTime, Real, TextList
@@ -149,10 +150,13 @@ class RevolutionMosaicsParameters(
 
 
 class TransientFollowupParameters(
-    Output, GalleryUploadFlag, Host, LightCurveBinning, TransientImaging, TransientWindows, TransientEvent
+    Output, GalleryUploadFlag, Host, LightCurveBinning, TransientImaging, SpiAcsWindow, TransientEvent
 ):
     """Parameters of ``notebooks/transient_followup.ipynb``: INTEGRAL at the time of one transient event."""
 
+    # A burst's trigger: a short stretch before it, an excess searched from just before.
+    before_s: Real = own_default(SpiAcsWindow, "before_s", 100.0)
+    search_before_s: Real = own_default(SpiAcsWindow, "search_before_s", 5.0)
     lc_time_bin: Real = parameter(
         100.0,
         "Bin of the ISGRI light curve of the ScW active at T0.",
@@ -173,7 +177,7 @@ class _SpiAcsTime(NotebookParameters):
     )
 
 
-class SpiAcsLightCurveParameters(Output, Host, SpiAcsAnalysis, _SpiAcsTime):
+class SpiAcsLightCurveParameters(Output, Host, SpiAcsAnalysis, SpiAcsWindow, _SpiAcsTime):
     """Parameters of ``notebooks/spi_acs_lightcurve.ipynb``: an SPI-ACS light curve around a time, its excesses."""
 
 
