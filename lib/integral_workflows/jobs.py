@@ -46,6 +46,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import requests
 from oda_api.api import (
     DataCollection,
@@ -385,6 +386,24 @@ def product_meta_data(product) -> dict:
         except ValueError:
             meta = {}
     return meta if isinstance(meta, dict) else {}
+
+
+def product_hdus(product) -> list:
+    """The FITS HDUs of a decoded oda_api product (``NumpyDataUnit.to_fits_hdu`` of each unit).
+
+    oda_api formats ``repr`` of every table for a debug message, logged or not; for the spectra of a long
+    period (variable-length RMF rows) that took ~9 s per notebook. A summarised repr is as good and instant.
+
+    Parameters
+    ----------
+    product : oda_api.data_products.NumpyDataProduct
+
+    Returns
+    -------
+    list of astropy.io.fits HDUs
+    """
+    with np.printoptions(threshold=8, edgeitems=1):
+        return [unit.to_fits_hdu() for unit in product.data_unit]
 
 
 def product_instrument(header) -> str:

@@ -30,7 +30,7 @@ from astropy.table import Table
 from scipy import stats
 
 from .catalog import same_source_name, source_name_key
-from .jobs import product_instrument, product_meta_data
+from .jobs import product_hdus, product_instrument, product_meta_data
 from .provenance import fits_ascii
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class LightCurve:
         LightCurve
         """
         meta = product_meta_data(product)
-        hdus = [unit.to_fits_hdu() for unit in product.data_unit]
+        hdus = product_hdus(product)
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None)
 
     @classmethod

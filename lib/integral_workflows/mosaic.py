@@ -194,7 +194,9 @@ class SkyMosaic:
     @classmethod
     def from_product(cls, product) -> SkyMosaic:
         """Build from an oda_api ``NumpyDataProduct`` (``data.mosaic_image_0_mosaic``)."""
-        hdus = [unit.to_fits_hdu() for unit in product.data_unit]
+        from .jobs import product_hdus
+
+        hdus = product_hdus(product)
         return cls.from_hdus(hdus)
 
     @classmethod

@@ -1,32 +1,12 @@
 """Figure helpers shared by the plots: readable ticks at any range, labels that avoid each other, display binning.
 
-The plots of the science modules (:func:`integral_workflows.mosaic.plot`,
-:func:`integral_workflows.lightcurve.plot`, :func:`integral_workflows.spectrum.plot`...)
-use these helpers so that a figure stays readable whatever its data span:
-
-* :func:`readable_log_axis` puts a log axis's ticks at decades, at 1-2-5 or at
-  every digit depending on how many decades are shown (linear "nice" values
-  below a quarter of a decade), labels them with plain numbers where they are
-  short, and drops any tick label that would touch a more important one
-  (decades first, then 5, 2, 3...): never "3×10¹4×10¹".
-* :func:`thinned_formatter` does that dropping for any formatter; the decision
-  is made at draw time from the axis's length in pixels and the labels' own
-  widths (``matplotlib.textpath``), so it holds at any figure size and dpi.
-* :func:`place_labels` puts text labels next to points (sources on a sky map)
-  where they overlap neither each other, nor the points' markers, nor the
-  axes' edges: a deterministic greedy placement, most important label first,
-  over eight positions around each point; a label without room becomes a
-  number listed in a key, and a number without room is left out (counted in
-  the key).
-* :func:`display_bin_s` chooses a display bin for a time series whose bins
-  would be narrower than a pixel of its axis.
-
-Design notes: ``docs/plots.md``.
+Design notes (tick thinning, label placement, display bins): ``docs/plots.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -190,14 +170,21 @@ def _pixel_positions(axis, values: np.ndarray) -> np.ndarray:
 
 def _text_size_px(text: str, fontsize: float, dpi: float) -> tuple[float, float]:
     """Width and height (display pixels) of a label as the text renderer draws it."""
+    if not text:
+        return 0.0, 0.0
+    width, height = _text_size_pt(text, float(fontsize))
+    return width * dpi / 72.0, height * dpi / 72.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_size_pt(text: str, fontsize: float) -> tuple[float, float]:
+    # cached: a figure's tick labels are measured at every draw (layout passes, savefig), mathtext parsing is slow
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
 
-    if not text:
-        return 0.0, 0.0
     ismath = text.count("$") >= 2
     width, height, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=ismath)
-    return float(width) * dpi / 72.0, float(height) * dpi / 72.0
+    return float(width), float(height)
 
 
 def thinned_formatter(text: Callable[[float], str] | None = None, rank: Callable[[float], int] = _mantissa_rank):

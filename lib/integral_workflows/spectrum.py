@@ -37,7 +37,7 @@ from astropy.io import fits
 from scipy import optimize, stats
 
 from .catalog import source_name_key
-from .jobs import product_instrument, product_meta_data
+from .jobs import product_hdus, product_instrument, product_meta_data
 from .provenance import fits_ascii
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ class Spectrum:
         Spectrum
         """
         meta = product_meta_data(product)
-        hdus = [unit.to_fits_hdu() for unit in product.data_unit]
+        hdus = product_hdus(product)
         return cls.from_hdus(hdus, source=str(meta.get("src_name") or "").strip() or None, response=response)
 
     @classmethod
@@ -625,8 +625,8 @@ class Response:
         -------
         Response
         """
-        arf_hdus = None if arf is None else [unit.to_fits_hdu() for unit in arf.data_unit]
-        return cls.from_hdus(arf_hdus, [unit.to_fits_hdu() for unit in rmf.data_unit])
+        arf_hdus = None if arf is None else product_hdus(arf)
+        return cls.from_hdus(arf_hdus, product_hdus(rmf))
 
     @classmethod
     def read(cls, arf_path: Path | str | None, rmf_path: Path | str) -> Response:
