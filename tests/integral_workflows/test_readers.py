@@ -8,11 +8,8 @@ notebook's own fit (which sherpa must reproduce with the standard OGIP steps of 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,33 +21,18 @@ from astropy.time import Time
 
 from integral_workflows import hosts
 
-from ..conftest import REPO
 from .fitsverify import assert_fitsverify_clean
+from .test_long_term_end_to_end import run_all, write_parameter_file
 
 #: The simulated Crab's photon index (docs/simulated_sky.md, "The Crab is one power law ... Γ = 2.13").
 CRAB_INDEX = 2.13
-PARAMETERS = {
-    "src_name": "Crab",
-    "RA": 83.63308,
-    "DEC": 22.0145,
-    "host_type": "local",
-    "s_max": 10,
-    "instrument": "isgri",
-    "E1_keV": 28.0,
-    "E2_keV": 40.0,
-    "T1": "2005-03-01T00:00:00",
-    "T2": "2005-04-15T00:00:00",
-}
 
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
     """The run folder of one small long-term run (every product of the workflow)."""
     root = tmp_path_factory.mktemp("readers")
-    lines = ["workflow: long_term", "description: readers test run", "parameters:"]
-    lines += [f"  {key}: {json.dumps(value)}" for key, value in PARAMETERS.items()]
-    parameter_file = root / "crab.yaml"
-    parameter_file.write_text("\n".join(lines) + "\n")
+    parameter_file = write_parameter_file(root)  # the Crab with ISGRI, 28-40 keV, 2005-03-01 to 2005-04-15
     home = root / "mmoda"
     env = {
         **os.environ,
@@ -59,14 +41,7 @@ def run_folder(tmp_path_factory) -> Path:
         "OPENBLAS_NUM_THREADS": "1",
     }
     try:
-        finished = subprocess.run(
-            [sys.executable, str(REPO / "run_all.py"), str(parameter_file), "--output-root", str(root / "out")],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env=env,
-        )
+        finished = run_all(parameter_file, "--output-root", root / "out", env=env)
     finally:
         hosts.stop_local_server(home)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]

@@ -74,18 +74,22 @@ return {canvases: count, colours: colours};
 """
 
 
+def requirement_missing(reason: str) -> None:
+    """Fail under CI (which installs every requirement: a missing one is a defect), skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _browser_or_skip():
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if importlib.util.find_spec("selenium") is None:
         missing.append("the selenium package")
     if missing:
-        reason = (
+        requirement_missing(
             f"headless browser test needs {', '.join(missing)} (Debian: apt-get install chromium "
             f"chromium-driver; .ci/run installs them)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 import requests
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -33,7 +32,7 @@ from astropy.wcs import WCS
 from mmoda_local import gallery_site
 
 from .test_gallery import SIMULATED, client
-from .test_gallery_browser import _wait, artifacts, browser  # noqa: F401 - fixtures
+from .test_gallery_browser import _wait, artifacts, browser, requirement_missing  # noqa: F401 - fixtures
 
 #: The mosaic's size (nx, ny): not square, so that a transposed axis shows.
 NX, NY = 48, 40
@@ -59,13 +58,31 @@ def _js9_or_skip() -> None:
     folder = gallery_site.js9_directory()
     if folder is None:
         where = os.environ.get(gallery_site.JS9_ENVIRONMENT) or gallery_site.JS9_PACKAGE
-        reason = (
+        requirement_missing(
             f"JS9 is not installed ({where}): run `make setup`, which runs `npm ci` in "
             f"{gallery_site.JS9_PACKAGE.parents[1]}"
         )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+
+
+def _upload_mosaic(server, path, **position) -> dict:
+    """Upload the tiny mosaic as a contributor's ISGRI image of the Crab; its gallery record."""
+    token = server.token("general, gallery contributor", email="contributor@example.org")
+    gallery = client(server.url)
+    gallery.post_data_product_to_gallery(
+        product_title="Tiny test mosaic",
+        product_id="tiny-js9-mosaic",
+        fits_file_path=[str(path)],
+        token=token,
+        instrument="isgri",
+        product_type="isgri_image",
+        src_name="Crab",
+        insert_new_source=True,
+        validate_source=True,
+        force_insert_not_valid_new_source=True,
+        **position,
+    )
+    (product,) = gallery.get_list_products_with_conditions(product_type="image")
+    return product
 
 
 def analytic_wcs() -> WCS:
@@ -104,23 +121,7 @@ def test_js9_shows_the_mosaic_with_ra_dec_value_scale_and_contrast(server_factor
     assert data.shape == (NY, NX)
 
     server = server_factory()
-    token = server.token("general, gallery contributor", email="contributor@example.org")
-    gallery = client(server.url)
-    gallery.post_data_product_to_gallery(
-        product_title="Tiny test mosaic",
-        product_id="tiny-js9-mosaic",
-        fits_file_path=[str(path)],
-        token=token,
-        instrument="isgri",
-        product_type="isgri_image",
-        src_name="Crab",
-        insert_new_source=True,
-        validate_source=True,
-        force_insert_not_valid_new_source=True,
-        RA=CRVAL[0],
-        DEC=CRVAL[1],
-    )
-    (product,) = gallery.get_list_products_with_conditions(product_type="image")
+    product = _upload_mosaic(server, path, RA=CRVAL[0], DEC=CRVAL[1])
     browser.get(product["url"])
 
     section = browser.find_element(By.ID, "fits-viewer")
@@ -226,21 +227,7 @@ def test_the_product_page_says_so_when_js9_is_missing(server_factory, tmp_path, 
     monkeypatch.setenv(gallery_site.JS9_ENVIRONMENT, str(tmp_path / "no-js9-here"))
     path = write_tiny_mosaic(tmp_path / "tiny_mosaic.fits")
     server = server_factory()
-    token = server.token("general, gallery contributor", email="contributor@example.org")
-    gallery = client(server.url)
-    gallery.post_data_product_to_gallery(
-        product_title="Tiny test mosaic",
-        product_id="tiny-js9-mosaic",
-        fits_file_path=[str(path)],
-        token=token,
-        instrument="isgri",
-        product_type="isgri_image",
-        src_name="Crab",
-        insert_new_source=True,
-        validate_source=True,
-        force_insert_not_valid_new_source=True,
-    )
-    (product,) = gallery.get_list_products_with_conditions(product_type="image")
+    product = _upload_mosaic(server, path)
     page = requests.get(product["url"], timeout=30).text
     assert 'id="js9-missing"' in page and "make setup" in page
     assert 'data-js9-state="missing"' in page
