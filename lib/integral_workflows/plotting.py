@@ -172,12 +172,17 @@ def _text_size_px(text: str, fontsize: float, dpi: float) -> tuple[float, float]
     """Width and height (display pixels) of a label as the text renderer draws it."""
     if not text:
         return 0.0, 0.0
-    width, height = _text_size_pt(text, float(fontsize))
+    from matplotlib import rcParams
+
+    # the fonts in the key: a notebook may change them between figures
+    families = tuple(rcParams["font.family"])
+    fonts = (families, *(tuple(rcParams.get(f"font.{name}", ())) for name in families), rcParams["mathtext.fontset"])
+    width, height = _text_size_pt(text, float(fontsize), fonts)
     return width * dpi / 72.0, height * dpi / 72.0
 
 
 @functools.lru_cache(maxsize=4096)
-def _text_size_pt(text: str, fontsize: float) -> tuple[float, float]:
+def _text_size_pt(text: str, fontsize: float, fonts: tuple) -> tuple[float, float]:
     # cached: a figure's tick labels are measured at every draw (layout passes, savefig), mathtext parsing is slow
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
