@@ -215,13 +215,14 @@ def _kernel_norm(sigma_pixels: float) -> float:
     return float(np.sum(profile**2))  # (Σk²)^½ of k⊗k = Σ over one axis of k²
 
 
-def correlated_noise(rng: np.random.Generator, shape, instrument: Instrument) -> np.ndarray:
+def correlated_noise(rng: np.random.Generator, shape, instrument: Instrument, *, dtype=np.float64) -> np.ndarray:
     """Unit-variance noise correlated like a deconvolved coded-mask image (PSF-shaped correlation)."""
     sigma_pixels = noise_sigma_pixels(instrument)
-    white = rng.standard_normal(shape)
+    white = rng.standard_normal(shape, dtype=dtype)
     # 'wrap' keeps the variance uniform up to the edges (no reflected duplicates).
     smoothed = ndimage.gaussian_filter(white, sigma_pixels, mode="wrap")
-    return smoothed / _kernel_norm(sigma_pixels)
+    smoothed /= _kernel_norm(sigma_pixels)
+    return smoothed
 
 
 def _add_point_sources(image: np.ndarray, grid: Grid, xi, eta, rates, instrument: Instrument):
@@ -383,132 +384,234 @@ def noise_sigma_pixels(instrument: Instrument) -> float:
     return instrument.psf_sigma_deg / instrument.pixel_deg / math.sqrt(2.0)
 
 
-def _source_coordinates(target: Grid, source: Grid):
-    """Source-pixel coordinates of the target pixel centres in the bounding box of the source footprint.
+def _footprint_box(target: Grid, source: Grid) -> tuple[int, int, int, int] | None:
+    """Target-pixel bounding box (x0, x1, y0, y1), inclusive and not clipped to the target, of a source grid.
 
-    Two gnomonic planes are related by a projective transform, so the mapping
-    costs a few multiply-adds per pixel.
-
-    Returns
-    -------
-    (row_slice, col_slice, src_x, src_y) or None when there is no overlap
-        0-based (column, row) coordinates in the source grid; NaN behind its plane.
+    Computed from the offsets to the target's tangent point, so grids of one
+    family (tangent point and pixel size; CRPIX are whole numbers) give the
+    same box up to their integer shift. None when part of the source grid lies
+    behind the target's tangent plane.
     """
     corner_x = np.array([-0.5, source.nx - 0.5, source.nx - 0.5, -0.5])
     corner_y = np.array([-0.5, -0.5, source.ny - 0.5, source.ny - 0.5])
     ra, dec = source.pixel_to_world(corner_x, corner_y)
-    x, y = target.world_to_pixel(ra, dec)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    xi, eta, _ = sky_to_plane(target.basis, ra, dec)
+    if not (np.all(np.isfinite(xi)) and np.all(np.isfinite(eta))):
+        return None
+    east, north = -np.asarray(xi) / target.pixel_deg, np.asarray(eta) / target.pixel_deg
+    shift_x, shift_y = int(round(target.crpix1 - 1.0)), int(round(target.crpix2 - 1.0))
+    return (
+        int(math.floor(east.min())) + shift_x,
+        int(math.ceil(east.max())) + shift_x,
+        int(math.floor(north.min())) + shift_y,
+        int(math.ceil(north.max())) + shift_y,
+    )
+
+
+def _source_coordinates(target: Grid, source: Grid, posangle_deg: float):
+    """Where the target pixel centres fall in a source grid, over the bounding box of its footprint.
+
+    Two gnomonic planes are related by a projective transform: each coordinate
+    is an affine function of the target's plane coordinates divided by another,
+    a few float32 operations per pixel (float32 keeps ~1e-4 pixel here; mosaic
+    planes are float32 in their FITS files).
+
+    Returns
+    -------
+    (row_slice, col_slice, src_x, src_y, y_inst, z_inst) or None when there is no overlap
+        0-based (column, row) coordinates in the source grid, and the instrument-frame coordinates
+        (deg; the frame at position angle ``posangle_deg``) of the target pixel centres, as float32
+        arrays over ``target[row_slice, col_slice]``. Pixels behind the source plane get coordinates
+        far outside any field.
+    """
+    box = _footprint_box(target, source)
+    if box is None:
         x0, x1, y0, y1 = 0, target.nx - 1, 0, target.ny - 1
     else:
-        x0 = max(int(math.floor(x.min())), 0)
-        x1 = min(int(math.ceil(x.max())), target.nx - 1)
-        y0 = max(int(math.floor(y.min())), 0)
-        y1 = min(int(math.ceil(y.max())), target.ny - 1)
+        x0, x1 = max(box[0], 0), min(box[1], target.nx - 1)
+        y0, y1 = max(box[2], 0), min(box[3], target.ny - 1)
     if x1 < x0 or y1 < y0:
         return None
     xi = np.radians(-target.pixel_deg * (np.arange(x0, x1 + 1) + 1.0 - target.crpix1))[None, :]
     eta = np.radians(target.pixel_deg * (np.arange(y0, y1 + 1) + 1.0 - target.crpix2))[:, None]
-    t_basis, s_basis = target.basis, source.basis
     # u = c + ξ e + η n (unnormalised: the gnomonic ratios do not care); project on the source frame.
-    dots = t_basis @ s_basis.T  # dots[a, b] = target_a · source_b
-    along = dots[0, 0] + xi * dots[1, 0] + eta * dots[2, 0]
-    east = dots[0, 1] + xi * dots[1, 1] + eta * dots[2, 1]
-    north = dots[0, 2] + xi * dots[1, 2] + eta * dots[2, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = np.where(along > 0, 1.0 / along, np.nan)
-        src_x = source.crpix1 - 1.0 - np.degrees(east * inverse) / source.pixel_deg
-        src_y = source.crpix2 - 1.0 + np.degrees(north * inverse) / source.pixel_deg
-    return slice(y0, y1 + 1), slice(x0, x1 + 1), src_x, src_y
+    dots = target.basis @ source.basis.T  # dots[a, b] = target_a · source_b
+    pa = math.radians(float(posangle_deg))
+    to_pixels = math.degrees(1.0) / source.pixel_deg
+    # Rows of `numerators`: source east and north in pixels, instrument y and z in degrees (each before ÷ along).
+    numerators = np.array(
+        [
+            -to_pixels * dots[:, 1],
+            to_pixels * dots[:, 2],
+            math.degrees(1.0) * (dots[:, 1] * math.cos(pa) - dots[:, 2] * math.sin(pa)),
+            math.degrees(1.0) * (dots[:, 1] * math.sin(pa) + dots[:, 2] * math.cos(pa)),
+        ]
+    )
+
+    def affine(coefficients):
+        return (coefficients[0] + xi * coefficients[1]).astype(np.float32) + (eta * coefficients[2]).astype(np.float32)
+
+    along = affine(dots[:, 0])
+    behind = along <= 0 if box is None else None
+    if behind is not None:
+        along[behind] = 1.0
+    inverse = np.reciprocal(along, out=along)
+    src_x = affine(numerators[0])
+    src_x *= inverse
+    src_x += np.float32(source.crpix1 - 1.0)
+    src_y = affine(numerators[1])
+    src_y *= inverse
+    src_y += np.float32(source.crpix2 - 1.0)
+    y_inst = affine(numerators[2])
+    y_inst *= inverse
+    z_inst = affine(numerators[3])
+    z_inst *= inverse
+    if behind is not None:
+        # Behind the source plane: far off any field.
+        for plane in (src_x, src_y, y_inst, z_inst):
+            plane[behind] = 1e6
+    return slice(y0, y1 + 1), slice(x0, x1 + 1), src_x, src_y, y_inst, z_inst
 
 
-def regrid(image: SkyImage, target: Grid):
-    """An image's planes on another grid of the same pixel size, conserving flux, propagating variances.
+def _bilinear_noise_factor(coordinate: np.ndarray, rho: float) -> np.ndarray:
+    """Variance factor, along one axis, of a bilinear combination of noise with lag correlation ρ₁.
 
-    Each target pixel centre is mapped into the source image and takes the
-    bilinear combination of the 4 source pixels around it, weights
-    (1−fx)(1−fy), fx(1−fy), (1−fx)fy, fx·fy (fx, fy the fractional offsets).
-    For grids of equal pixel size these are the overlap areas of the target
-    pixel with the source pixels (exact for a shift, to second order in the
-    small rotation between two nearby tangent planes), so a point source's
-    summed rate is kept, as in OSA's mosaics.
+    At fractional offset f from the pixel below, the weights (1−f, f) give
+    (1−f)² + f² + 2ρf(1−f) = 1 − 2(1−ρ)f(1−f); with t = f − ½ this is
+    (1+ρ)/2 + 2(1−ρ)t². The 2-D factor Σₖₗ wₖwₗρₖₗ (ρ₁² diagonally) is the
+    product of the two axes' factors: 1 on a source pixel, ((1+ρ)/2)² between four.
+    """
+    t = coordinate - np.floor(coordinate)
+    t -= np.float32(0.5)
+    t *= t
+    t *= np.float32(2.0 * (1.0 - rho))
+    t += np.float32(0.5 * (1.0 + rho))
+    return t
 
-    Parameters
-    ----------
-    image : SkyImage
-        A ScW image (its noise made by :func:`correlated_noise`).
-    target : Grid
-        The grid to put it on.
+
+def _stamp_truth(view: ScwView, native: Grid, target: Grid, rates, bbox, src_x, src_y, instrument: Instrument):
+    """The ScW's point sources as they land on the mosaic: bilinear resampling of their native-grid PSF stamps.
 
     Returns
     -------
-    (row_slice, col_slice, intensity, variance, exposure) or None when there is no overlap
-        Planes over ``target[row_slice, col_slice]``. A target pixel is
-        covered when its nearest source pixel has a finite variance (the
-        footprint of nearest-neighbour resampling); intensity and variance
-        are NaN elsewhere, exposure 0 off the field.
-
-    Notes
-    -----
-    At field edges the weights are renormalised over the source pixels with
-    a finite variance. The variance is that of the weighted sum of correlated
-    noise, ``Σₖₗ wₖ wₗ ρₖₗ σₖ σₗ``, with the lag correlations of
-    :func:`correlated_noise` (ρ₁ side by side, ρ₁² diagonally), so that
-    significance maps stay N(0, 1).
+    (flat_index, values)
+        Flat indices into the bounding box ``bbox`` of the ScW on ``target`` and the resampled rates there
+        (indices repeat where stamps overlap).
     """
-    source = image.grid
-    mapping = _source_coordinates(target, source)
+    shown = np.flatnonzero(rates != 0)
+    if not len(shown):
+        return np.empty(0, dtype=np.intp), np.empty(0)
+    sigma = instrument.psf_sigma_deg / instrument.pixel_deg
+    reach = int(math.ceil(5.0 * sigma))
+    # Source positions on the native grid (the ScW image's stamps: ±reach pixels around the nearest pixel) ...
+    col = native.crpix1 - 1.0 - view.xi[shown] / native.pixel_deg
+    row = native.crpix2 - 1.0 + view.eta[shown] / native.pixel_deg
+    # ... and on the mosaic, where a stamp turned by the small angle between the two planes fits in ±(1.5 reach + 2).
+    mosaic_x, mosaic_y = target.world_to_pixel(view.source_ra[shown], view.source_dec[shown])
+    keep = np.isfinite(mosaic_x) & np.isfinite(mosaic_y) & np.isfinite(col) & np.isfinite(row)
+    if not keep.any():
+        return np.empty(0, dtype=np.intp), np.empty(0)
+    shown, col, row, mosaic_x, mosaic_y = shown[keep], col[keep], row[keep], mosaic_x[keep], mosaic_y[keep]
+    half = int(math.ceil(1.5 * reach)) + 2
+    offsets = np.arange(-half, half + 1)
+    row_slice, col_slice = bbox
+    height, width = src_x.shape
+    local_c = np.rint(mosaic_x).astype(np.intp)[:, None] + offsets[None, :] - col_slice.start
+    local_r = np.rint(mosaic_y).astype(np.intp)[:, None] + offsets[None, :] - row_slice.start
+    inside = ((local_r >= 0) & (local_r < height))[:, :, None] & ((local_c >= 0) & (local_c < width))[:, None, :]
+    source, r_idx, c_idx = np.nonzero(inside)
+    local = local_r[source, r_idx] * width + local_c[source, c_idx]
+    x = src_x.ravel()[local]
+    y = src_y.ravel()[local]
+    finite = np.isfinite(x) & np.isfinite(y)
+    source, local, x, y = source[finite], local[finite], x[finite], y[finite]
+    c0 = np.floor(x)
+    r0 = np.floor(y)
+    fx = x - c0
+    fy = y - r0
+    centre_c = np.rint(col)[source]
+    centre_r = np.rint(row)[source]
+
+    def profile(pixel, position, centre, size):
+        # The ScW image's stamp: sampled at pixel centres within ±reach of the nearest pixel, inside its grid.
+        on_stamp = (np.abs(pixel - centre) <= reach) & (pixel >= 0) & (pixel < size)
+        return np.where(on_stamp, np.exp(-0.5 * ((pixel - position) / sigma) ** 2), 0.0)
+
+    along_x = (1.0 - fx) * profile(c0, col[source], centre_c, native.nx) + fx * profile(
+        c0 + 1.0, col[source], centre_c, native.nx
+    )
+    along_y = (1.0 - fy) * profile(r0, row[source], centre_r, native.ny) + fy * profile(
+        r0 + 1.0, row[source], centre_r, native.ny
+    )
+    values = rates[shown][source] * along_x * along_y
+    useful = values != 0
+    return local[useful], values[useful]
+
+
+def _place_scw(row, view: ScwView, instrument: Instrument, band, target: Grid, seed: int, sums) -> bool:
+    """Add one ScW to a mosaic's running sums: Σ 1/V, Σ T/V, Σ noise·√V/V and Σ exposure.
+
+    The ScW is seen as its image resampled onto the mosaic (see :func:`mosaic`): at each mosaic pixel its
+    variance is that of the bilinear combination of the 4 ScW pixels around it, V = σ²(p)·(variance
+    factor of the correlated noise), its exposure good time × response, its true rates the bilinear
+    resampling of the ScW image's point-source stamps, its noise √V times the ScW's unit noise field
+    (:func:`_scw_noise`).
+
+    Returns
+    -------
+    bool
+        False when the ScW does not reach the mosaic grid.
+    """
+    native = native_grid(row, instrument)
+    mapping = _source_coordinates(target, native, view.posangle)
     if mapping is None:
-        return None
-    row_slice, col_slice, src_x, src_y = mapping
-    shape = src_x.shape
-    # Planes padded by one pixel (unusable, no exposure), so that every corner of a covered pixel has an index.
-    usable = np.isfinite(image.variance) & (image.variance > 0)
-    width = source.nx + 2
-    mask_in = np.pad(usable.astype(float), 1).ravel()
-    sigma_in = np.pad(np.sqrt(np.where(usable, image.variance, 0.0)), 1).ravel()
-    intensity_in = np.pad(np.where(usable, image.intensity, 0.0), 1).ravel()
-    exposure_in = np.pad(image.exposure, 1).ravel()
-    # Work on the covered pixels only (a rotated ISGRI field fills half of its bounding box).
-    with np.errstate(invalid="ignore"):
-        near_col = np.rint(src_x)
-        near_row = np.rint(src_y)
-        on_grid = (near_col >= 0) & (near_col < source.nx) & (near_row >= 0) & (near_row < source.ny)
-    nearest = np.where(on_grid, (near_row + 1) * width + near_col + 1, 0).astype(np.intp)
-    which = np.flatnonzero(np.take(mask_in, nearest) > 0)
-    x = src_x.ravel()[which]
-    y = src_y.ravel()[which]
-    col0 = np.floor(x)
-    row0 = np.floor(y)
-    fx = x - col0
-    fy = y - row0
-    gx = 1.0 - fx
-    gy = 1.0 - fy
-    base = ((row0 + 1) * width + col0 + 1).astype(np.intp)
-    u = np.empty((4, len(which)))
-    weight_total = np.zeros(len(which))
-    intensity_sum = np.zeros(len(which))
-    exposure_sum = np.zeros(len(which))
-    for k, (offset, weight) in enumerate(((0, gy * gx), (1, gy * fx), (width, fy * gx), (width + 1, fy * fx))):
-        flat = base + offset
-        exposure_sum += weight * np.take(exposure_in, flat)
-        weight *= np.take(mask_in, flat)
-        weight_total += weight
-        intensity_sum += weight * np.take(intensity_in, flat)
-        u[k] = weight * np.take(sigma_in, flat)
-    # The nearest pixel is usable and has weight ≥ 1/4, so the total is positive.
-    scale = 1.0 / weight_total
-    u *= scale
-    rho = noise_lag_correlation(noise_sigma_pixels(image.instrument))
-    side = u[0] * u[1] + u[2] * u[3] + u[0] * u[2] + u[1] * u[3]
-    diagonal = u[0] * u[3] + u[1] * u[2]
-    intensity = np.full(shape, np.nan)
-    variance = np.full(shape, np.nan)
-    exposure = np.zeros(shape)
-    intensity.ravel()[which] = intensity_sum * scale
-    variance.ravel()[which] = np.einsum("ij,ij->j", u, u) + 2.0 * rho * side + 2.0 * rho**2 * diagonal
-    exposure.ravel()[which] = exposure_sum
-    return row_slice, col_slice, intensity, variance, exposure
+        return False
+    row_slice, col_slice, src_x, src_y, y_inst, z_inst = mapping
+    # Response at the mosaic pixel centres, as the ScW image evaluates it at its own (0 off the field).
+    response = instrument.field_response(y_inst, z_inst)
+    rates = view.band_rates(*band)
+    numerator = view.variance_numerator(*band, rates)
+    good_time = max(view.good_time, 1e-9)
+    rho = noise_lag_correlation(noise_sigma_pixels(instrument))
+    # 1/V = T R² / (numerator · f): zero off the field, where R = 0.
+    inverse = response * response
+    inverse *= np.float32(good_time / numerator)
+    inverse /= _bilinear_noise_factor(src_x, rho)
+    inverse /= _bilinear_noise_factor(src_y, rho)
+    weight_sum, weighted_truth, weighted_noise, exposure = sums
+    weight_sum[row_slice, col_slice] += inverse
+    response *= np.float32(view.good_time)
+    exposure[row_slice, col_slice] += response
+    # w·(√V·u) = √w·u
+    noise = _scw_noise(seed, view.swid, instrument, band, target, native, (row_slice, col_slice))
+    noise *= np.sqrt(inverse)
+    weighted_noise[row_slice, col_slice] += noise
+    local, values = _stamp_truth(view, native, target, rates, (row_slice, col_slice), src_x, src_y, instrument)
+    if len(local):
+        width = src_x.shape[1]
+        flat = (local // width + row_slice.start) * target.nx + (local % width + col_slice.start)
+        np.add.at(weighted_truth.ravel(), flat, values * inverse.ravel()[local])
+    return True
+
+
+def _scw_noise(seed: int, swid: str, instrument: Instrument, band, target: Grid, native: Grid, bbox) -> np.ndarray:
+    """One ScW's unit-variance image noise on a mosaic grid, over ``bbox`` (row and column slices of ``target``).
+
+    The noise is drawn on the ScW's whole footprint box and depends only on the
+    seed, the ScW, the band and the grid family (tangent point, pixel size):
+    every mosaic of a source sees the same noise of a ScW at the same pixel, so
+    mosaics of parts of a period combine into the mosaic of the whole period,
+    as with real data.
+    """
+    row_slice, col_slice = bbox
+    box = _footprint_box(target, native)
+    if box is None:
+        box = (0, target.nx - 1, 0, target.ny - 1)
+    x0, x1, y0, y1 = box
+    family = f"mosaic {target.ra0:.9f} {target.dec0:.9f} {target.pixel_deg:.9g} {x0 - target.crpix1:.0f} {y0 - target.crpix2:.0f}"
+    rng = noise_rng(seed, swid, instrument.key, band_label(*band), family)
+    noise = correlated_noise(rng, (y1 - y0 + 1, x1 - x0 + 1), instrument, dtype=np.float32)
+    return noise[row_slice.start - y0 : row_slice.stop - y0, col_slice.start - x0 : col_slice.stop - x0]
 
 
 def mosaic(
@@ -521,12 +624,18 @@ def mosaic(
     seed: int | None = None,
     centre: tuple[float, float] | None = None,
 ) -> SkyImage:
-    """Inverse-variance mosaic of the images of several ScWs.
+    """Inverse-variance mosaic of several ScWs.
 
-    Each ScW image is put on the mosaic grid by :func:`regrid` (bilinear,
-    area-overlap weights: a point source's summed rate is kept, its variance
-    propagated with the noise correlation), then I = Σ(I/V)/Σ(1/V),
-    V = 1/Σ(1/V), S = I/√V, EXPOSURE = Σ exposure.
+    The mosaic is what combining the ScW images would give, made directly on
+    the mosaic grid. Each ScW image, resampled bilinearly onto the grid (the
+    overlap-area weights of OSA's mosaic step for equal pixel sizes), brings
+    at each mosaic pixel its true rates Tₛ (the bilinear resampling of its
+    point-source stamps: a source's summed rate is kept, the PSF widens a
+    little), a variance Vₛ = σₛ²·f (σₛ² of the ScW at that place, f the
+    variance of a bilinear sum of the correlated image noise), its noise
+    √Vₛ·uₛ (uₛ the ScW's unit image noise on the grid) and an exposure. They
+    combine with inverse-variance weights: I = Σ((Tₛ + √Vₛ·uₛ)/Vₛ)/Σ(1/Vₛ),
+    V = 1/Σ(1/Vₛ), S = I/√V, EXPOSURE = Σ exposure.
 
     Parameters
     ----------
@@ -537,7 +646,7 @@ def mosaic(
     e1_keV, e2_keV : float
         Energy band.
     seed : int, optional
-        Global noise seed (each ScW's noise depends only on it and the ScW).
+        Global noise seed (each ScW's noise depends only on it, the ScW, the band and the grid's tangent point).
     centre : (float, float), optional
         Tangent point of the mosaic grid (see :func:`mosaic_grid`).
 
@@ -549,33 +658,25 @@ def mosaic(
     rows = _rows_of(rows)
     if not rows:
         raise ValueError("a mosaic needs at least one ScW")
+    seed = sky.seed if seed is None else seed
     if len(rows) == 1 and centre is None:
         return scw_image(rows[0], sky, instrument, e1_keV, e2_keV, seed=seed)
     grid = mosaic_grid(rows, instrument, centre=centre)
-    weight_sum = np.zeros(grid.shape)
-    weighted_intensity = np.zeros(grid.shape)
-    exposure = np.zeros(grid.shape)
+    sums = tuple(np.zeros(grid.shape) for _ in range(4))
     tstart, tstop, telapse, ontime, swids = math.inf, -math.inf, 0.0, 0.0, []
     for row in rows:
-        image = scw_image(row, sky, instrument, e1_keV, e2_keV, seed=seed)
-        tstart, tstop = min(tstart, image.tstart), max(tstop, image.tstop)
-        telapse += image.telapse
-        ontime += image.ontime
-        swids.extend(image.swids)
-        regridded = regrid(image, grid)
-        if regridded is None:
-            log.warning("ScW %s falls outside the mosaic grid", image.swids[0])
-            continue
-        row_slice, col_slice, scw_intensity, scw_variance, scw_exposure = regridded
-        usable = np.isfinite(scw_variance)
-        inverse = np.where(usable, 1.0 / np.where(usable, scw_variance, 1.0), 0.0)
-        weight_sum[row_slice, col_slice] += inverse
-        weighted_intensity[row_slice, col_slice] += np.where(usable, scw_intensity, 0.0) * inverse
-        exposure[row_slice, col_slice] += scw_exposure
+        view = ScwView(row, sky, instrument)
+        tstart, tstop = min(tstart, view.tstart), max(tstop, view.tstop)
+        telapse += view.telapse
+        ontime += view.good_time
+        swids.append(view.swid)
+        if not _place_scw(row, view, instrument, (e1_keV, e2_keV), grid, seed, sums):
+            log.warning("ScW %s falls outside the mosaic grid", view.swid)
+    weight_sum, weighted_truth, weighted_noise, exposure = sums
     covered = weight_sum > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        intensity = np.where(covered, weighted_intensity / weight_sum, np.nan)
         variance = np.where(covered, 1.0 / weight_sum, np.nan)
+        intensity = np.where(covered, (weighted_truth + weighted_noise) * variance, np.nan)
         significance = intensity / np.sqrt(variance)
     return SkyImage(
         grid=grid,
@@ -889,6 +990,5 @@ __all__ = [
     "image_products",
     "correlated_noise",
     "noise_lag_correlation",
-    "regrid",
     "error_radius_deg",
 ]

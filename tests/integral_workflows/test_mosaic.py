@@ -16,6 +16,7 @@ from integral_workflows.jobs import Chunk, ChunkCache, JobRunner, split_into_chu
 from integral_workflows.mosaic import SkyMosaic
 from integral_workflows.session import Session
 
+from .sampling import pull_std_band
 from .test_jobs import FAST, crab_scws, image_request
 
 CRAB = SkyCoord(83.633 * u.deg, 22.0145 * u.deg)
@@ -284,8 +285,11 @@ def test_galactic_centre_mosaic_rates_match_the_simulated_sky(server, tmp_path):
     assert len(bright) >= 10
     ratios = np.array([row["rate"] / truth[row["name"]] for row in bright])
     pulls = np.array([(row["rate"] - truth[row["name"]]) / row["rate_error"] for row in bright])
-    assert abs(ratios.mean() - 1.0) < 0.01, ratios.mean()
-    assert 0.9 < pulls.std() < 1.2, pulls.std()
+    # Bounds from the sampling spread of ~15 sources (over 12 server seeds the mean ratio ranged 0.995-1.011 and
+    # the pulls' std 0.88-1.44): the mean within 1.5 %, the std inside the 99.7 % band of a χ² sample of that size.
+    assert abs(ratios.mean() - 1.0) < 0.015, ratios.mean()
+    low, high = pull_std_band(len(pulls))
+    assert low < pulls.std(ddof=1) < high, (pulls.std(ddof=1), low, high)
     # the PSF assumed instead of measured: several per cent low
     fixed = mosaic.find_sources(
         sky, threshold=7.0, catalog=default_catalog(ra, dec, 25.0), include_new_sources=False, psf=0.2

@@ -15,7 +15,8 @@ from mmoda_local.config import ServerConfig
 from mmoda_local.instrument import MJDREF, instrument_for
 from mmoda_local.sky import Sky, parse_injected_source, shape_lightcurve
 
-from .test_instrument import scw_table
+from .test_imaging import measured_lag_correlation, native_truth
+from .test_instrument import CRAB_DEC, CRAB_RA, scw_table
 
 #: A high-latitude field with no catalogue source brighter than ~3 mCrab within 21° (see test_imaging).
 EMPTY_RA, EMPTY_DEC = 10.0, 10.0
@@ -65,35 +66,43 @@ def test_a_mosaic_keeps_a_point_source_flux_and_empty_field_noise(instrument_nam
     assert abs(field.mean()) < 0.05
 
 
-def test_regridding_is_bilinear_and_its_variance_follows_the_noise_correlation():
+def test_resampling_is_bilinear_and_its_variance_follows_the_noise_correlation():
     from scipy import ndimage
 
     isgri = instrument_for("isgri")
     sky = Sky.default()
-    row = scw_table(1, ra=EMPTY_RA, dec=EMPTY_DEC, posangle=17.0)[0]
-    single = imaging.scw_image(row, sky, isgri, 30, 60)
+    band = (30, 60)
+    # The Crab 3° off axis: a bright source whose resampled PSF the mosaic must carry exactly.
+    row = scw_table(1, ra=CRAB_RA + 2.0, dec=CRAB_DEC - 2.0, posangle=17.0)[0]
+    single = imaging.scw_image(row, sky, isgri, *band)
+    native, truth = native_truth(row, sky, isgri, band)
     # A grid whose tangent point is 0.37 and 0.61 pixel away: every target pixel falls between source pixels.
     centre = single.grid.pixel_to_world(single.grid.crpix1 - 1 + 0.37, single.grid.crpix2 - 1 + 0.61)
-    image = imaging.mosaic([row], sky, isgri, 30, 60, centre=(float(centre[0]), float(centre[1])))
+    image = imaging.mosaic([row], sky, isgri, *band, centre=(float(centre[0]), float(centre[1])))
     rows_idx, cols_idx = np.mgrid[0 : image.grid.ny, 0 : image.grid.nx]
     ra, dec = image.grid.pixel_to_world(cols_idx.ravel(), rows_idx.ravel())
-    x, y = single.grid.world_to_pixel(ra, dec)
-    expected = ndimage.map_coordinates(single.intensity, [y, x], order=1, cval=np.nan).reshape(image.grid.shape)
-    interior = np.isfinite(expected)
+    x, y = native.world_to_pixel(ra, dec)
+
+    def resample(plane):
+        return ndimage.map_coordinates(plane, [y, x], order=1, cval=np.nan).reshape(image.grid.shape)
+
+    expected = resample(truth)
+    interior = np.isfinite(expected) & np.isfinite(resample(single.variance)) & np.isfinite(image.variance)
     assert interior.sum() > 50_000
-    assert np.allclose(image.intensity[interior], expected[interior], rtol=1e-7, atol=1e-9)
     # Variance of a bilinear sum of correlated noise: the lag-1 correlation measured on a noise field (not the
     # code's formula) gives the factor (1 − 2fx(1−fx)(1−ρ))(1 − 2fy(1−fy)(1−ρ)).
-    noise = imaging.correlated_noise(np.random.default_rng(3), (400, 400), isgri)
-    rho = float(np.mean(noise[:, :-1] * noise[:, 1:]) / np.mean(noise**2))
+    rho = measured_lag_correlation(isgri)
     fx, fy = (x % 1.0).reshape(image.grid.shape), (y % 1.0).reshape(image.grid.shape)
     factor = (1 - 2 * fx * (1 - fx) * (1 - rho)) * (1 - 2 * fy * (1 - fy) * (1 - rho))
-    interpolated = ndimage.map_coordinates(single.variance, [y, x], order=1, cval=np.nan).reshape(image.grid.shape)
-    ratio = image.variance[interior] / (interpolated[interior] * factor[interior])
+    ratio = image.variance[interior] / (resample(single.variance)[interior] * factor[interior])
     assert np.median(np.abs(ratio - 1)) < 0.01
     assert factor[interior].min() < 0.85, "the correlation matters"
-    values = image.significance[interior]
-    assert abs(values.std() - 1) < 0.03
+    # Intensity: the bilinearly resampled PSF of the Crab plus unit noise in σ units (no residual at its peak).
+    crab_x, crab_y = (int(round(float(v))) for v in image.grid.world_to_pixel(CRAB_RA, CRAB_DEC))
+    assert expected[crab_y, crab_x] / math.sqrt(image.variance[crab_y, crab_x]) > 50
+    pulls = (image.intensity[interior] - expected[interior]) / np.sqrt(image.variance[interior])
+    assert abs(pulls.mean()) < 0.05 and abs(pulls.std() - 1) < 0.03
+    assert np.abs(pulls).max() < 6.5
 
 
 def test_injected_sources_have_their_spectrum_and_light_curve():
