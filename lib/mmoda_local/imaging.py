@@ -408,13 +408,18 @@ def _footprint_box(target: Grid, source: Grid) -> tuple[int, int, int, int] | No
     )
 
 
-def _source_coordinates(target: Grid, source: Grid, posangle_deg: float):
+def _source_coordinates(target: Grid, source: Grid, posangle_deg: float, box):
     """Where the target pixel centres fall in a source grid, over the bounding box of its footprint.
 
     Two gnomonic planes are related by a projective transform: each coordinate
     is an affine function of the target's plane coordinates divided by another,
     a few float32 operations per pixel (float32 keeps ~1e-4 pixel here; mosaic
     planes are float32 in their FITS files).
+
+    Parameters
+    ----------
+    box : tuple or None
+        :func:`_footprint_box` of ``source`` on ``target``.
 
     Returns
     -------
@@ -424,7 +429,6 @@ def _source_coordinates(target: Grid, source: Grid, posangle_deg: float):
         arrays over ``target[row_slice, col_slice]``. Pixels behind the source plane get coordinates
         far outside any field.
     """
-    box = _footprint_box(target, source)
     if box is None:
         x0, x1, y0, y1 = 0, target.nx - 1, 0, target.ny - 1
     else:
@@ -523,8 +527,6 @@ def _stamp_truth(view: ScwView, native: Grid, target: Grid, rates, bbox, src_x, 
     local = local_r[source, r_idx] * width + local_c[source, c_idx]
     x = src_x.ravel()[local]
     y = src_y.ravel()[local]
-    finite = np.isfinite(x) & np.isfinite(y)
-    source, local, x, y = source[finite], local[finite], x[finite], y[finite]
     c0 = np.floor(x)
     r0 = np.floor(y)
     fx = x - c0
@@ -563,7 +565,8 @@ def _place_scw(row, view: ScwView, instrument: Instrument, band, target: Grid, s
         False when the ScW does not reach the mosaic grid.
     """
     native = native_grid(row, instrument)
-    mapping = _source_coordinates(target, native, view.posangle)
+    box = _footprint_box(target, native)
+    mapping = _source_coordinates(target, native, view.posangle, box)
     if mapping is None:
         return False
     row_slice, col_slice, src_x, src_y, y_inst, z_inst = mapping
@@ -583,7 +586,7 @@ def _place_scw(row, view: ScwView, instrument: Instrument, band, target: Grid, s
     response *= np.float32(view.good_time)
     exposure[row_slice, col_slice] += response
     # w·(√V·u) = √w·u
-    noise = _scw_noise(seed, view.swid, instrument, band, target, native, (row_slice, col_slice))
+    noise = _scw_noise(seed, view.swid, instrument, band, target, box, (row_slice, col_slice))
     noise *= np.sqrt(inverse)
     weighted_noise[row_slice, col_slice] += noise
     local, values = _stamp_truth(view, native, target, rates, (row_slice, col_slice), src_x, src_y, instrument)
@@ -594,17 +597,16 @@ def _place_scw(row, view: ScwView, instrument: Instrument, band, target: Grid, s
     return True
 
 
-def _scw_noise(seed: int, swid: str, instrument: Instrument, band, target: Grid, native: Grid, bbox) -> np.ndarray:
+def _scw_noise(seed: int, swid: str, instrument: Instrument, band, target: Grid, box, bbox) -> np.ndarray:
     """One ScW's unit-variance image noise on a mosaic grid, over ``bbox`` (row and column slices of ``target``).
 
     The noise is drawn on the ScW's whole footprint box and depends only on the
     seed, the ScW, the band and the grid family (tangent point, pixel size):
     every mosaic of a source sees the same noise of a ScW at the same pixel, so
     mosaics of parts of a period combine into the mosaic of the whole period,
-    as with real data.
+    as with real data. ``box`` is the ScW's :func:`_footprint_box` on ``target``.
     """
     row_slice, col_slice = bbox
-    box = _footprint_box(target, native)
     if box is None:
         box = (0, target.nx - 1, 0, target.ny - 1)
     x0, x1, y0, y1 = box
