@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +29,9 @@ from traitlets import CaselessStrEnum, default
 from integral_workflows import provenance
 
 from .credentials import kernel_environment
+from .kernels import TemplateProvisioner
 from .manifest import FAILED, OK, StepEntry, StepError, UpstreamProduct
+from .notebooks import notebook_imports
 from .plan import PlannedRun, PlannedStep
 from .scrubbing import mask_leaks, scrub_notebook
 
@@ -74,13 +76,42 @@ class IPCKernelManager(KernelManager):
     """A kernel manager whose kernel listens on Unix sockets in a private folder instead of TCP ports.
 
     Faster to start than TCP (no port probing), reachable by this user only, and the kernel
-    has no reason to warn that it runs "over TCP without encryption".
+    has no reason to warn that it runs "over TCP without encryption". The kernel is forked from this
+    process's kernel template when it can be (:mod:`integral_pipeline.kernels`).
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-    #: Variables added to the kernel's environment; set per step by :meth:`with_environment` (papermill builds
+    #: Variables added to the kernel's environment; set per step by :meth:`configured` (papermill builds
     #: the kernel manager from its class alone, so the class carries them).
     extra_environment: ClassVar[Mapping[str, str]] = {}
+    #: Modules the kernel template imports before forking the kernel (the notebook's imports).
+    kernel_preload: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def configured(
+        cls, *, environment: Mapping[str, str] | None = None, preload: Sequence[str] = ()
+    ) -> type[IPCKernelManager]:
+        """Return a kernel manager class for one step.
+
+        Parameters
+        ----------
+        environment : mapping, optional
+            Variables for the kernel (e.g. ``ODA_TOKEN``) on top of this process's.
+        preload : sequence of str
+            Modules the kernel template imports before forking the kernel
+            (:func:`integral_pipeline.notebooks.notebook_imports`).
+
+        Returns
+        -------
+        type
+            A subclass (kept in memory only: its variables are never written anywhere), or this class
+            when there is nothing to set.
+        """
+        if not environment and not preload:
+            return cls
+        return type(
+            cls.__name__, (cls,), {"extra_environment": dict(environment or {}), "kernel_preload": tuple(preload)}
+        )
 
     @classmethod
     def with_environment(cls, environment: Mapping[str, str]) -> type[IPCKernelManager]:
@@ -96,13 +127,21 @@ class IPCKernelManager(KernelManager):
         type
             A subclass (kept in memory only: its variables are never written anywhere).
         """
-        if not environment:
-            return cls
-        return type(cls.__name__, (cls,), {"extra_environment": dict(environment)})
+        return cls.configured(environment=environment)
 
     async def _async_pre_start_kernel(self, **kw: Any):
         if self.extra_environment:
             kw["env"] = {**(kw.get("env") or os.environ), **self.extra_environment}
+        if (
+            self.provisioner is None
+            and self.kernel_spec is not None
+            and not self.kernel_spec.metadata.get("kernel_provisioner")
+        ):
+            # The kernelspec names no provisioner of its own: the local one, forking from the kernel template.
+            self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+            self.provisioner = TemplateProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+            self.provisioner.preload = self.kernel_preload
+            self.provisioner.private_variables = tuple(self.extra_environment)
         return await super()._async_pre_start_kernel(**kw)
 
     @default("ip")
@@ -142,15 +181,20 @@ def _run_papermill(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import ENGINE_NAME
+
     try:
         papermill.execute_notebook(
             str(planned.notebook),
             str(output_notebook),
             parameters=planned.notebook_values,
+            engine_name=ENGINE_NAME,
             kernel_name=kernel_name,
             progress_bar=False,
             log_output=log_output,
-            kernel_manager_class=IPCKernelManager.with_environment(environment),
+            kernel_manager_class=IPCKernelManager.configured(
+                environment=environment, preload=notebook_imports(planned.notebook)
+            ),
             # The kernel's working folder, set per kernel: papermill's cwd= would os.chdir
             # the whole process, which parallel runs would race on.
             resources={"metadata": {"path": str(run_dir)}},

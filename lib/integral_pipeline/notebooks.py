@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -15,12 +16,13 @@ from .project import display_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KERNEL_NAME", "notebook_parameters", "notebook_digest"]
+__all__ = ["KERNEL_NAME", "notebook_parameters", "notebook_digest", "notebook_imports"]
 
 #: The Jupyter kernel every step runs in.
 KERNEL_NAME = "python3"
 
 _INSPECTION_CACHE: dict[tuple, dict] = {}
+_IMPORTS_CACHE: dict[tuple, tuple[str, ...]] = {}
 _INSPECTION_LOCK = threading.Lock()
 
 
@@ -103,3 +105,54 @@ def notebook_digest(path: str | Path) -> str:
     notebook = nbformat.read(Path(path), as_version=4)
     code = [[cell.cell_type, cell.source] for cell in notebook.cells if cell.cell_type == "code"]
     return hashlib.sha256(json.dumps(code, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _cell_imports(source: str) -> list[str]:
+    # IPython magics and shell escapes are not Python: blanked before parsing.
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:  # top-level statements only: a conditional import (e.g. the gallery's) is not taken
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # ``from package import name``: ``name`` may be a submodule (tried) or an attribute.
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")]
+    return names
+
+
+def notebook_imports(path: str | Path) -> tuple[str, ...]:
+    """Return the modules a notebook's code cells import at their top level (what its kernel will import).
+
+    Parameters
+    ----------
+    path : str or Path
+        The notebook.
+
+    Returns
+    -------
+    tuple of str
+        Dotted names in order of appearance, without repeats; ``from package import name`` gives
+        ``package`` and ``package.name`` (which may be an attribute rather than a module). Empty if the
+        notebook cannot be read.
+    """
+    path = Path(path).resolve()
+    try:
+        signature = _file_signature(path)
+    except OSError:
+        return ()
+    with _INSPECTION_LOCK:
+        if signature in _IMPORTS_CACHE:
+            return _IMPORTS_CACHE[signature]
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception:  # nbformat raises several unrelated types for unreadable files; running it will say why
+        return ()
+    names = [name for cell in notebook.cells if cell.cell_type == "code" for name in _cell_imports(cell.source)]
+    imports = tuple(dict.fromkeys(names))
+    with _INSPECTION_LOCK:
+        _IMPORTS_CACHE[signature] = imports
+    return imports

@@ -16,6 +16,7 @@ from distributed import Client
 import integral_pipeline
 from integral_pipeline.clusters import local_cluster
 from integral_pipeline.progress import Progress
+from integral_workflows.hosts import process_alive
 
 from .helpers import CRAB_ISGRI, PROJECT, crab_file, run, write_file
 
@@ -29,15 +30,6 @@ def wait_for(condition, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {PATIENCE_S} s")
         time.sleep(0.1)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat")
-    return not (state.is_file() and state.read_text().split()[2] == "Z")
 
 
 @pytest.fixture
