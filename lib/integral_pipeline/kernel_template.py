@@ -4,6 +4,8 @@ Started by :mod:`integral_pipeline.kernels` as ``python [options] kernel_templat
 imported: the package is not loaded into the kernels), with the interpreter options of the kernelspec.
 It talks to its parent over the connected Unix socket ``FD``, one JSON object per line:
 
+- ``{"op": "preload", "modules": [...]}``: import the modules not yet imported (as ahead of a launch),
+  answer ``{"op": "preloaded", "failed": [...]}`` with those that failed to import now.
 - ``{"op": "launch", "preload": [...], "argv": [...], "env": {...}, "cwd": "..."}``: import the modules of
   ``preload`` not yet imported (a module that fails to import is left to the kernel, which will fail on it
   as it would have anyway), fork, and answer ``{"op": "launched", "pid": N}`` (or ``{"op": "error", ...}``).
@@ -45,6 +47,9 @@ KERNEL_MODULES = [
     "sqlite3",
     "tornado.platform.asyncio",
 ]
+
+#: Longest wait at a kernel's end for its control thread to finish the shutdown request (seconds).
+CONTROL_THREAD_WAIT_S = 2.0
 
 #: What a kernel's matplotlib backend is when nothing sets it: ipykernel sets this before running any code.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -107,6 +112,11 @@ def _serve(sock: socket.socket) -> None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
+                if request.get("op") == "preload":
+                    before = set(failed)
+                    _preload(request.get("modules", []), failed)
+                    _send(sock, {"op": "preloaded", "failed": sorted(failed - before)})
+                    continue
                 if request.get("op") != "launch":
                     _send(sock, {"op": "error", "message": f"unknown request {request.get('op')!r}"})
                     continue
@@ -156,6 +166,12 @@ def _run_kernel(request: dict) -> int:
     app = IPKernelApp.instance(parent_handle=os.getppid())
     app.initialize(argv)
     app.start()
+    # A shutdown request stops the control thread's loop, but that thread still publishes the request's "idle"
+    # status on IOPub; if the IOPub thread is closed meanwhile (``app.close``, at exit) the publication can block
+    # for good, and the kernel is terminated by its manager seconds later. Let the control thread finish first.
+    control = getattr(app, "control_thread", None)
+    if control is not None and control.is_alive():
+        control.join(CONTROL_THREAD_WAIT_S)
     return 0
 
 

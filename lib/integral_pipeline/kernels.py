@@ -43,9 +43,19 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from integral_workflows.hosts import process_alive
 
+from .notebooks import KERNEL_NAME
+
 log = logging.getLogger(__name__)
 
-__all__ = ["PRELOAD", "TEMPLATE_ENV", "ForkedKernel", "KernelTemplate", "KernelTemplateError", "TemplateProvisioner"]
+__all__ = [
+    "PRELOAD",
+    "TEMPLATE_ENV",
+    "ForkedKernel",
+    "KernelTemplate",
+    "KernelTemplateError",
+    "TemplateProvisioner",
+    "warm_template",
+]
 
 #: Set to ``0`` to start every kernel the ordinary way.
 TEMPLATE_ENV = "INTEGRAL_PIPELINE_KERNEL_TEMPLATE"
@@ -296,6 +306,37 @@ class KernelTemplate:
                 kernel._exited(early)
             return kernel
 
+    def preload(self, modules: Sequence[str]) -> list[str]:
+        """Have the template import ``modules`` now, ahead of any launch.
+
+        Parameters
+        ----------
+        modules : sequence of str
+            Dotted module names.
+
+        Returns
+        -------
+        list of str
+            Those that failed to import (left to the kernels, as in a launch).
+
+        Raises
+        ------
+        KernelTemplateError
+            If the template is gone or did not answer.
+        """
+        request = {"op": "preload", "modules": list(dict.fromkeys(modules))}
+        with self._launch_lock:
+            if not self.alive:
+                raise KernelTemplateError("the kernel template ended")
+            try:
+                self._socket.sendall((json.dumps(request) + "\n").encode())
+                reply = self._replies.get(timeout=LAUNCH_TIMEOUT_S)
+            except (OSError, queue.Empty) as error:
+                raise KernelTemplateError(f"the kernel template did not answer: {error}") from None
+        if reply.get("op") != "preloaded":
+            raise KernelTemplateError(reply.get("message", str(reply)))
+        return list(reply["failed"])
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Close the template (its running kernels end too, as when their manager's process ends)."""
         self.alive = False
@@ -349,6 +390,45 @@ def close_templates() -> None:
 
 
 atexit.register(close_templates)
+
+
+def warm_template(kernel_name: str = KERNEL_NAME) -> KernelTemplate | None:
+    """Start this process's template for the kernelspec ``kernel_name`` and import :data:`PRELOAD` in it now.
+
+    The first kernel then starts without waiting for them: e.g. ``client.run(warm_template)`` readies
+    the templates of a Dask cluster's workers before a batch. It is the template that the kernels of
+    that kernelspec launched later from this process are forked from (same interpreter, options and
+    environment).
+
+    Parameters
+    ----------
+    kernel_name : str
+        The Jupyter kernelspec.
+
+    Returns
+    -------
+    KernelTemplate or None
+        None when that kernelspec's kernels are not forked (templates disabled, another command or
+        provisioner, no such kernelspec, or a template that cannot fork).
+    """
+    if not templates_enabled():
+        return None
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        return None
+    parts = _split_command(spec.argv)
+    if parts is None or spec.metadata.get("kernel_provisioner"):
+        return None
+    python, options, _ = parts
+    template = template_for(python, options, {**os.environ, **spec.env})
+    if template is not None:
+        failed = template.preload(PRELOAD)
+        if failed:
+            log.warning("kernel template %d: could not import %s", template.process.pid, ", ".join(failed))
+    return template
 
 
 class TemplateProvisioner(LocalProvisioner):

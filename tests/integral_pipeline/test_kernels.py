@@ -121,6 +121,44 @@ def test_a_forked_kernels_exit_status_and_signals_reach_its_manager(tmp_path):
     assert process.poll() == -signal.SIGKILL
 
 
+#: Run in a kernel: its control thread publishes the "idle" status that ends a control request 0.5 s late (as on a
+#: loaded machine) and records whether the IOPub thread, which carries it, still runs at that moment.
+LATE_CONTROL_STATUS = """
+import time
+kernel = get_ipython().kernel
+publish = kernel._publish_status_and_flush
+
+# (what it uses is bound here: the user namespace is cleared at the kernel's exit, which may come first)
+def late(status, channel, *args, _sleep=time.sleep, _kernel=kernel, _publish=publish, **kwargs):
+    if channel == "control" and status == "idle":
+        _sleep(0.5)
+        with open({record!r}, "a") as seen:
+            seen.write(f"{{_kernel.iopub_thread.thread.is_alive()}}\\n")
+    return _publish(status, channel, *args, **kwargs)
+
+kernel._publish_status_and_flush = late
+"""
+
+
+def test_a_forked_kernel_publishes_its_shutdown_status_before_closing_iopub(tmp_path):
+    # ipykernel's race at a kernel's end: the control thread's last status, after the shutdown request, against
+    # IOPub's closing at exit; a status sent while IOPub closes can block until the manager terminates the kernel.
+    record = tmp_path / "iopub_alive.txt"
+    manager = IPCKernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path))
+    process = manager.provisioner.process
+    assert isinstance(process, kernels.ForkedKernel)
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    reply = client.execute_interactive(LATE_CONTROL_STATUS.format(record=str(record)), timeout=60)
+    assert reply["content"]["status"] == "ok"
+    client.stop_channels()
+    manager.shutdown_kernel(now=False)
+    assert process.wait(timeout=30) == 0  # it ended by itself, not terminated by its manager
+    assert record.read_text().splitlines()[-1] == "True"
+
+
 def test_the_template_imports_a_kernels_modules_before_forking_it(tmp_path):
     manager = IPCKernelManager.configured(preload=("json.tool", "no_such_module_here"))(kernel_name="python3")
     manager.start_kernel(cwd=str(tmp_path))
@@ -144,6 +182,25 @@ def test_the_template_imports_a_kernels_modules_before_forking_it(tmp_path):
         client.stop_channels()
     finally:
         manager.shutdown_kernel(now=True)
+
+
+def test_a_warmed_up_template_is_the_one_kernels_are_forked_from(tmp_path):
+    kernels.close_templates()
+    template = kernels.warm_template()
+    assert template is not None and template.launched == 0
+    assert template.preload(["json.tool", "no_such_module_here"]) == ["no_such_module_here"]
+    manager = IPCKernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path))
+    try:
+        assert manager.provisioner.process._template is template and template.launched == 1
+    finally:
+        manager.shutdown_kernel(now=True)
+    assert kernels.warm_template() is template  # one per interpreter, options and environment
+
+
+def test_no_template_is_warmed_up_when_templates_are_off(monkeypatch):
+    monkeypatch.setenv(kernels.TEMPLATE_ENV, "0")
+    assert kernels.warm_template() is None
 
 
 def test_a_template_that_cannot_fork_leaves_kernels_to_the_ordinary_launch(tmp_path, monkeypatch, caplog):
