@@ -666,12 +666,14 @@ class RetryPolicy:
     def for_local(cls, **changes) -> RetryPolicy:
         """Settings for the local MMODA: it reports every ScW as it goes, so silence means a stall.
 
-        A job of ``n`` ScWs that shows no progress for ``2 + 0.15 n`` s (at
+        A job of ``n`` ScWs that shows no progress for ``1 + 0.05 n`` s (at
         most 60 s) is resubmitted: the local MMODA reports each ScW as it
-        goes, and its last step, which combines the ScWs, was measured at
-        0.11 s per ScW (5.7 s for a 50-ScW ISGRI image). A resubmitted job
-        that is in fact running is only attached to again, never computed
-        twice, so a false alarm on a loaded machine costs under a second.
+        goes, and its silent last step, which combines the ScWs, takes at
+        most ~10 ms per ScW (a 40-ScW ISGRI mosaic 0.38 s; a whole 50-ScW
+        light-curve or spectrum job 0.06-0.10 s, ``bench/bench_local_backend.py``);
+        the bound leaves a factor 5 for a loaded machine. A
+        resubmitted job that is in fact running is only attached to again,
+        never computed twice, so a false alarm costs one request.
 
         Parameters
         ----------
@@ -685,13 +687,13 @@ class RetryPolicy:
         # a local server is not relieved by waiting: short backoff, frequent polls
         settings = {
             "budget_s": 900.0,
-            "poll_interval_s": 0.25,
+            "poll_interval_s": 0.1,
             "max_poll_interval_s": 1.0,
             "backoff_s": 0.1,
             "max_backoff_s": 0.5,
             "poll_failure_budget_s": 30.0,
-            "stall_timeout_s": 2.0,
-            "stall_per_scw_s": 0.15,
+            "stall_timeout_s": 1.0,
+            "stall_per_scw_s": 0.05,
             "max_stall_timeout_s": 60.0,
             "queue_timeout_s": 60.0,
             "request_timeout_s": 60.0,
