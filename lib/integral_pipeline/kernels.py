@@ -251,6 +251,16 @@ class KernelTemplate:
             self.alive = False
             self._replies.put({"op": "error", "message": "the kernel template ended"})
 
+    def _ask(self, request: dict) -> dict:
+        """Send ``request`` and return the template's answer (the caller holds the launch lock)."""
+        if not self.alive:
+            raise KernelTemplateError("the kernel template ended")
+        try:
+            self._socket.sendall((json.dumps(request) + "\n").encode())
+            return self._replies.get(timeout=LAUNCH_TIMEOUT_S)
+        except (OSError, queue.Empty) as error:
+            raise KernelTemplateError(f"the kernel template did not answer: {error}") from None
+
     def launch(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | Path, preload: Sequence[str] = ()
     ) -> ForkedKernel:
@@ -285,13 +295,7 @@ class KernelTemplate:
             "preload": list(dict.fromkeys(preload)),
         }
         with self._launch_lock:
-            if not self.alive:
-                raise KernelTemplateError("the kernel template ended")
-            try:
-                self._socket.sendall((json.dumps(request) + "\n").encode())
-                reply = self._replies.get(timeout=LAUNCH_TIMEOUT_S)
-            except (OSError, queue.Empty) as error:
-                raise KernelTemplateError(f"the kernel template did not answer: {error}") from None
+            reply = self._ask(request)
             if reply.get("op") != "launched":
                 if self.alive:
                     self.usable = False
@@ -324,15 +328,8 @@ class KernelTemplate:
         KernelTemplateError
             If the template is gone or did not answer.
         """
-        request = {"op": "preload", "modules": list(dict.fromkeys(modules))}
         with self._launch_lock:
-            if not self.alive:
-                raise KernelTemplateError("the kernel template ended")
-            try:
-                self._socket.sendall((json.dumps(request) + "\n").encode())
-                reply = self._replies.get(timeout=LAUNCH_TIMEOUT_S)
-            except (OSError, queue.Empty) as error:
-                raise KernelTemplateError(f"the kernel template did not answer: {error}") from None
+            reply = self._ask({"op": "preload", "modules": list(dict.fromkeys(modules))})
         if reply.get("op") != "preloaded":
             raise KernelTemplateError(reply.get("message", str(reply)))
         return list(reply["failed"])
@@ -395,8 +392,8 @@ atexit.register(close_templates)
 def warm_template(kernel_name: str = KERNEL_NAME) -> KernelTemplate | None:
     """Start this process's template for the kernelspec ``kernel_name`` and import :data:`PRELOAD` in it now.
 
-    The first kernel then starts without waiting for them: e.g. ``client.run(warm_template)`` readies
-    the templates of a Dask cluster's workers before a batch. It is the template that the kernels of
+    The first kernel then starts without waiting for them: e.g. ``client.run(lambda: warm_template() is not
+    None)`` readies the templates of a Dask cluster's workers before a batch. It is the template that the kernels of
     that kernelspec launched later from this process are forked from (same interpreter, options and
     environment).
 
