@@ -13,7 +13,6 @@ Run: ``python bench/bench_make_run.py [--repeat N]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_pipeline import server_cpu_seconds
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 60.0
 
@@ -31,16 +32,6 @@ def children_cpu_seconds() -> float:
     """Return the CPU seconds of this process's finished children (``run_all.py`` and its descendants)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def server_cpu_seconds(home: Path) -> float:
-    """Return the CPU seconds of the local MMODA of ``home`` (0 if it is not running)."""
-    try:
-        pid = json.loads((home / "server.json").read_text())["pid"]
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except (OSError, ValueError, KeyError):
-        return 0.0
-    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def cold_pass(scratch: Path, *, template: bool) -> dict:

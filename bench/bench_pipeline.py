@@ -47,10 +47,11 @@ def our_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def server_cpu_seconds() -> float:
-    """Return the CPU seconds of the local MMODA of ``$MMODA_LOCAL_HOME`` (0 if it is not running)."""
+def server_cpu_seconds(home: Path | None = None) -> float:
+    """Return the CPU seconds of the local MMODA of ``home`` (``$MMODA_LOCAL_HOME``; 0 if it is not running)."""
     try:
-        pid = json.loads((Path(os.environ["MMODA_LOCAL_HOME"]) / "server.json").read_text())["pid"]
+        home = home or Path(os.environ["MMODA_LOCAL_HOME"])
+        pid = json.loads((home / "server.json").read_text())["pid"]
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except (OSError, ValueError, KeyError):
         return 0.0

@@ -113,22 +113,6 @@ class IPCKernelManager(KernelManager):
             cls.__name__, (cls,), {"extra_environment": dict(environment or {}), "kernel_preload": tuple(preload)}
         )
 
-    @classmethod
-    def with_environment(cls, environment: Mapping[str, str]) -> type[IPCKernelManager]:
-        """Return a kernel manager class whose kernels get ``environment`` on top of this process's.
-
-        Parameters
-        ----------
-        environment : mapping
-            Variables for the kernel (e.g. ``ODA_TOKEN``); empty returns this class.
-
-        Returns
-        -------
-        type
-            A subclass (kept in memory only: its variables are never written anywhere).
-        """
-        return cls.configured(environment=environment)
-
     async def _async_pre_start_kernel(self, **kw: Any):
         if self.extra_environment:
             kw["env"] = {**(kw.get("env") or os.environ), **self.extra_environment}
